@@ -1,0 +1,347 @@
+"""Configuration: one TOML file loaded once at start into a tree of frozen dataclasses.
+
+``load_config(path)`` is the only entry point. Unknown keys and wrong types raise
+``ConfigError`` naming the file and the dotted key, so a typo fails the start instead of
+silently falling back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from gateway.errors import ConfigError
+
+DEFAULT_ISSUER = "http://127.0.0.1:8000"
+SIGNING_ALGORITHMS = ("RS256", "ES256", "EdDSA", "Ed25519")
+GRANT_TYPES = ("authorization_code", "password", "refresh_token", "client_credentials")
+RESERVED_PREFIXES = ("/oauth", "/.well-known", "/healthz", "/readyz", "/metrics")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = "sqlite:///gateway.db"
+
+
+@dataclass(frozen=True)
+class KeysConfig:
+    dir: str = "keys"
+    algorithm: str = "RS256"
+    activation_delay: int = 0
+    #: seconds between looks at ``dir`` for keys rotated or retired by another process
+    reload_interval: float = 2.0
+
+
+@dataclass(frozen=True)
+class TokensConfig:
+    audience: str = ""
+    access_token_ttl: int = 600
+    refresh_token_ttl: int = 1209600
+    authorization_code_ttl: int = 60
+    rotate_refresh_tokens: bool = True
+    #: clock skew allowed on exp / nbf / iat when validating, in seconds
+    leeway: int = 30
+
+
+@dataclass(frozen=True)
+class RevocationConfig:
+    sync_interval: float = 1.0
+    max_staleness: float = 30.0
+
+
+@dataclass(frozen=True)
+class ThrottleConfig:
+    """Failed password logins allowed per user and per client address within ``window``."""
+
+    max_failures: int = 5
+    window: int = 300
+
+
+@dataclass(frozen=True)
+class IdentityHeaders:
+    user: str = "X-Forwarded-User"
+    email: str = "X-Forwarded-Email"
+    client_id: str = "X-Forwarded-Client-Id"
+    scopes: str = "X-Forwarded-Scopes"
+
+    def names(self) -> tuple[str, ...]:
+        return (self.user, self.email, self.client_id, self.scopes)
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    trusted_proxies: tuple[str, ...] = ()
+    identity_headers: IdentityHeaders = field(default_factory=IdentityHeaders)
+    connect_timeout: float = 5.0
+    idle_timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class RouteConfig:
+    path: str
+    upstream: str
+    name: str = ""
+    host: str | None = None
+    methods: tuple[str, ...] | None = None
+    #: alternatives: the request passes when the token holds every scope of any one set
+    scopes: tuple[tuple[str, ...], ...] = ()
+    public: bool = False
+    strip_prefix: bool = False
+    audience: str | None = None
+    forward_token: bool = False
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class Config:
+    issuer: str = DEFAULT_ISSUER
+    server: ServerConfig = field(default_factory=ServerConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    keys: KeysConfig = field(default_factory=KeysConfig)
+    tokens: TokensConfig = field(default_factory=TokensConfig)
+    revocation: RevocationConfig = field(default_factory=RevocationConfig)
+    throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    routes: tuple[RouteConfig, ...] = ()
+    #: folder that relative paths resolve against (the config file's folder)
+    base_dir: str = "."
+
+    @property
+    def audience(self) -> str:
+        return self.tokens.audience or self.issuer
+
+    @property
+    def keys_dir(self) -> Path:
+        return _resolve(self.base_dir, self.keys.dir)
+
+    @property
+    def database_url(self) -> str:
+        return resolve_database_url(self.database.url, self.base_dir)
+
+
+def _resolve(base: str, path: str) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else Path(base) / p
+
+
+def resolve_database_url(url: str, base_dir: str) -> str:
+    """Make a relative SQLite path absolute against ``base_dir``; leave other URLs alone."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and url != prefix and not url.startswith(prefix + ":memory:"):
+        rest = url[len(prefix) :]
+        path, sep, query = rest.partition("?")
+        if not os.path.isabs(path):
+            path = str((Path(base_dir) / path).resolve())
+        return prefix + path + sep + query
+    return url
+
+
+# --- loading -------------------------------------------------------------------------------
+
+_NOT_LOADED = ("base_dir", "routes")
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load ``path`` (or ``$GATEWAY_CONFIG``); with neither, the defaults rooted at the cwd."""
+    if path is None:
+        path = os.environ.get("GATEWAY_CONFIG") or None
+    if path is None:
+        return _validate(Config(base_dir=os.getcwd()), "<defaults>")
+    file = Path(path)
+    try:
+        with file.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML ({exc})") from None
+    try:
+        routes = _load_routes(data.pop("routes", []))
+        config = _build(Config, data, "")
+    except _KeyError as exc:
+        raise ConfigError(f"{file}: {exc.key}: {exc.problem}") from None
+    config = dataclasses.replace(config, routes=routes, base_dir=str(file.resolve().parent))
+    return _validate(config, str(file))
+
+
+class _KeyError(Exception):
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+def _build(cls: type, table: Any, prefix: str) -> Any:
+    if not isinstance(table, dict):
+        raise _KeyError(prefix.rstrip(".") or "<root>", "must be a table")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in _NOT_LOADED}
+    values: dict[str, Any] = {}
+    for key, raw in table.items():
+        dotted = prefix + key
+        if key not in fields:
+            raise _KeyError(dotted, "unknown key")
+        values[key] = _convert(hints[key], raw, dotted)
+    return cls(**values)
+
+
+def _convert(hint: Any, raw: Any, key: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(typing.cast(type, hint), raw, key + ".")
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        non_none = [a for a in args if a is not type(None)]
+        return _convert(non_none[0], raw, key)
+    if origin is tuple:
+        if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+            raise _KeyError(key, "must be a list of strings")
+        return tuple(raw)
+    if hint is bool:
+        if not isinstance(raw, bool):
+            raise _KeyError(key, "must be true or false")
+        return raw
+    if hint is int:
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise _KeyError(key, "must be an integer")
+        return raw
+    if hint is float:
+        if isinstance(raw, bool) or not isinstance(raw, int | float):
+            raise _KeyError(key, "must be a number")
+        return float(raw)
+    if hint is str:
+        if not isinstance(raw, str):
+            raise _KeyError(key, "must be a string")
+        return raw
+    raise _KeyError(key, f"unsupported type {hint!r}")  # pragma: no cover - programming error
+
+
+def _load_routes(raw: Any) -> tuple[RouteConfig, ...]:
+    if not isinstance(raw, list):
+        raise _KeyError("routes", "must be an array of tables ([[routes]])")
+    routes = []
+    for i, table in enumerate(raw):
+        prefix = f"routes[{i}]."
+        if not isinstance(table, dict):
+            raise _KeyError(f"routes[{i}]", "must be a table")
+        table = dict(table)
+        scopes = _load_scopes(table.pop("scopes", []), prefix + "scopes")
+        for required in ("path", "upstream"):
+            if required not in table:
+                raise _KeyError(prefix + required, "is required")
+        route = _build(RouteConfig, table, prefix)
+        route = dataclasses.replace(route, scopes=scopes)
+        routes.append(_validate_route(route, prefix))
+    return tuple(routes)
+
+
+def _load_scopes(raw: Any, key: str) -> tuple[tuple[str, ...], ...]:
+    """``["a", "b"]`` means one set {a, b}; ``[["a", "b"], ["admin"]]`` means any of the sets."""
+    if not isinstance(raw, list):
+        raise _KeyError(key, "must be a list of scopes or a list of scope lists")
+    if all(isinstance(s, str) for s in raw):
+        return (tuple(raw),) if raw else ()
+    if all(isinstance(s, list) and s and all(isinstance(x, str) for x in s) for s in raw):
+        return tuple(tuple(s) for s in raw)
+    raise _KeyError(key, "must be a list of scopes or a list of non-empty scope lists")
+
+
+def _validate_route(route: RouteConfig, prefix: str) -> RouteConfig:
+    path = route.path
+    if not path.startswith("/"):
+        raise _KeyError(prefix + "path", "must start with '/'")
+    if any(c in path for c in "?#%\\") or "//" in path or "/./" in path + "/" or "/../" in (
+        path + "/"
+    ):
+        raise _KeyError(prefix + "path", "must be a plain path without '?', '#', '%', '\\', '//' "
+                        "or dot segments")
+    if len(path) > 1:
+        path = path.rstrip("/")
+    for reserved in RESERVED_PREFIXES:
+        if path == reserved or path.startswith(reserved + "/"):
+            raise _KeyError(prefix + "path", f"is reserved for the gateway ({reserved})")
+    up = urlsplit(route.upstream)
+    if up.scheme not in ("http", "https") or not up.hostname:
+        raise _KeyError(prefix + "upstream", "must be an http:// or https:// URL")
+    if up.query or up.fragment:
+        raise _KeyError(prefix + "upstream", "must not carry a query or fragment")
+    methods = None
+    if route.methods is not None:
+        if not route.methods:
+            raise _KeyError(prefix + "methods", "must not be empty (leave it out for any method)")
+        methods = tuple(sorted({m.upper() for m in route.methods}))
+        if "GET" in methods and "HEAD" not in methods:
+            methods = tuple(sorted((*methods, "HEAD")))
+    if route.timeout <= 0:
+        raise _KeyError(prefix + "timeout", "must be positive")
+    if route.public and route.scopes:
+        raise _KeyError(prefix + "scopes", "a public route cannot require scopes")
+    host = route.host.lower() if route.host else None
+    name = route.name or (f"{host}{path}" if host else path)
+    return dataclasses.replace(route, path=path, methods=methods, host=host, name=name)
+
+
+def _validate(config: Config, where: str) -> Config:
+    def fail(key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{where}: {key}: {problem}")
+
+    iss = urlsplit(config.issuer)
+    if iss.scheme not in ("http", "https") or not iss.hostname or iss.query or iss.fragment:
+        raise fail("issuer", "must be an http(s) URL without query or fragment")
+    if config.keys.algorithm not in SIGNING_ALGORITHMS:
+        raise fail("keys.algorithm", f"must be one of {', '.join(SIGNING_ALGORITHMS[:3])}")
+    for key, value in (
+        ("server.port", config.server.port),
+        ("server.workers", config.server.workers),
+        ("tokens.access_token_ttl", config.tokens.access_token_ttl),
+        ("tokens.refresh_token_ttl", config.tokens.refresh_token_ttl),
+        ("tokens.authorization_code_ttl", config.tokens.authorization_code_ttl),
+        ("revocation.sync_interval", config.revocation.sync_interval),
+        ("revocation.max_staleness", config.revocation.max_staleness),
+        ("keys.reload_interval", config.keys.reload_interval),
+        ("throttle.max_failures", config.throttle.max_failures),
+        ("throttle.window", config.throttle.window),
+    ):
+        if value <= 0:
+            raise fail(key, "must be positive")
+    if not 0 < config.server.port < 65536:
+        raise fail("server.port", "must be between 1 and 65535")
+    for key, value in (
+        ("keys.activation_delay", config.keys.activation_delay),
+        ("tokens.leeway", config.tokens.leeway),
+    ):
+        if value < 0:
+            raise fail(key, "must not be negative")
+    if not config.database.url:
+        raise fail("database.url", "must not be empty")
+    for peer in config.proxy.trusted_proxies:
+        try:
+            ipaddress.ip_network(peer, strict=False)
+        except ValueError:
+            raise fail("proxy.trusted_proxies", f"{peer!r} is not an IP address or network")
+    seen: set[str] = set()
+    for name in config.proxy.identity_headers.names():
+        canonical = name.lower().replace("_", "-")
+        if not name or not all(c.isalnum() or c in "-_" for c in name):
+            raise fail("proxy.identity_headers", f"{name!r} is not a valid header name")
+        if canonical in seen:
+            raise fail("proxy.identity_headers", f"{name!r} is used twice")
+        seen.add(canonical)
+    return config

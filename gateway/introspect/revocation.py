@@ -1,0 +1,110 @@
+"""The revocation sets every validator consults, held in memory.
+
+A JWT is revoked when its ``jti`` is in the set, its grant (``sid``) is, or it was issued
+(``iat``) before its subject's "not before" time. Revocations made in this process apply at
+once (``add``); the rest arrive by ``sync`` from the database, which a background task runs
+every ``[revocation] sync_interval`` seconds. ``is_revoked`` never touches the database: it is
+on the proxy's hot path.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from gateway.errors import StorageUnavailable
+from gateway.models import Revocation
+from gateway.storage import Storage
+
+log = logging.getLogger("gateway.revocation")
+
+KINDS = ("jti", "sid", "sub")
+
+#: How far back in ids each incremental sync looks again: rows whose ids were taken by
+#: transactions that committed after a later id are still seen (the sets are idempotent).
+ID_OVERLAP = 1000
+#: A full reload now and then bounds what a very late commit could hide.
+FULL_RELOAD_EVERY = 60.0
+
+
+@dataclass(frozen=True)
+class Entry:
+    kind: str
+    value: str
+    not_before: float
+    expires_at: float
+
+
+class RevocationCache:
+    def __init__(self) -> None:
+        self._sets: dict[str, dict[str, tuple[float, float]]] = {k: {} for k in KINDS}
+        self._last_id = 0
+        self._last_full = 0.0
+        #: wall-clock time of the last successful sync with the database (0: never)
+        self.synced_at = 0.0
+
+    def add(self, entry: Entry) -> None:
+        current = self._sets[entry.kind].get(entry.value)
+        if current is None or entry.not_before > current[0]:
+            self._sets[entry.kind][entry.value] = (entry.not_before, entry.expires_at)
+
+    def is_revoked(self, jti: str | None, sid: str | None, sub: str | None, iat: float) -> bool:
+        if jti is not None and jti in self._sets["jti"]:
+            return True
+        if sid is not None and sid in self._sets["sid"]:
+            return True
+        if sub is not None:
+            hit = self._sets["sub"].get(sub)
+            if hit is not None and iat < hit[0]:
+                return True
+        return False
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self._sets.values())
+
+    def prune(self, at: float | None = None) -> None:
+        at = time.time() if at is None else at
+        for entries in self._sets.values():
+            for value in [v for v, (_, exp) in entries.items() if exp <= at]:
+                del entries[value]
+
+    def sync(self, storage: Storage) -> int:
+        """Pull new entries from the database (blocking: run it in a thread). Returns how many."""
+        started = time.time()
+        full = started - self._last_full >= FULL_RELOAD_EVERY
+        stmt = sa.select(Revocation).where(Revocation.expires_at > started)
+        if not full:
+            stmt = stmt.where(Revocation.id > self._last_id - ID_OVERLAP)
+        with storage.session() as session:
+            rows = session.scalars(stmt).all()
+        if full:
+            fresh = RevocationCache()
+            for row in rows:
+                fresh.add(Entry(row.kind, row.value, row.not_before, row.expires_at))
+            # keep what this process added meanwhile: a commit is never un-revoked
+            for kind in KINDS:
+                for value, (nb, exp) in self._sets[kind].items():
+                    fresh.add(Entry(kind, value, nb, exp))
+            self._sets = fresh._sets
+            self._last_full = started
+        else:
+            for row in rows:
+                self.add(Entry(row.kind, row.value, row.not_before, row.expires_at))
+        if rows:
+            self._last_id = max(self._last_id, max(r.id for r in rows))
+        self.prune(started)
+        self.synced_at = started
+        return len(rows)
+
+    def try_sync(self, storage: Storage) -> bool:
+        try:
+            self.sync(storage)
+        except StorageUnavailable:
+            return False
+        return True
+
+    def staleness(self) -> float:
+        return time.time() - self.synced_at if self.synced_at else float("inf")

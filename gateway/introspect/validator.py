@@ -1,0 +1,133 @@
+"""RFC 9068 access-token validation, shared by the proxy and the introspection endpoint.
+
+Every JOSE failure becomes ``InvalidToken`` here, with a short generic description: callers
+never see a joserfc exception.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from joserfc import jws
+from joserfc.errors import JoseError
+
+from gateway.errors import InvalidToken
+from gateway.introspect.revocation import RevocationCache
+from gateway.keys import KeyRing
+
+#: RFC 9068 §4: "at+jwt"; the media-type form is accepted too (RFC 7515 §4.1.9)
+ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+MAX_TOKEN_LENGTH = 8192
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    sub: str
+    client_id: str
+    scopes: frozenset[str]
+    jti: str
+    exp: int
+    iat: int
+    aud: tuple[str, ...]
+    sid: str | None = None
+    email: str | None = None
+    claims: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def scope(self) -> str:
+        return " ".join(sorted(self.scopes))
+
+
+class BearerValidator:
+    def __init__(
+        self, keyring: KeyRing, revocations: RevocationCache, issuer: str, leeway: int = 30
+    ) -> None:
+        self.keyring = keyring
+        self.revocations = revocations
+        self.issuer = issuer
+        self.leeway = leeway
+
+    def validate(self, token: str, audience: str | None) -> AccessToken:
+        """Check signature, header, claims and revocation; ``audience=None`` skips ``aud``."""
+        claims = self._verified_claims(token)
+        access = self._check_claims(claims, audience)
+        if self.revocations.is_revoked(access.jti, access.sid, access.sub, access.iat):
+            raise InvalidToken("token revoked")
+        return access
+
+    def _verified_claims(self, token: str) -> dict[str, Any]:
+        if not token or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
+            raise InvalidToken("malformed token")
+        try:
+            header = jws.extract_compact(token.encode("ascii")).headers()
+        except (JoseError, ValueError, UnicodeError):
+            raise InvalidToken("malformed token") from None
+        kid = header.get("kid")
+        key = self.keyring.by_kid.get(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise InvalidToken("unknown signing key")
+        # the key decides the algorithm: never "none", never HS*, never a downgrade
+        if header.get("alg") != key.alg:
+            raise InvalidToken("unexpected algorithm")
+        typ = header.get("typ")
+        if not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES:
+            raise InvalidToken("not an access token")
+        if header.get("crit"):
+            raise InvalidToken("unsupported critical header")
+        try:
+            verified = jws.deserialize_compact(token, key.key, algorithms=[key.alg])
+        except JoseError:
+            raise InvalidToken("bad signature") from None
+        try:
+            claims = json.loads(verified.payload)
+        except ValueError:
+            raise InvalidToken("malformed token") from None
+        if not isinstance(claims, dict):
+            raise InvalidToken("malformed token")
+        return claims
+
+    def _check_claims(self, claims: dict[str, Any], audience: str | None) -> AccessToken:
+        now = time.time()
+        if claims.get("iss") != self.issuer:
+            raise InvalidToken("wrong issuer")
+        exp, iat, nbf = claims.get("exp"), claims.get("iat"), claims.get("nbf")
+        if not _is_number(exp) or not _is_number(iat) or (nbf is not None and not _is_number(nbf)):
+            raise InvalidToken("malformed time claims")
+        if exp + self.leeway <= now:
+            raise InvalidToken("token expired")
+        if iat - self.leeway > now or (nbf is not None and nbf - self.leeway > now):
+            raise InvalidToken("token not yet valid")
+        aud = claims.get("aud")
+        auds = (aud,) if isinstance(aud, str) else aud
+        if not isinstance(auds, list | tuple) or not all(isinstance(a, str) for a in auds):
+            raise InvalidToken("malformed audience")
+        if audience is not None and audience not in auds:
+            raise InvalidToken("wrong audience")
+        sub, client_id, jti = claims.get("sub"), claims.get("client_id"), claims.get("jti")
+        scope = claims.get("scope", "")
+        sid, email = claims.get("sid"), claims.get("email")
+        if not all(isinstance(v, str) and v for v in (sub, client_id, jti)):
+            raise InvalidToken("missing claims")
+        if not isinstance(scope, str) or not all(
+            v is None or isinstance(v, str) for v in (sid, email)
+        ):
+            raise InvalidToken("malformed claims")
+        return AccessToken(
+            sub=sub,
+            client_id=client_id,
+            scopes=frozenset(scope.split()),
+            jti=jti,
+            exp=int(exp),
+            iat=int(iat),
+            aud=tuple(auds),
+            sid=sid,
+            email=email,
+            claims=claims,
+        )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
