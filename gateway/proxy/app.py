@@ -1,0 +1,92 @@
+"""The proxy as a raw ASGI app: match -> authenticate -> authorize -> rewrite -> forward.
+
+Every step before forwarding answers a failure with its ``GatewayError`` as JSON (404, 405,
+400, 401, 403). Upstream failures answer 502 / 504 while no response has started, and abort
+the client's response once one has. Nothing raises out of ``__call__``: an unexpected error
+is logged with the route's name and answered 502 (or aborts), never a traceback.
+
+The hot path touches no database and does no blocking I/O: the route table, key ring and
+revocation set are in memory, and the upstream client is a pooled aiohttp session.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from gateway.config import Config
+from gateway.errors import GatewayError, UpstreamUnavailable
+from gateway.introspect.validator import BearerValidator
+from gateway.proxy.auth import authorize
+from gateway.proxy.exchange import Exchange, Receive, Send
+from gateway.proxy.forwarded import ForwardedPolicy
+from gateway.proxy.forwarder import Forwarder
+from gateway.proxy.headers import HeaderPolicy
+from gateway.proxy.paths import decode_path, encode_path
+from gateway.proxy.routes import Route, RouteTable
+
+log = logging.getLogger("gateway.proxy")
+
+
+class Proxy:
+    def __init__(
+        self, config: Config, validator: BearerValidator, forwarder: Forwarder | None = None
+    ) -> None:
+        self.routes = RouteTable.from_config(config.routes)
+        self._validator = validator
+        self._audience = config.audience
+        self._headers = HeaderPolicy(config.proxy.identity_headers)
+        self._forwarded = ForwardedPolicy(config.proxy.trusted_proxies)
+        self._idle_timeout = config.proxy.idle_timeout
+        self._forwarder = forwarder or Forwarder(config.proxy.connect_timeout)
+
+    async def startup(self) -> None:
+        await self._forwarder.start()
+
+    async def shutdown(self) -> None:
+        await self._forwarder.close()
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        """Serve one HTTP request; other scope types are not proxied and end at once."""
+        if scope["type"] != "http":
+            return
+        route: Route | None = None
+        exchange: Exchange | None = None
+        try:
+            raw_path = scope.get("raw_path") or encode_path(scope["path"]).encode()
+            path = decode_path(raw_path)
+            incoming = self._headers.split_request(scope["headers"])
+            method = scope["method"]
+            route = self.routes.match(incoming.host, path, method)
+            headers = incoming.kept
+            config = route.config
+            if not config.public:
+                token = authorize(self._validator, route, incoming.authorization, self._audience)
+                headers += self._headers.identity(token)
+            if config.forward_token:
+                headers += [("Authorization", value) for value in incoming.authorization]
+            client = scope.get("client")
+            headers += self._forwarded.headers(
+                incoming.forwarded, client[0] if client else None, scope["scheme"], incoming.host
+            )
+            url = route.origin + encode_path(route.upstream_path(path))
+            query = scope.get("query_string")
+            if query:
+                url += "?" + query.decode("latin-1")
+            exchange = Exchange(receive, send, config.timeout, self._idle_timeout)
+            await exchange.run(self._forwarder, method, url, headers, incoming.has_body)
+        except GatewayError as exc:
+            if route is not None and exc.status_code >= 500:
+                log.warning("route %r: %s (%s)", route.name, exc.description, exc.__cause__)
+            if exchange is None or not exchange.started:
+                await _send_error(send, exc)
+        except Exception:
+            log.exception("route %r: unexpected error while proxying", route and route.name)
+            if exchange is None or not exchange.started:
+                await _send_error(send, UpstreamUnavailable())
+
+
+async def _send_error(send: Send, error: GatewayError) -> None:
+    status, headers, body = error.response_parts()
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,59 @@
+"""Request-path hygiene: the path a route matches is exactly the path the upstream receives.
+
+The raw request target (``scope["raw_path"]``) is percent-decoded once (RFC 3986 §2.1) and
+refused with 400 when what it means is ambiguous between the gateway and an upstream:
+
+- dot segments ``.`` / ``..``, literal or encoded (``%2e``): RFC 3986 §5.2.4 would remove
+  them, so ``/orders/../admin`` would be matched as ``/orders`` and served as ``/admin``;
+- encoded ``/`` or ``\\`` (``%2F``, ``%5C``) and literal ``\\``: some servers split on them
+  after decoding, others do not;
+- ``//`` (an empty segment): servers merge or keep it differently;
+- NUL and other control characters, and bytes that are not UTF-8 once decoded;
+- the same characters encoded twice (``%252e``), for upstreams that decode again.
+
+The decoded path is what routes match. The upstream gets it re-encoded canonically
+(``encode_path``), so decoding it once yields the very same string; in particular ``;`` is
+sent encoded, which defuses ``/..;/`` tricks on servers that read path parameters.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote, unquote_to_bytes
+
+from gateway.errors import BadRequestPath
+
+#: characters sent literally in a forwarded path (RFC 3986 §3.3 pchar minus ";", plus "/")
+_SAFE = "/!$&'()*+,=:@"
+#: decoded text that is forbidden: backslash, controls, and a second encoding of a
+#: forbidden character (``%2e``, ``%2f``, ``%5c``, ``%00``)
+_FORBIDDEN_DECODED = re.compile(r"[\\\x00-\x1f\x7f]|%(?:2e|2f|5c|00)", re.IGNORECASE)
+_ENCODED_SEPARATOR = re.compile(rb"%(?:2f|5c)", re.IGNORECASE)
+
+
+def decode_path(raw_path: bytes) -> str:
+    """Return the once-decoded path of ``raw_path``; raise ``BadRequestPath`` on any trick."""
+    if not raw_path.startswith(b"/") or b"//" in raw_path:
+        raise BadRequestPath()
+    if b"%" in raw_path:
+        if _ENCODED_SEPARATOR.search(raw_path):
+            raise BadRequestPath("encoded '/' or '\\' in the path")
+        decoded = unquote_to_bytes(raw_path)
+    else:
+        decoded = raw_path
+    try:
+        path = decoded.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequestPath("the path is not UTF-8") from None
+    if _FORBIDDEN_DECODED.search(path):
+        raise BadRequestPath()
+    if "/." in path:
+        for segment in path.split("/"):
+            if segment in (".", ".."):
+                raise BadRequestPath("dot segments are not allowed in the path")
+    return path
+
+
+def encode_path(path: str) -> str:
+    """The canonical encoding of a decoded path: one decode gives ``path`` back."""
+    return quote(path, safe=_SAFE)

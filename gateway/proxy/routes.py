@@ -1,0 +1,135 @@
+"""The route table: which upstream serves a request, and what the request must carry.
+
+Precedence, most specific first:
+
+1. a route naming the request's host before a host-less one;
+2. a longer path before a shorter one (a path is a prefix on a segment boundary: ``/orders``
+   matches ``/orders`` and ``/orders/1``, never ``/ordersx``);
+3. a route listing methods before an any-method route.
+
+The most specific (host, path) pair that matches decides alone: when none of its routes
+accepts the method the answer is 405 with ``Allow`` (RFC 9110 §15.5.6), never a fall-through
+to a shorter, possibly less protected, route. Two routes that are equally specific and could
+match the same request are refused when the table is built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from gateway.config import RouteConfig
+from gateway.errors import ConfigError, MethodNotAllowed, RouteNotFound
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A ``RouteConfig`` with what the hot path needs computed once."""
+
+    config: RouteConfig
+    name: str
+    #: ``scheme://host:port`` of the upstream
+    origin: str
+    #: the upstream URL's path without a trailing slash ("" for none)
+    base_path: str
+    #: alternatives: the token passes when it holds every scope of any one set
+    scope_sets: tuple[frozenset[str], ...]
+
+    @classmethod
+    def from_config(cls, config: RouteConfig) -> Route:
+        upstream = urlsplit(config.upstream)
+        return cls(
+            config=config,
+            name=config.name,
+            origin=f"{upstream.scheme}://{upstream.netloc}",
+            base_path=upstream.path.rstrip("/"),
+            scope_sets=tuple(frozenset(s) for s in config.scopes),
+        )
+
+    def upstream_path(self, path: str) -> str:
+        """The decoded path the upstream receives for the decoded request ``path``."""
+        if self.config.strip_prefix and self.config.path != "/":
+            path = path[len(self.config.path) :] or "/"
+        return self.base_path + path
+
+
+@dataclass(slots=True)
+class _Level:
+    """The routes sharing one (host, path): at most one per method, plus one for any method."""
+
+    by_method: dict[str, Route]
+    any_method: Route | None = None
+
+    def add(self, route: Route) -> None:
+        methods = route.config.methods
+        if methods is None:
+            if self.any_method is not None:
+                raise _ambiguous(self.any_method, route, "any method")
+            self.any_method = route
+            return
+        for method in methods:
+            other = self.by_method.get(method)
+            if other is not None:
+                raise _ambiguous(other, route, method)
+            self.by_method[method] = route
+
+    def select(self, method: str) -> Route:
+        route = self.by_method.get(method) or self.any_method
+        if route is None:
+            raise MethodNotAllowed(sorted(self.by_method))
+        return route
+
+
+def _ambiguous(a: Route, b: Route, method: str) -> ConfigError:
+    where = f"{a.config.host or ''}{a.config.path}"
+    return ConfigError(
+        f"routes: {a.name!r} and {b.name!r} are equally specific and both match {method} {where}"
+    )
+
+
+class RouteTable:
+    def __init__(self, levels: dict[str | None, dict[str, _Level]]) -> None:
+        #: host (None: any host) -> route path -> level
+        self._levels = levels
+
+    @classmethod
+    def from_config(cls, routes: tuple[RouteConfig, ...]) -> RouteTable:
+        """Build the table; raise ``ConfigError`` naming both routes of an ambiguous pair."""
+        levels: dict[str | None, dict[str, _Level]] = {}
+        for config in routes:
+            by_path = levels.setdefault(config.host, {})
+            by_path.setdefault(config.path, _Level({})).add(Route.from_config(config))
+        return cls(levels)
+
+    def match(self, host: str | None, path: str, method: str) -> Route:
+        """The route for a decoded ``path``; ``RouteNotFound`` or ``MethodNotAllowed``."""
+        if host is not None:
+            by_path = self._levels.get(host) or self._levels.get(_without_port(host))
+            if by_path is not None:
+                level = _longest_prefix(by_path, path)
+                if level is not None:
+                    return level.select(method)
+        by_path = self._levels.get(None)
+        if by_path is not None:
+            level = _longest_prefix(by_path, path)
+            if level is not None:
+                return level.select(method)
+        raise RouteNotFound()
+
+
+def _longest_prefix(by_path: dict[str, _Level], path: str) -> _Level | None:
+    """Look ``path`` and each of its parents up, longest first: one dict probe per segment."""
+    candidate = path.rstrip("/") or "/"
+    while True:
+        level = by_path.get(candidate)
+        if level is not None:
+            return level
+        if candidate == "/":
+            return None
+        candidate = candidate[: candidate.rfind("/")] or "/"
+
+
+def _without_port(host: str) -> str:
+    """``example.com:8443`` -> ``example.com``; ``[::1]:8000`` -> ``[::1]``."""
+    end = host.rfind(":")
+    return host[:end] if end > host.rfind("]") else host
