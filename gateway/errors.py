@@ -99,7 +99,8 @@ class InsufficientScope(BearerError):
         self.scope = scope
 
     def challenge(self) -> str:
-        return super().challenge() + f', scope="{_quote(self.scope)}"'
+        """RFC 6750 §3: the scope that would do; the description stays in the body."""
+        return f'Bearer realm="{REALM}", error="{self.error}", scope="{_quote(self.scope)}"'
 
     def body(self) -> dict[str, str]:
         return {**super().body(), "scope": self.scope}
