@@ -267,11 +267,16 @@ def _validate_route(route: RouteConfig, prefix: str) -> RouteConfig:
     path = route.path
     if not path.startswith("/"):
         raise _KeyError(prefix + "path", "must start with '/'")
-    if any(c in path for c in "?#%\\") or "//" in path or "/./" in path + "/" or "/../" in (
-        path + "/"
+    if (
+        any(c in path for c in "?#%\\")
+        or "//" in path
+        or "/./" in path + "/"
+        or "/../" in (path + "/")
     ):
-        raise _KeyError(prefix + "path", "must be a plain path without '?', '#', '%', '\\', '//' "
-                        "or dot segments")
+        raise _KeyError(
+            prefix + "path",
+            "must be a plain path without '?', '#', '%', '\\', '//' or dot segments",
+        )
     if len(path) > 1:
         path = path.rstrip("/")
     for reserved in RESERVED_PREFIXES:
@@ -335,7 +340,9 @@ def _validate(config: Config, where: str) -> Config:
         try:
             ipaddress.ip_network(peer, strict=False)
         except ValueError:
-            raise fail("proxy.trusted_proxies", f"{peer!r} is not an IP address or network")
+            raise fail(
+                "proxy.trusted_proxies", f"{peer!r} is not an IP address or network"
+            ) from None
     seen: set[str] = set()
     for name in config.proxy.identity_headers.names():
         canonical = name.lower().replace("_", "-")

@@ -118,8 +118,9 @@ def load_keys(directory: Path) -> list[SigningKey]:
         if key.thumbprint() != kid:
             raise ConfigError(f"{pem}: file name does not match the key's thumbprint")
         keys.append(
-            SigningKey(kid, meta["alg"], key, float(meta["created_at"]),
-                       float(meta["activates_at"]))
+            SigningKey(
+                kid, meta["alg"], key, float(meta["created_at"]), float(meta["activates_at"])
+            )
         )
     keys.sort(key=lambda k: (k.activates_at, k.created_at))
     return keys

@@ -7,7 +7,9 @@ import hashlib
 import secrets
 import time
 import uuid
+from urllib.parse import urlsplit
 
+from authlib.oauth2.rfc6749 import ClientMixin
 from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -46,7 +48,28 @@ class User(Base):
         return self.id
 
 
-class Client(Base):
+def redirect_uri_matches(registered: str, presented: str) -> bool:
+    """Exact string match (RFC 9700 §2.1), except that a loopback IP redirect URI may use any
+    port (RFC 8252 §7.3): native apps get an ephemeral port at run time."""
+    if registered == presented:
+        return True
+    try:
+        reg, pre = urlsplit(registered), urlsplit(presented)
+        port = pre.port  # raises on a malformed or out-of-range port
+    except ValueError:
+        return False
+    if reg.scheme != "http" or pre.scheme != "http" or reg.hostname not in ("127.0.0.1", "::1"):
+        return False
+    return (
+        port != 0
+        and pre.hostname == reg.hostname
+        and (reg.path, reg.query, reg.fragment) == (pre.path, pre.query, pre.fragment)
+        and reg.username is None
+        and pre.username is None
+    )
+
+
+class Client(Base, ClientMixin):
     __tablename__ = "clients"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -64,6 +87,43 @@ class Client(Base):
     @property
     def is_public(self) -> bool:
         return self.token_endpoint_auth_method == "none"
+
+    @property
+    def scopes(self) -> set[str]:
+        return set(self.scope.split())
+
+    # --- authlib ClientMixin ---------------------------------------------------------------
+
+    def get_client_id(self) -> str:
+        return self.client_id
+
+    def get_default_redirect_uri(self) -> str | None:
+        return self.redirect_uris[0] if len(self.redirect_uris) == 1 else None
+
+    def get_allowed_scope(self, scope: str | None) -> str:
+        """No scope asked: the client's whole scope. Unknown scopes were refused earlier."""
+        if not scope:
+            return self.scope
+        return " ".join(s for s in scope.split() if s in self.scopes)
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        return any(redirect_uri_matches(r, redirect_uri) for r in self.redirect_uris)
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        if self.client_secret_hash is None:
+            return False
+        return secrets.compare_digest(self.client_secret_hash, sha256(client_secret))
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        return method == self.token_endpoint_auth_method
+
+    def check_response_type(self, response_type: str) -> bool:
+        return response_type == "code" and "authorization_code" in self.grant_types
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        if grant_type == "client_credentials" and self.is_public:
+            return False
+        return grant_type in self.grant_types
 
 
 class Grant(Base):
@@ -94,7 +154,8 @@ class AuthorizationCode(Base):
     code_hash: Mapped[str] = mapped_column(String(64), unique=True)
     client_id: Mapped[str] = mapped_column(String(64))
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    redirect_uri: Mapped[str] = mapped_column(Text)
+    #: as sent in the authorization request (None when omitted: the one registered was used)
+    redirect_uri: Mapped[str | None] = mapped_column(Text)
     scope: Mapped[str] = mapped_column(Text, default="")
     code_challenge: Mapped[str | None] = mapped_column(String(128))
     code_challenge_method: Mapped[str | None] = mapped_column(String(10))
@@ -105,6 +166,14 @@ class AuthorizationCode(Base):
     grant_id: Mapped[str | None] = mapped_column(String(32))
 
     user: Mapped[User] = relationship(lazy="joined")
+
+    # --- authlib AuthorizationCodeMixin ----------------------------------------------------
+
+    def get_redirect_uri(self) -> str:
+        return self.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.scope
 
 
 class RefreshToken(Base):
@@ -121,6 +190,14 @@ class RefreshToken(Base):
     rotated_at: Mapped[float | None] = mapped_column(Float)
 
     grant: Mapped[Grant] = relationship(lazy="joined")
+
+    # --- what authlib's RefreshTokenGrant asks of a token ----------------------------------
+
+    def check_client(self, client: Client) -> bool:
+        return self.client_id == client.client_id
+
+    def get_scope(self) -> str:
+        return self.scope
 
 
 class Revocation(Base):

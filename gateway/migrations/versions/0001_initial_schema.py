@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 18:53:27.394397
+Create Date: 2026-11-26 18:56:03.470326
 """
 
 import sqlalchemy as sa
@@ -59,7 +59,7 @@ def upgrade() -> None:
         sa.Column("code_hash", sa.String(length=64), nullable=False),
         sa.Column("client_id", sa.String(length=64), nullable=False),
         sa.Column("user_id", sa.String(length=32), nullable=False),
-        sa.Column("redirect_uri", sa.Text(), nullable=False),
+        sa.Column("redirect_uri", sa.Text(), nullable=True),
         sa.Column("scope", sa.Text(), nullable=False),
         sa.Column("code_challenge", sa.String(length=128), nullable=True),
         sa.Column("code_challenge_method", sa.String(length=10), nullable=True),

@@ -1,0 +1,206 @@
+"""``create_app(config)``: the whole gateway as one ASGI application.
+
+Paths the gateway owns (``/oauth``, ``/.well-known``, ``/healthz``, ``/readyz``) go to a Starlette
+app; everything else goes straight to the proxy, a raw ASGI app, so the hot path pays for no
+framework routing. The lifespan owns the shared resources on ``Gateway``: the database, the key
+ring, the revocation cache and the background tasks that keep the last two fresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway.config import Config
+from gateway.errors import ConfigError, GatewayError
+from gateway.introspect.revocation import RevocationCache
+from gateway.introspect.revoker import Revoker
+from gateway.introspect.validator import BearerValidator
+from gateway.issuer.endpoints import IssuerEndpoints
+from gateway.issuer.grants import (
+    PKCE,
+    AuthorizationCodeGrant,
+    ClientCredentialsGrant,
+    PasswordGrant,
+    RefreshTokenGrant,
+)
+from gateway.issuer.pages import AuthorizePages
+from gateway.issuer.server import Server
+from gateway.issuer.session import SessionCodec
+from gateway.issuer.tokens import TokenGenerator
+from gateway.keys import KeyRing, session_secret
+from gateway.proxy import Proxy, RouteTable
+from gateway.storage import Storage
+
+log = logging.getLogger("gateway")
+
+GATEWAY_PREFIXES = ("/oauth/", "/.well-known/")
+GATEWAY_PATHS = frozenset({"/oauth", "/.well-known", "/healthz", "/readyz", "/metrics"})
+
+
+class Gateway:
+    """Every long-lived part of one gateway process."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        RouteTable.from_config(config.routes)  # ambiguity is a start-up error, never a 500
+        self.storage = Storage(config.database_url)
+        self.keyring = KeyRing(config.keys_dir)
+        if not self.keyring.keys:
+            raise ConfigError(f"{config.keys_dir}: no signing key; run 'gateway init'")
+        self.revocations = RevocationCache()
+        self.validator = BearerValidator(
+            self.keyring, self.revocations, config.issuer, config.tokens.leeway
+        )
+        self.revoker = Revoker(
+            self.storage, self.revocations, config.tokens.access_token_ttl, config.tokens.leeway
+        )
+        self.server = Server(config, self.storage, self.keyring, self.validator, self.revoker)
+        self.server.register_token_generator(
+            "default",
+            TokenGenerator(
+                self.keyring, config.issuer, config.audience, config.tokens.access_token_ttl
+            ),
+        )
+        self.server.register_grant(AuthorizationCodeGrant, [PKCE(required=True)])
+        self.server.register_grant(PasswordGrant)
+        self.server.register_grant(RefreshTokenGrant)
+        self.server.register_grant(ClientCredentialsGrant)
+        self.proxy = Proxy(config, self.validator)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- background upkeep -----------------------------------------------------------------
+
+    async def _every(self, seconds: float, job: Callable[[], Any], what: str) -> None:
+        while True:
+            try:
+                await anyio.to_thread.run_sync(job)
+            except GatewayError as exc:
+                log.warning("%s failed: %s", what, exc)
+            except Exception:
+                log.exception("%s failed", what)
+            await asyncio.sleep(seconds)
+
+    async def start(self) -> None:
+        await anyio.to_thread.run_sync(self.revocations.try_sync, self.storage)
+        self._tasks = [
+            asyncio.create_task(
+                self._every(
+                    self.config.revocation.sync_interval,
+                    lambda: self.revocations.sync(self.storage),
+                    "revocation sync",
+                )
+            ),
+            asyncio.create_task(
+                self._every(
+                    self.config.keys.reload_interval, self.keyring.reload_if_changed, "key reload"
+                )
+            ),
+        ]
+        await self.proxy.startup()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.proxy.shutdown()
+        self.storage.dispose()
+
+    # --- health ------------------------------------------------------------------------------
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
+
+    async def readyz(self, request: Request) -> Response:
+        staleness = self.revocations.staleness()
+        checks = {
+            "signing_key": bool(self.keyring.keys),
+            "revocations_fresh": staleness <= self.config.revocation.max_staleness,
+        }
+        ready = all(checks.values())
+        body = {
+            "status": "ready" if ready else "unready",
+            "checks": checks,
+            "revocation_staleness_seconds": None if staleness == float("inf") else staleness,
+        }
+        return JSONResponse(body, 200 if ready else 503, {"Cache-Control": "no-store"})
+
+
+def _error_handler(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, HTTPException):  # Starlette's own 404 / 405 for the gateway's paths
+        body = {
+            "error": "not_found" if exc.status_code == 404 else "invalid_request",
+            "error_description": str(exc.detail),
+        }
+        return JSONResponse(body, exc.status_code, exc.headers)
+    if isinstance(exc, GatewayError):
+        status, headers, body = exc.response_parts()
+        return Response(body, status, {k.decode(): v.decode() for k, v in headers})
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse({"error": "server_error"}, 500, {"Cache-Control": "no-store"})
+
+
+def create_app(config: Config) -> GatewayApp:
+    gateway = Gateway(config)
+    endpoints = IssuerEndpoints(gateway.server)
+    codec = SessionCodec(
+        session_secret(config.keys_dir), secure=config.issuer.startswith("https://")
+    )
+    pages = AuthorizePages(gateway.server, codec)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.stop()
+
+    issuer = Starlette(
+        routes=[
+            Route("/.well-known/oauth-authorization-server", endpoints.metadata, methods=["GET"]),
+            Route("/.well-known/jwks.json", endpoints.jwks, methods=["GET"]),
+            Route("/oauth/authorize", pages.authorize, methods=["GET", "POST"]),
+            Route("/oauth/token", endpoints.token, methods=["POST"]),
+            Route("/oauth/revoke", endpoints.revoke, methods=["POST"]),
+            Route("/oauth/introspect", endpoints.introspect, methods=["POST"]),
+            Route("/healthz", gateway.healthz, methods=["GET"]),
+            Route("/readyz", gateway.readyz, methods=["GET"]),
+        ],
+        exception_handlers={
+            Exception: _error_handler,
+            GatewayError: _error_handler,
+            HTTPException: _error_handler,
+        },
+        lifespan=lifespan,
+    )
+    return GatewayApp(gateway, issuer)
+
+
+class GatewayApp:
+    """Dispatch by path: the gateway's own endpoints, or the proxy."""
+
+    def __init__(self, gateway: Gateway, issuer: Starlette) -> None:
+        self.gateway = gateway
+        self.issuer = issuer
+        self.proxy = gateway.proxy
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path not in GATEWAY_PATHS and not path.startswith(GATEWAY_PREFIXES):
+                await self.proxy(scope, receive, send)
+                return
+        await self.issuer(scope, receive, send)

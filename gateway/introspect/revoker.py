@@ -1,0 +1,78 @@
+"""Writing revocations: durable in the database first, then applied to this process's cache.
+
+Every function that revokes takes a session and returns the cache entries it wrote; the caller
+commits, then hands them to ``RevocationCache.add`` (``Revoker`` does both), so an endpoint
+answers only after the revocation is committed, and this process enforces it at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from gateway.introspect.revocation import Entry, RevocationCache
+from gateway.models import Grant, RefreshToken, Revocation
+from gateway.storage import Storage
+
+
+class Revoker:
+    def __init__(self, storage: Storage, cache: RevocationCache, access_ttl: int, leeway: int):
+        self.storage = storage
+        self.cache = cache
+        self.leeway = leeway
+        #: an entry is kept until every access token it could match has expired
+        self.horizon = access_ttl + leeway
+
+    def revoke(self, action: Callable[[Session], list[Entry]]) -> list[Entry]:
+        """Run ``action`` in a transaction, commit, then enforce its entries in this process."""
+        with self.storage.session() as session:
+            entries = action(session)
+        self.apply(entries)
+        return entries
+
+    def apply(self, entries: Iterable[Entry]) -> None:
+        for entry in entries:
+            self.cache.add(entry)
+
+    def _entry(self, session: Session, kind: str, value: str, expires_at: float) -> Entry:
+        now = time.time()
+        entry = Entry(kind, value, now, expires_at)
+        session.add(Revocation(kind=kind, value=value, not_before=now, expires_at=expires_at))
+        return entry
+
+    def jti(self, session: Session, jti: str, exp: float) -> list[Entry]:
+        """One access token, until it would have expired anyway."""
+        return [self._entry(session, "jti", jti, exp + self.leeway)]
+
+    def grants(self, session: Session, grant_ids: Iterable[str]) -> list[Entry]:
+        """Whole grants: their refresh tokens stop working, their access tokens are refused."""
+        ids = list(dict.fromkeys(grant_ids))
+        if not ids:
+            return []
+        now = time.time()
+        session.execute(
+            sa.update(Grant)
+            .where(Grant.id.in_(ids), Grant.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        session.execute(sa.delete(RefreshToken).where(RefreshToken.grant_id.in_(ids)))
+        return [self._entry(session, "sid", gid, now + self.horizon) for gid in ids]
+
+    def subject(self, session: Session, user_id: str) -> list[Entry]:
+        """Every token of a user issued before now, refresh tokens included."""
+        grant_ids = session.scalars(
+            sa.select(Grant.id).where(Grant.user_id == user_id, Grant.revoked_at.is_(None))
+        ).all()
+        entries = self.grants(session, grant_ids)
+        entries.append(self._entry(session, "sub", user_id, time.time() + self.horizon))
+        return entries
+
+    def client(self, session: Session, client_id: str) -> list[Entry]:
+        """Every grant of a client (when the client is deleted)."""
+        grant_ids = session.scalars(
+            sa.select(Grant.id).where(Grant.client_id == client_id, Grant.revoked_at.is_(None))
+        ).all()
+        return self.grants(session, grant_ids)

@@ -1,0 +1,254 @@
+"""The issuer's JSON endpoints: token (RFC 6749 §3.2), revocation (RFC 7009), introspection
+(RFC 7662), authorization server metadata (RFC 8414) and the JWKS (RFC 7517)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import sqlalchemy as sa
+from authlib.oauth2.rfc6749.errors import InvalidRequestError, OAuth2Error
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request as HTTPRequest
+from starlette.responses import JSONResponse, Response
+
+from gateway.config import GRANT_TYPES
+from gateway.errors import InvalidToken
+from gateway.issuer.server import (
+    CLIENT_AUTH_METHODS,
+    CONFIDENTIAL_AUTH_METHODS,
+    NO_STORE,
+    Request,
+    Server,
+)
+from gateway.models import Client, Grant, RefreshToken, Revocation, sha256
+
+FORM = "application/x-www-form-urlencoded"
+MAX_FORM_FIELDS = 64
+
+
+async def oauth_request(
+    http: HTTPRequest, issuer: str, *, query: bool, form: bool = True
+) -> Request:
+    """Read the form and/or the query string into Authlib's shape.
+
+    Raises ``InvalidRequestError`` for a body that is not a form or repeats a parameter
+    (RFC 6749 §3.1, §3.2: parameters MUST NOT be included more than once)."""
+    fields: list[tuple[str, str]] = []
+    if form and http.method == "POST":
+        ctype = http.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != FORM:
+            raise InvalidRequestError(f"The request body must be {FORM}.")
+        try:
+            parsed = await http.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+        except Exception:  # multipart's parse errors share no base class we can name
+            raise InvalidRequestError("The request body could not be parsed.") from None
+        fields = [(k, v) for k, v in parsed.multi_items() if isinstance(v, str)]
+    args = list(http.query_params.multi_items()) if query else []
+    # the public URL, not the one a TLS-terminating proxy forwarded to
+    uri = issuer.rstrip("/") + http.url.path
+    if http.url.query:
+        uri += "?" + http.url.query
+    request = Request(
+        http.method,
+        uri,
+        http.headers,
+        args,
+        fields,
+        http.client.host if http.client else "",
+    )
+    repeated = request.payload.repeated()
+    if repeated:
+        raise InvalidRequestError(f"Repeated parameter: {', '.join(repeated)}.")
+    return request
+
+
+def error_response(server: Server, error: OAuth2Error) -> Response:
+    status, body, headers = error()
+    return server.handle_response(status, body, headers)
+
+
+class IssuerEndpoints:
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    # --- RFC 6749 §3.2 ---------------------------------------------------------------------
+
+    async def token(self, http: HTTPRequest) -> Response:
+        try:
+            request = await oauth_request(http, self.server.config.issuer, query=False)
+        except OAuth2Error as error:
+            return error_response(self.server, error)
+        response: Response = await run_in_threadpool(self.server.create_token_response, request)
+        return response
+
+    # --- RFC 7009 ----------------------------------------------------------------------------
+
+    async def revoke(self, http: HTTPRequest) -> Response:
+        try:
+            request = await oauth_request(http, self.server.config.issuer, query=False)
+            return await run_in_threadpool(self._revoke, request)
+        except OAuth2Error as error:
+            return error_response(self.server, error)
+
+    def _revoke(self, request: Request) -> Response:
+        client = self.server.authenticate_client(request, CLIENT_AUTH_METHODS, "revocation")
+        token = request.form.get("token")
+        if not token:
+            raise InvalidRequestError("Missing 'token' parameter.")
+        revoker = self.server.revoker
+        # RFC 7009 §2.1: the hint may be wrong; we look everywhere, cheapest guess first
+        try:
+            claims = self.server.validator.verify_signature(token)
+        except InvalidToken:
+            claims = None
+        if claims is not None:
+            exp = claims.get("exp")
+            if claims.get("client_id") == client.client_id and isinstance(exp, int | float):
+                jti = str(claims.get("jti", ""))
+                if jti and exp + revoker.leeway > time.time():
+                    revoker.revoke(lambda s: revoker.jti(s, jti, exp))
+        else:
+            with self.server.storage.session() as session:
+                refresh = session.scalar(
+                    sa.select(RefreshToken).where(RefreshToken.token_hash == sha256(token))
+                )
+            if refresh is not None and refresh.client_id == client.client_id:
+                # RFC 7009 §2.1: revoking a refresh token drops its access tokens too
+                revoker.revoke(lambda s: revoker.grants(s, [refresh.grant_id]))
+        # unknown, expired or foreign tokens: 200 and nothing changes (RFC 7009 §2.2)
+        return Response(b"", 200, dict(NO_STORE))
+
+    # --- RFC 7662 ----------------------------------------------------------------------------
+
+    async def introspect(self, http: HTTPRequest) -> Response:
+        try:
+            request = await oauth_request(http, self.server.config.issuer, query=False)
+            return await run_in_threadpool(self._introspect, request)
+        except OAuth2Error as error:
+            return error_response(self.server, error)
+
+    def _introspect(self, request: Request) -> Response:
+        client = self.server.authenticate_client(
+            request, CONFIDENTIAL_AUTH_METHODS, "introspection"
+        )
+        if not client.can_introspect:
+            return self.server.handle_response(
+                403,
+                {
+                    "error": "unauthorized_client",
+                    "error_description": "This client may not introspect tokens.",
+                },
+                [],
+            )
+        token = request.form.get("token")
+        if not token:
+            raise InvalidRequestError("Missing 'token' parameter.")
+        body = self._access_token_info(token) or self._refresh_token_info(token)
+        return self.server.handle_response(200, body or {"active": False}, [])
+
+    def _access_token_info(self, token: str) -> dict[str, Any] | None:
+        try:
+            access = self.server.validator.validate(token, audience=None)
+        except InvalidToken:
+            return None
+        # the in-memory sets may trail other replicas by a sync interval; ask the database
+        with self.server.storage.session() as session:
+            revoked = session.scalar(
+                sa.select(sa.func.count()).where(
+                    sa.or_(
+                        sa.and_(Revocation.kind == "jti", Revocation.value == access.jti),
+                        sa.and_(Revocation.kind == "sid", Revocation.value == (access.sid or "")),
+                        sa.and_(
+                            Revocation.kind == "sub",
+                            Revocation.value == access.sub,
+                            Revocation.not_before > access.iat,
+                        ),
+                    )
+                )
+            )
+        if revoked:
+            return None
+        claims = access.claims
+        info = {
+            "active": True,
+            "scope": claims.get("scope", ""),
+            "client_id": access.client_id,
+            "sub": access.sub,
+            "exp": access.exp,
+            "iat": access.iat,
+            "iss": claims["iss"],
+            "aud": claims["aud"],
+            "jti": access.jti,
+            "token_type": "Bearer",
+        }
+        if access.email:
+            info["username"] = access.email
+        return info
+
+    def _refresh_token_info(self, token: str) -> dict[str, Any] | None:
+        with self.server.storage.session() as session:
+            refresh = session.scalar(
+                sa.select(RefreshToken).where(RefreshToken.token_hash == sha256(token))
+            )
+        if refresh is None or refresh.rotated_at is not None:
+            return None
+        grant: Grant = refresh.grant
+        if grant.revoked_at is not None or refresh.expires_at <= time.time():
+            return None
+        info = {
+            "active": True,
+            "scope": refresh.scope,
+            "client_id": refresh.client_id,
+            "sub": grant.user.subject if grant.user else refresh.client_id,
+            "exp": int(refresh.expires_at),
+            "iat": int(refresh.created_at),
+            "iss": self.server.config.issuer,
+            "aud": self.server.config.issuer,
+            "token_type": "refresh_token",
+        }
+        if grant.user:
+            info["username"] = grant.user.email
+        return info
+
+    # --- RFC 8414 and the JWKS -----------------------------------------------------------------
+
+    async def metadata(self, http: HTTPRequest) -> Response:
+        scopes = await run_in_threadpool(self._scopes_supported)
+        issuer = self.server.config.issuer.rstrip("/")
+        body = {
+            "issuer": self.server.config.issuer,
+            "authorization_endpoint": f"{issuer}/oauth/authorize",
+            "token_endpoint": f"{issuer}/oauth/token",
+            "jwks_uri": f"{issuer}/.well-known/jwks.json",
+            "revocation_endpoint": f"{issuer}/oauth/revoke",
+            "introspection_endpoint": f"{issuer}/oauth/introspect",
+            "scopes_supported": scopes,
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "grant_types_supported": list(GRANT_TYPES),
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+            "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+            "introspection_endpoint_auth_methods_supported": CONFIDENTIAL_AUTH_METHODS,
+            "authorization_response_iss_parameter_supported": True,
+            "access_token_signing_alg_values_supported": self.server.keyring.algorithms,
+        }
+        return JSONResponse(body, headers={"Cache-Control": "public, max-age=300"})
+
+    def _scopes_supported(self) -> list[str]:
+        with self.server.storage.session() as session:
+            client_scopes = session.scalars(sa.select(Client.scope)).all()
+        scopes = {s for value in client_scopes for s in value.split()}
+        for route in self.server.config.routes:
+            scopes.update(s for group in route.scopes for s in group)
+        return sorted(scopes)
+
+    async def jwks(self, http: HTTPRequest) -> Response:
+        # short cache: a rotated key must reach verifiers before it signs (activation_delay)
+        return Response(
+            json.dumps(self.server.keyring.jwks()),
+            headers={"Cache-Control": "public, max-age=60"},
+            media_type="application/jwk-set+json",
+        )

@@ -1,0 +1,154 @@
+"""The four grants, as Authlib subclasses backed by our storage.
+
+Authlib does the RFC 6749 request validation; these classes supply storage, the
+``Principal`` each token is issued to, and the rules Authlib leaves to us: PKCE S256 only and
+mandatory for public clients, code replay and refresh-token reuse detection, password-guessing
+throttles, and an identical answer for an unknown user and a wrong password.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import sqlalchemy as sa
+from authlib.oauth2.rfc6749 import grants
+from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
+from authlib.oauth2.rfc7636 import CodeChallenge
+
+from gateway.issuer.server import (
+    CLIENT_AUTH_METHODS,
+    CONFIDENTIAL_AUTH_METHODS,
+    MAX_CREDENTIAL_LENGTH,
+    ClientScopes,
+    TooManyAttempts,
+)
+from gateway.issuer.tokens import Principal
+from gateway.models import AuthorizationCode, RefreshToken, sha256
+
+
+class PKCE(CodeChallenge):
+    """RFC 7636 with S256 only (RFC 9700 §2.1.1), required whenever the client is public."""
+
+    DEFAULT_CODE_CHALLENGE_METHOD = "S256"
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]  # noqa: RUF012 - Authlib's attribute
+
+    def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
+        data = grant.request.payload.data
+        if grant.request.client.is_public and not data.get("code_challenge"):
+            raise InvalidRequestError("Public clients must send a PKCE 'code_challenge'.")
+        if data.get("code_challenge") and data.get("code_challenge_method") != "S256":
+            # an omitted method means "plain" (RFC 7636 §4.3), which is refused
+            raise InvalidRequestError("'code_challenge_method' must be S256.")
+        super().validate_code_challenge(grant, redirect_uri)
+
+
+class AuthorizationCodeGrant(ClientScopes, grants.AuthorizationCodeGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
+
+    def save_authorization_code(self, code: str, request: Any) -> None:
+        principal: Principal = request.user
+        payload = request.payload
+        ttl = self.server.config.tokens.authorization_code_ttl
+        with self.server.storage.session() as session:
+            session.add(
+                AuthorizationCode(
+                    code_hash=sha256(code),
+                    client_id=request.client.client_id,
+                    user_id=principal.user.id,
+                    redirect_uri=payload.redirect_uri,
+                    scope=request.scope,
+                    code_challenge=payload.data.get("code_challenge"),
+                    code_challenge_method=payload.data.get("code_challenge") and "S256",
+                    auth_time=principal.auth_time,
+                    expires_at=time.time() + ttl,
+                    grant_id=principal.grant_id,
+                )
+            )
+
+    def query_authorization_code(self, code: str, client: Any) -> AuthorizationCode | None:
+        if len(code) > MAX_CREDENTIAL_LENGTH:
+            return None
+        with self.server.storage.session() as session:
+            found = session.scalar(
+                sa.select(AuthorizationCode).where(AuthorizationCode.code_hash == sha256(code))
+            )
+        if found is None or found.client_id != client.client_id:
+            return None
+        if found.used_at is not None:
+            # RFC 6749 §4.1.2: a second use SHOULD revoke what the code gave
+            revoker = self.server.revoker
+            revoker.revoke(lambda s: revoker.grants(s, [found.grant_id]))
+            return None
+        if found.expires_at <= time.time():
+            return None
+        return found
+
+    def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
+        """Kept, marked used, until it expires: a replay must still be recognised."""
+
+    def authenticate_user(self, authorization_code: AuthorizationCode) -> Principal:
+        return Principal(
+            authorization_code.user, authorization_code.grant_id or "", authorization_code.auth_time
+        )
+
+
+class PasswordGrant(ClientScopes, grants.ResourceOwnerPasswordCredentialsGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
+
+    def authenticate_user(self, username: str, password: str) -> Principal:
+        try:
+            user = self.server.check_password(username, password, self.request.client_addr)
+        except TooManyAttempts:
+            raise InvalidGrantError("Too many failed attempts; try again later.") from None
+        if user is None:
+            # one answer for an unknown user and a wrong password
+            raise InvalidGrantError("Invalid username or password.")
+        return Principal.new(user, time.time())
+
+
+class RefreshTokenGrant(grants.RefreshTokenGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
+
+    @property
+    def INCLUDE_NEW_REFRESH_TOKEN(self) -> bool:  # type: ignore[override]
+        return bool(self.server.config.tokens.rotate_refresh_tokens)
+
+    def authenticate_refresh_token(self, refresh_token: str) -> RefreshToken | None:
+        if len(refresh_token) > MAX_CREDENTIAL_LENGTH:
+            return None
+        with self.server.storage.session() as session:
+            token = session.scalar(
+                sa.select(RefreshToken).where(RefreshToken.token_hash == sha256(refresh_token))
+            )
+        if token is None:
+            return None
+        if token.rotated_at is not None:
+            # RFC 9700 §4.14.2: a rotated refresh token presented again means it leaked
+            revoker = self.server.revoker
+            revoker.revoke(lambda s: revoker.grants(s, [token.grant_id]))
+            return None
+        now = time.time()
+        if token.expires_at <= now or token.grant.revoked_at is not None:
+            return None
+        return token
+
+    def authenticate_user(self, refresh_token: RefreshToken) -> Principal:
+        grant = refresh_token.grant
+        return Principal(grant.user, grant.id, grant.auth_time, existing=grant)
+
+    def revoke_old_credential(self, refresh_token: RefreshToken) -> None:
+        """Done by ``persist_token`` in the transaction that stores the new one."""
+
+
+class ClientCredentialsGrant(ClientScopes, grants.ClientCredentialsGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = CONFIDENTIAL_AUTH_METHODS
+
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        principal = Principal.new(None)
+        self.request.user = principal
+        token = self.generate_token(
+            user=principal, scope=self.request.payload.scope, include_refresh_token=False
+        )
+        self.save_token(token)
+        return 200, token, self.TOKEN_RESPONSE_HEADER

@@ -1,0 +1,162 @@
+"""Issuing tokens: RFC 9068 JWT access tokens and opaque, rotated refresh tokens.
+
+Every grant hands Authlib a ``Principal`` as its "user": who the token is for, and which grant
+(refresh-token family, the ``sid`` claim) it belongs to. ``persist_token`` then stores the grant
+and refresh token in the same transaction that consumes the code or the old refresh token, with
+a conditional update: of two concurrent redemptions exactly one wins, and the other is treated
+as the replay it is (RFC 9700 §4.14.2), which revokes the whole grant.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from authlib.oauth2.rfc6749.errors import InvalidGrantError
+
+from gateway.keys import KeyRing
+from gateway.models import (
+    AuthorizationCode,
+    Client,
+    Grant,
+    RefreshToken,
+    User,
+    new_id,
+    random_token,
+    sha256,
+)
+
+if TYPE_CHECKING:
+    from gateway.issuer.server import Request, Server
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The subject of a token request and the grant its tokens belong to."""
+
+    user: User | None
+    grant_id: str
+    auth_time: float | None = None
+    #: set when the grant already exists (refresh): its scope and absolute expiry
+    existing: Grant | None = None
+
+    @classmethod
+    def new(cls, user: User | None, auth_time: float | None = None) -> Principal:
+        return cls(user, new_id(), auth_time)
+
+
+class TokenGenerator:
+    """Authlib's token generator interface, producing RFC 9068 access tokens."""
+
+    def __init__(self, keyring: KeyRing, issuer: str, audience: str, access_ttl: int) -> None:
+        self.keyring = keyring
+        self.issuer = issuer
+        self.audience = audience
+        self.access_ttl = access_ttl
+
+    def __call__(
+        self,
+        grant_type: str,
+        client: Client,
+        user: Principal | None = None,
+        scope: str | None = None,
+        expires_in: int | None = None,
+        include_refresh_token: bool = True,
+    ) -> dict[str, Any]:
+        if user is None:  # every grant of ours passes a Principal
+            raise InvalidGrantError("no principal for this token request")
+        scope = client.get_allowed_scope(scope)
+        ttl = expires_in or self.access_ttl
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": user.user.subject if user.user else client.client_id,
+            "aud": self.audience,
+            "exp": now + ttl,
+            "iat": now,
+            "jti": new_id(),
+            "client_id": client.client_id,
+            "scope": scope,
+            "sid": user.grant_id,
+        }
+        if user.user is not None:
+            claims["auth_time"] = int(user.auth_time or now)
+            claims["email"] = user.user.email
+        token: dict[str, Any] = {
+            "access_token": self.keyring.sign(claims),
+            "token_type": "Bearer",
+            "expires_in": ttl,
+            "scope": scope,
+        }
+        if include_refresh_token:
+            token["refresh_token"] = random_token()
+        return token
+
+
+class _Replay(Exception):
+    def __init__(self, grant_id: str | None) -> None:
+        super().__init__(grant_id)
+        self.grant_id = grant_id
+
+
+def persist_token(server: Server, token: dict[str, Any], request: Request) -> None:
+    principal: Principal = request.user
+    client: Client = request.client
+    ttl = server.config.tokens.refresh_token_ttl
+    now = time.time()
+    try:
+        with server.storage.session() as session:
+            _consume_credential(server, session, request, now)
+            grant = principal.existing
+            if grant is None:
+                grant = Grant(
+                    id=principal.grant_id,
+                    client_id=client.client_id,
+                    user_id=principal.user.id if principal.user else None,
+                    scope=token["scope"],
+                    auth_time=principal.auth_time,
+                    expires_at=now + ttl,
+                )
+                session.add(grant)
+            refresh = token.get("refresh_token")
+            if refresh:
+                session.add(
+                    RefreshToken(
+                        token_hash=sha256(refresh),
+                        grant_id=grant.id,
+                        client_id=client.client_id,
+                        # RFC 6749 §6: a new refresh token keeps the scope of the one it replaces
+                        scope=grant.scope,
+                        expires_at=grant.expires_at,
+                    )
+                )
+    except _Replay as replay:
+        grant_id = replay.grant_id
+        if grant_id:
+            server.revoker.revoke(lambda s: server.revoker.grants(s, [grant_id]))
+        raise InvalidGrantError("The grant has already been used; it is now revoked.") from None
+
+
+def _consume_credential(server: Server, session: Any, request: Request, now: float) -> None:
+    grant_type = request.payload.grant_type
+    if grant_type == "authorization_code":
+        code: AuthorizationCode = request.authorization_code
+        consumed = session.execute(
+            sa.update(AuthorizationCode)
+            .where(AuthorizationCode.id == code.id, AuthorizationCode.used_at.is_(None))
+            .values(used_at=now)
+        )
+        if consumed.rowcount != 1:
+            raise _Replay(code.grant_id)
+    elif grant_type == "refresh_token":
+        old: RefreshToken = request.refresh_token
+        if server.config.tokens.rotate_refresh_tokens:
+            stmt = sa.update(RefreshToken).where(
+                RefreshToken.id == old.id, RefreshToken.rotated_at.is_(None)
+            )
+            if session.execute(stmt.values(rotated_at=now)).rowcount != 1:
+                raise _Replay(old.grant_id)
+        elif session.get(RefreshToken, old.id) is None:  # revoked meanwhile
+            raise InvalidGrantError("The refresh token is no longer valid.")
