@@ -1,0 +1,47 @@
+# The two commands of the README: `make run` and `make test`. Everything else they need is
+# installed here, into .venv, from pyproject.toml's pinned ranges.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG ?= config.example.toml
+
+.PHONY: run serve test lint typecheck pytest browser postgres clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(VENV)/.installed $@
+
+## make run: the gateway with a demo upstream on http://127.0.0.1:8000
+run: $(VENV)/.installed
+	$(BIN)/gateway --config $(CONFIG) demo
+
+## make serve: the gateway alone, as configured
+serve: $(VENV)/.installed
+	$(BIN)/gateway --config $(CONFIG) serve
+
+## make test: lint, type-check and the whole test suite
+test: lint typecheck browser pytest
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.installed-test
+	$(BIN)/mypy
+
+browser:
+	@scripts/ensure-chromium
+
+pytest: $(VENV)/.installed-test
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

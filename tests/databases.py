@@ -1,0 +1,59 @@
+"""Test databases: a SQLite file per test, or a fresh PostgreSQL database per test.
+
+With ``GATEWAY_TEST_DATABASE_URL`` set (e.g.
+``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``), each test gets a new database on
+that server, created from a migrated template so it costs one ``CREATE DATABASE``. If the
+server cannot be reached the test fails: never a silent fall-back to SQLite.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+ENV = "GATEWAY_TEST_DATABASE_URL"
+_TEMPLATE = f"gateway_test_template_{os.getpid()}"
+_template_ready: list[str] = []
+
+
+def _admin_engine(url: str) -> sa.engine.Engine:
+    return sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+
+
+def _ensure_template(admin_url: str) -> None:
+    if _template_ready:
+        return
+    from gateway.storage import create_engine, upgrade_schema
+
+    admin = _admin_engine(admin_url)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{_TEMPLATE}"'))
+        conn.execute(sa.text(f'CREATE DATABASE "{_TEMPLATE}"'))
+    admin.dispose()
+    engine = create_engine(make_url(admin_url).set(database=_TEMPLATE).render_as_string(False))
+    upgrade_schema(engine)
+    engine.dispose()
+    _template_ready.append(_TEMPLATE)
+
+
+def fresh_database_url(tmp_path: Path) -> Iterator[str]:
+    admin_url = os.environ.get(ENV)
+    if not admin_url:
+        yield f"sqlite:///{tmp_path / 'gateway.db'}"
+        return
+    _ensure_template(admin_url)
+    name = f"gateway_test_{uuid.uuid4().hex[:12]}"
+    admin = _admin_engine(admin_url)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{_TEMPLATE}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
