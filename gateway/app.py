@@ -146,8 +146,8 @@ def _error_handler(request: Request, exc: Exception) -> Response:
         }
         return JSONResponse(body, exc.status_code, exc.headers)
     if isinstance(exc, GatewayError):
-        status, headers, body = exc.response_parts()
-        return Response(body, status, {k.decode(): v.decode() for k, v in headers})
+        status, raw_headers, payload = exc.response_parts()
+        return Response(payload, status, {k.decode(): v.decode() for k, v in raw_headers})
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return JSONResponse({"error": "server_error"}, 500, {"Cache-Control": "no-store"})
 

@@ -180,7 +180,7 @@ def cmd_client(config: Config, args: argparse.Namespace) -> None:
         _out(data, args.json, text)
     elif args.action == "list":
         with storage.session() as session:
-            rows = [
+            rows: list[dict[str, Any]] = [
                 {
                     "client_id": c.client_id,
                     "name": c.name,

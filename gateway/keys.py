@@ -84,11 +84,12 @@ def create_key(directory: Path, algorithm: str, activation_delay: float = 0) -> 
     key = _generate(algorithm)
     kid = key.thumbprint()
     created = time.time()
-    meta = {"alg": algorithm, "created_at": created, "activates_at": created + activation_delay}
+    activates = created + activation_delay
+    meta = {"alg": algorithm, "created_at": created, "activates_at": activates}
     # The PEM is written last: a reader that sees it also sees its sidecar.
     _write_private(directory / f"{kid}.json", json.dumps(meta).encode())
     _write_private(directory / f"{kid}.pem", key.as_pem(private=True))
-    return SigningKey(kid, algorithm, key, created, meta["activates_at"])
+    return SigningKey(kid, algorithm, key, created, activates)
 
 
 def retire_key(directory: Path, kid: str) -> None:
@@ -105,7 +106,7 @@ def retire_key(directory: Path, kid: str) -> None:
 
 def load_keys(directory: Path) -> list[SigningKey]:
     """Every published key, oldest first. Unreadable files are errors, not silently skipped."""
-    keys = []
+    keys: list[SigningKey] = []
     if not directory.is_dir():
         return keys
     for pem in sorted(directory.glob("*.pem")):

@@ -169,7 +169,7 @@ class AuthorizationCode(Base):
 
     # --- authlib AuthorizationCodeMixin ----------------------------------------------------
 
-    def get_redirect_uri(self) -> str:
+    def get_redirect_uri(self) -> str | None:
         return self.redirect_uri
 
     def get_scope(self) -> str:

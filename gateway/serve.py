@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from typing import Any
+
 import uvicorn
 
 from gateway.app import GatewayApp, create_app
@@ -19,7 +21,7 @@ def serve(config: Config, host: str, port: int, workers: int) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    options = {
+    options: dict[str, Any] = {
         "host": host,
         "port": port,
         "loop": "uvloop",

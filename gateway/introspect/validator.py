@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from joserfc import jws
 from joserfc.errors import JoseError
@@ -94,12 +94,12 @@ class BearerValidator:
 
     def _check_claims(self, claims: dict[str, Any], audience: str | None) -> AccessToken:
         now = time.time()
-        exp, iat, nbf = claims.get("exp"), claims.get("iat"), claims.get("nbf")
-        if not _is_number(exp) or not _is_number(iat) or (nbf is not None and not _is_number(nbf)):
+        exp, iat, nbf = claims.get("exp"), claims.get("iat"), claims.get("nbf", 0)
+        if not (_is_number(exp) and _is_number(iat) and _is_number(nbf)):
             raise InvalidToken("malformed time claims")
         if exp + self.leeway <= now:
             raise InvalidToken("token expired")
-        if iat - self.leeway > now or (nbf is not None and nbf - self.leeway > now):
+        if max(iat, nbf) - self.leeway > now:
             raise InvalidToken("token not yet valid")
         aud = claims.get("aud")
         auds = (aud,) if isinstance(aud, str) else aud
@@ -110,7 +110,7 @@ class BearerValidator:
         sub, client_id, jti = claims.get("sub"), claims.get("client_id"), claims.get("jti")
         scope = claims.get("scope", "")
         sid, email = claims.get("sid"), claims.get("email")
-        if not all(isinstance(v, str) and v for v in (sub, client_id, jti)):
+        if not (_is_text(sub) and _is_text(client_id) and _is_text(jti)):
             raise InvalidToken("missing claims")
         if not isinstance(scope, str) or not all(
             v is None or isinstance(v, str) for v in (sid, email)
@@ -130,5 +130,9 @@ class BearerValidator:
         )
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_text(value: Any) -> TypeGuard[str]:
+    return isinstance(value, str) and bool(value)

@@ -48,6 +48,8 @@ class AuthorizationCodeGrant(ClientScopes, grants.AuthorizationCodeGrant):
 
     def save_authorization_code(self, code: str, request: Any) -> None:
         principal: Principal = request.user
+        if principal.user is None:  # the pages only authorize signed-in users
+            raise InvalidRequestError("No signed-in user.")
         payload = request.payload
         ttl = self.server.config.tokens.authorization_code_ttl
         with self.server.storage.session() as session:
@@ -111,7 +113,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
 
     @property
-    def INCLUDE_NEW_REFRESH_TOKEN(self) -> bool:  # type: ignore[override]
+    def INCLUDE_NEW_REFRESH_TOKEN(self) -> bool:  # noqa: N802 - Authlib's attribute name
         return bool(self.server.config.tokens.rotate_refresh_tokens)
 
     def authenticate_refresh_token(self, refresh_token: str) -> RefreshToken | None:
