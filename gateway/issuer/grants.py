@@ -113,7 +113,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
 
     @property
-    def INCLUDE_NEW_REFRESH_TOKEN(self) -> bool:  # noqa: N802 - Authlib's attribute name
+    def INCLUDE_NEW_REFRESH_TOKEN(self) -> bool:  # Authlib reads it per request
         return bool(self.server.config.tokens.rotate_refresh_tokens)
 
     def authenticate_refresh_token(self, refresh_token: str) -> RefreshToken | None:
