@@ -1,0 +1,72 @@
+"""The path matched is exactly the path forwarded: tricks are refused with 400 (raw sockets,
+so no client library normalises the request line first)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.errors import BadRequestPath
+from gateway.proxy.paths import decode_path, encode_path
+from tests.proxy.conftest import GatewayFactory, raw_request
+
+TRICKS = [
+    pytest.param("/orders/../admin", id="dot-dot"),
+    pytest.param("/orders/..", id="trailing-dot-dot"),
+    pytest.param("/orders/%2e%2e/admin", id="encoded-dot-dot"),
+    pytest.param("/orders/.%2E/admin", id="half-encoded-dot-dot"),
+    pytest.param("/orders/./admin", id="dot"),
+    pytest.param("/orders/%2e/admin", id="encoded-dot"),
+    pytest.param("/orders%2Fx", id="encoded-slash"),
+    pytest.param("/orders%2fx", id="encoded-slash-lower"),
+    pytest.param("/orders%5Cx", id="encoded-backslash"),
+    pytest.param("/orders\\x", id="backslash"),
+    pytest.param("/orders/%00", id="nul"),
+    pytest.param("/orders/%0d%0aX-Injected:%201", id="crlf"),
+    pytest.param("//orders", id="double-slash-start"),
+    pytest.param("/orders//x", id="double-slash"),
+    pytest.param("/orders/%252e%252e/admin", id="double-encoded-dot-dot"),
+    pytest.param("/orders/%ff", id="not-utf8"),
+    pytest.param("*", id="asterisk-form"),
+]
+
+
+@pytest.mark.parametrize("raw", TRICKS)
+def test_tricks_refused(raw: str) -> None:
+    with pytest.raises(BadRequestPath):
+        decode_path(raw.encode("latin-1"))
+
+
+@pytest.mark.parametrize(
+    ("raw", "decoded", "forwarded"),
+    [
+        pytest.param("/orders/7", "/orders/7", "/orders/7", id="plain"),
+        pytest.param("/orders/", "/orders/", "/orders/", id="trailing-slash"),
+        pytest.param("/ord%65rs/7", "/orders/7", "/orders/7", id="encoded-unreserved"),
+        pytest.param("/orders/a%20b", "/orders/a b", "/orders/a%20b", id="space"),
+        pytest.param("/orders/%C3%A9", "/orders/é", "/orders/%C3%A9", id="utf8"),
+        pytest.param("/orders/..;/admin", "/orders/..;/admin", "/orders/..%3B/admin", id="semi"),
+        pytest.param("/orders/.hidden", "/orders/.hidden", "/orders/.hidden", id="dot-name"),
+        pytest.param("/orders/a%25b", "/orders/a%b", "/orders/a%25b", id="percent"),
+    ],
+)
+def test_decoded_once_and_forwarded_canonically(raw: str, decoded: str, forwarded: str) -> None:
+    assert decode_path(raw.encode()) == decoded
+    assert encode_path(decoded) == forwarded
+
+
+@pytest.mark.parametrize("raw", TRICKS[:-1])
+async def test_tricks_answer_400_and_never_reach_the_upstream(
+    gateway: GatewayFactory, echo: str, raw: str
+) -> None:
+    gw = await gateway(f'[[routes]]\npath = "/"\npublic = true\nupstream = "{echo}"\n')
+    response = await raw_request(gw.port, raw)
+    assert response.status == 400
+    assert b'"error": "invalid_request"' in response.body
+
+
+async def test_query_forwarded_unchanged(gateway: GatewayFactory, echo: str) -> None:
+    gw = await gateway(f'[[routes]]\npath = "/orders"\npublic = true\nupstream = "{echo}"\n')
+    response = await raw_request(gw.port, "/orders/%7E7?b=%2F..%2F&a=1+2&a=%zz&access_token=x")
+    assert response.status == 200
+    assert b'"path": "/orders/~7"' in response.body
+    assert b'"query": "b=%2F..%2F&a=1+2&a=%zz&access_token=x"' in response.body
