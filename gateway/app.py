@@ -23,6 +23,8 @@ from starlette.routing import Route
 
 from gateway.config import Config
 from gateway.errors import ConfigError, GatewayError
+from gateway.housekeeping import prune_expired
+from gateway.introspect.notify import RevocationListener
 from gateway.introspect.revocation import RevocationCache
 from gateway.introspect.revoker import Revoker
 from gateway.introspect.validator import BearerValidator
@@ -77,6 +79,9 @@ class Gateway:
         self.server.register_grant(RefreshTokenGrant)
         self.server.register_grant(ClientCredentialsGrant)
         self.proxy = Proxy(config, self.validator)
+        self.listener: RevocationListener | None = None
+        if self.storage.is_postgres and config.revocation.notify:
+            self.listener = RevocationListener(self.storage, self.revocations)
         self._tasks: list[asyncio.Task[None]] = []
 
     # --- background upkeep -----------------------------------------------------------------
@@ -93,20 +98,24 @@ class Gateway:
 
     async def start(self) -> None:
         await anyio.to_thread.run_sync(self.revocations.try_sync, self.storage)
-        self._tasks = [
-            asyncio.create_task(
-                self._every(
-                    self.config.revocation.sync_interval,
-                    lambda: self.revocations.sync(self.storage),
-                    "revocation sync",
-                )
+        jobs = [
+            self._every(
+                self.config.revocation.sync_interval,
+                lambda: self.revocations.sync(self.storage),
+                "revocation sync",
             ),
-            asyncio.create_task(
-                self._every(
-                    self.config.keys.reload_interval, self.keyring.reload_if_changed, "key reload"
-                )
+            self._every(
+                self.config.keys.reload_interval, self.keyring.reload_if_changed, "key reload"
+            ),
+            self._every(
+                self.config.housekeeping.interval,
+                lambda: prune_expired(self.storage),
+                "housekeeping",
             ),
         ]
+        if self.listener is not None:
+            jobs.append(self.listener.run())
+        self._tasks = [asyncio.create_task(job) for job in jobs]
         await self.proxy.startup()
 
     async def stop(self) -> None:

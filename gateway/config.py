@@ -62,6 +62,14 @@ class TokensConfig:
 class RevocationConfig:
     sync_interval: float = 1.0
     max_staleness: float = 30.0
+    #: on PostgreSQL, push revocations to every replica with LISTEN/NOTIFY (polling stays on)
+    notify: bool = True
+
+
+@dataclass(frozen=True)
+class HousekeepingConfig:
+    #: seconds between prunes of expired codes, refresh tokens, grants and revocations
+    interval: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,7 @@ class Config:
     keys: KeysConfig = field(default_factory=KeysConfig)
     tokens: TokensConfig = field(default_factory=TokensConfig)
     revocation: RevocationConfig = field(default_factory=RevocationConfig)
+    housekeeping: HousekeepingConfig = field(default_factory=HousekeepingConfig)
     throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     routes: tuple[RouteConfig, ...] = ()
@@ -321,6 +330,7 @@ def _validate(config: Config, where: str) -> Config:
         ("revocation.sync_interval", config.revocation.sync_interval),
         ("revocation.max_staleness", config.revocation.max_staleness),
         ("keys.reload_interval", config.keys.reload_interval),
+        ("housekeeping.interval", config.housekeeping.interval),
         ("throttle.max_failures", config.throttle.max_failures),
         ("throttle.window", config.throttle.window),
     ):

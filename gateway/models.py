@@ -141,7 +141,7 @@ class Grant(Base):
     scope: Mapped[str] = mapped_column(Text, default="")
     auth_time: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[float] = mapped_column(Float, default=now)
-    expires_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
     revoked_at: Mapped[float | None] = mapped_column(Float)
 
     user: Mapped[User | None] = relationship(lazy="joined")

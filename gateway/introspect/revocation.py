@@ -10,6 +10,7 @@ on the proxy's hot path.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 
@@ -45,8 +46,15 @@ class RevocationCache:
         self._last_full = 0.0
         #: wall-clock time of the last successful sync with the database (0: never)
         self.synced_at = 0.0
+        # writers come from the event loop (notifications) and from threads (endpoints, sync);
+        # readers (is_revoked, on the hot path) take no lock: single dict lookups are atomic
+        self._lock = threading.Lock()
 
     def add(self, entry: Entry) -> None:
+        with self._lock:
+            self._add(entry)
+
+    def _add(self, entry: Entry) -> None:
         current = self._sets[entry.kind].get(entry.value)
         if current is None or entry.not_before > current[0]:
             self._sets[entry.kind][entry.value] = (entry.not_before, entry.expires_at)
@@ -67,32 +75,37 @@ class RevocationCache:
 
     def prune(self, at: float | None = None) -> None:
         at = time.time() if at is None else at
-        for entries in self._sets.values():
-            for value in [v for v, (_, exp) in entries.items() if exp <= at]:
-                del entries[value]
+        with self._lock:
+            for entries in self._sets.values():
+                for value in [v for v, (_, exp) in entries.items() if exp <= at]:
+                    del entries[value]
 
-    def sync(self, storage: Storage) -> int:
-        """Pull new entries from the database (blocking: run it in a thread). Returns how many."""
+    def sync(self, storage: Storage, full: bool = False) -> int:
+        """Pull new entries from the database (blocking: run it in a thread). Returns how many.
+
+        ``full`` reloads the whole table (after a reconnection); it also happens on its own
+        every ``FULL_RELOAD_EVERY`` seconds."""
         started = time.time()
-        full = started - self._last_full >= FULL_RELOAD_EVERY
+        full = full or started - self._last_full >= FULL_RELOAD_EVERY
         stmt = sa.select(Revocation).where(Revocation.expires_at > started)
         if not full:
             stmt = stmt.where(Revocation.id > self._last_id - ID_OVERLAP)
         with storage.session() as session:
             rows = session.scalars(stmt).all()
-        if full:
-            fresh = RevocationCache()
-            for row in rows:
-                fresh.add(Entry(row.kind, row.value, row.not_before, row.expires_at))
-            # keep what this process added meanwhile: a commit is never un-revoked
-            for kind in KINDS:
-                for value, (nb, exp) in self._sets[kind].items():
-                    fresh.add(Entry(kind, value, nb, exp))
-            self._sets = fresh._sets
-            self._last_full = started
-        else:
-            for row in rows:
-                self.add(Entry(row.kind, row.value, row.not_before, row.expires_at))
+        with self._lock:
+            if full:
+                fresh = RevocationCache()
+                for row in rows:
+                    fresh._add(Entry(row.kind, row.value, row.not_before, row.expires_at))
+                # keep what this process added meanwhile: a commit is never un-revoked
+                for kind in KINDS:
+                    for value, (nb, exp) in self._sets[kind].items():
+                        fresh._add(Entry(kind, value, nb, exp))
+                self._sets = fresh._sets
+                self._last_full = started
+            else:
+                for row in rows:
+                    self._add(Entry(row.kind, row.value, row.not_before, row.expires_at))
         if rows:
             self._last_id = max(self._last_id, max(r.id for r in rows))
         self.prune(started)

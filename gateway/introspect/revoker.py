@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from gateway.introspect.notify import publish
 from gateway.introspect.revocation import Entry, RevocationCache
 from gateway.models import Grant, RefreshToken, Revocation
 from gateway.storage import Storage
@@ -30,6 +31,7 @@ class Revoker:
         """Run ``action`` in a transaction, commit, then enforce its entries in this process."""
         with self.storage.session() as session:
             entries = action(session)
+            publish(session, entries)
         self.apply(entries)
         return entries
 

@@ -1,0 +1,39 @@
+"""Pruning what can no longer matter: expired codes, refresh tokens, grants and revocations.
+
+Runs in the background of every replica (deletes are idempotent, so replicas need no
+coordination), in small batches so no request waits long behind its locks.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import cast
+
+import sqlalchemy as sa
+
+from gateway.models import AuthorizationCode, Grant, RefreshToken, Revocation
+from gateway.storage import Storage
+
+BATCH = 500
+#: children before parents: refresh tokens reference grants
+EXPIRING = (AuthorizationCode, RefreshToken, Grant, Revocation)
+
+
+def prune_expired(storage: Storage, now: float | None = None) -> dict[str, int]:
+    """Delete rows whose ``expires_at`` has passed; returns how many per table."""
+    now = time.time() if now is None else now
+    counts: dict[str, int] = {}
+    for model in EXPIRING:
+        table = cast(sa.Table, model.__table__)
+        key = table.primary_key.columns[0]
+        total = 0
+        while True:
+            expired = sa.select(key).where(table.c.expires_at < now).limit(BATCH)
+            with storage.session() as session:
+                result = session.connection().execute(sa.delete(table).where(key.in_(expired)))
+                deleted = result.rowcount
+            total += deleted
+            if deleted < BATCH:
+                break
+        counts[table.name] = total
+    return counts
