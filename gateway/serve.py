@@ -1,14 +1,20 @@
-"""Running the gateway under uvicorn (uvloop + httptools), in one or N worker processes."""
+"""Running the gateway under uvicorn (uvloop + httptools), in one or N worker processes, and
+``gateway demo``: the gateway and a demo upstream in one process."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
+import uvloop
 
 from gateway.app import GatewayApp, create_app
 from gateway.config import Config, load_config
+from gateway.proxy.demo import demo_routes, start_echo_upstream
 
 
 def app_factory() -> GatewayApp:
@@ -16,11 +22,11 @@ def app_factory() -> GatewayApp:
     return create_app(load_config())
 
 
-def serve(config: Config, host: str, port: int, workers: int) -> None:
+def _options(host: str, port: int) -> dict[str, Any]:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    options: dict[str, Any] = {
+    return {
         "host": host,
         "port": port,
         "loop": "uvloop",
@@ -32,8 +38,35 @@ def serve(config: Config, host: str, port: int, workers: int) -> None:
         "access_log": False,
         "timeout_graceful_shutdown": 10,
     }
+
+
+def serve(config: Config, host: str, port: int, workers: int) -> None:
+    options = _options(host, port)
     if workers > 1:
         # each worker builds its own app (and caches) from the same config file
         uvicorn.run("gateway.serve:app_factory", factory=True, workers=workers, **options)
     else:
         uvicorn.run(create_app(config), **options)
+
+
+def serve_demo(
+    config: Config, host: str, port: int, upstream_port: int, ready: Callable[[Config], None]
+) -> None:
+    """Start the echo upstream, add the demo routes, serve; ``ready`` prints the walkthrough."""
+
+    async def main() -> None:
+        upstream = await start_echo_upstream("127.0.0.1", upstream_port)
+        try:
+            demo = dataclasses.replace(config, routes=config.routes + demo_routes(upstream.url))
+            server = uvicorn.Server(uvicorn.Config(create_app(demo), **_options(host, port)))
+            serving = asyncio.create_task(server.serve())
+            while not server.started and not serving.done():
+                await asyncio.sleep(0.05)
+            if server.started:
+                ready(demo)
+            await serving
+        finally:
+            await upstream.stop()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
