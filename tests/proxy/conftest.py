@@ -147,7 +147,8 @@ async def gateway(
         config = write_config(toml)
         proxy = Proxy(config, validator, forwarder)
         await proxy.startup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP: asyncio only sets TCP_NODELAY on sockets that say they are TCP
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.bind(("127.0.0.1", 0))
         server_config = uvicorn.Config(
             proxy, lifespan="off", proxy_headers=False, log_config=None, access_log=False
@@ -164,7 +165,12 @@ async def gateway(
     yield start
     for server, sock, gw in running:
         await gw.client.aclose()
-        await server.shutdown(sockets=[sock])
+        # Server.shutdown() always sleeps 0.1 s; every exchange is over, so close at once
+        for listener in server.servers:
+            listener.close()
+        for connection in list(server.server_state.connections):
+            connection.shutdown()
+        sock.close()
         await gw.proxy.shutdown()
 
 
