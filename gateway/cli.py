@@ -131,8 +131,24 @@ def init(config: Config) -> Storage:
     return storage
 
 
-def cmd_init(config: Config, args: argparse.Namespace) -> None:
-    storage = init(config)
+Command = Callable[[Config, argparse.Namespace], None]
+
+
+def with_storage(command: Callable[[Config, argparse.Namespace, Storage], None]) -> Command:
+    """Run ``command`` with the database initialised, and its connections closed after."""
+
+    def run(config: Config, args: argparse.Namespace) -> None:
+        storage = init(config)
+        try:
+            command(config, args, storage)
+        finally:
+            storage.dispose()
+
+    return run
+
+
+@with_storage
+def cmd_init(config: Config, args: argparse.Namespace, storage: Storage) -> None:
     print(
         f"database ready at revision {current_revision(storage.engine)}; keys in {config.keys_dir}"
     )
@@ -181,12 +197,12 @@ def _demo_client(config: Config, storage: Storage) -> dict[str, str]:
     return saved
 
 
-def cmd_demo(config: Config, args: argparse.Namespace) -> None:
+@with_storage
+def cmd_demo(config: Config, args: argparse.Namespace, storage: Storage) -> None:
     from gateway.serve import serve_demo
 
-    storage = init(config)
     creds = _demo_client(config, storage)
-    storage.dispose()
+    storage.dispose()  # the served app opens its own
     host, port = args.host or config.server.host, args.port or config.server.port
     base = f"http://{host}:{port}"
     auth = f"{creds['client_id']}:{creds['client_secret']}"
@@ -228,16 +244,16 @@ def _read_password(from_stdin: bool) -> str:
     return first
 
 
-def cmd_user(config: Config, args: argparse.Namespace) -> None:
+@with_storage
+def cmd_user(config: Config, args: argparse.Namespace, storage: Storage) -> None:
     password = _read_password(args.password_stdin)
-    storage = init(config)
     with storage.session() as session:
         user = accounts.create_user(session, args.email, password)
     _out({"id": user.id, "email": user.email}, args.json, f"created user {user.email} ({user.id})")
 
 
-def cmd_client(config: Config, args: argparse.Namespace) -> None:
-    storage = init(config)
+@with_storage
+def cmd_client(config: Config, args: argparse.Namespace, storage: Storage) -> None:
     if args.action == "create":
         method = args.auth_method or ("none" if args.public else "client_secret_basic")
         if args.public and method != "none":
@@ -320,8 +336,8 @@ def _revoker(config: Config, storage: Storage) -> Revoker:
     return Revoker(storage, RevocationCache(), config.tokens.access_token_ttl, config.tokens.leeway)
 
 
-def cmd_token(config: Config, args: argparse.Namespace) -> None:
-    storage = init(config)
+@with_storage
+def cmd_token(config: Config, args: argparse.Namespace, storage: Storage) -> None:
     revoker = _revoker(config, storage)
     if args.jti:
         # the token's exp is unknown here: keep the entry for the longest lifetime it could have
@@ -341,13 +357,16 @@ def cmd_token(config: Config, args: argparse.Namespace) -> None:
 
 def cmd_db(config: Config, args: argparse.Namespace) -> None:
     storage = Storage(config.database_url)
-    current = current_revision(storage.engine)
-    head = head_revision(storage.engine)
+    try:
+        current = current_revision(storage.engine)
+        head = head_revision(storage.engine)
+    finally:
+        storage.dispose()
     state = "up to date" if current == head else f"behind head {head}: run 'gateway init'"
     print(f"{current or 'empty'} ({state})")
 
 
-COMMANDS: dict[str, Callable[[Config, argparse.Namespace], None]] = {
+COMMANDS: dict[str, Command] = {
     "init": cmd_init,
     "serve": cmd_serve,
     "user": cmd_user,

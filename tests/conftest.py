@@ -21,7 +21,7 @@ from gateway.cli import init
 from gateway.config import Config, DatabaseConfig, KeysConfig, TokensConfig
 from gateway.models import Client, User
 from gateway.storage import Storage
-from tests.databases import fresh_database_url
+from tests.databases import drop_template, fresh_database_url
 
 ISSUER = "http://127.0.0.1:8000"
 PASSWORD = "correct horse battery staple"
@@ -121,6 +121,10 @@ def resource_server(storage: Storage) -> Registered:
         storage, name="Orders API", grant_types=("client_credentials",), scope="",
         can_introspect=True,
     )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    drop_template()
 
 
 def pytest_report_header() -> str:

@@ -41,16 +41,32 @@ def _ensure_template(admin_url: str) -> None:
     _template_ready.append(_TEMPLATE)
 
 
-def fresh_database_url(tmp_path: Path) -> Iterator[str]:
+def drop_template() -> None:
+    admin_url = os.environ.get(ENV)
+    if not admin_url or not _template_ready:
+        return
+    admin = _admin_engine(admin_url)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{_TEMPLATE}" WITH (FORCE)'))
+    admin.dispose()
+    _template_ready.clear()
+
+
+def fresh_database_url(tmp_path: Path, migrated: bool = True) -> Iterator[str]:
+    """A database for one test: migrated to head (cheap on PostgreSQL: a template copy), or
+    empty (``migrated=False``, for migration tests)."""
     admin_url = os.environ.get(ENV)
     if not admin_url:
         yield f"sqlite:///{tmp_path / 'gateway.db'}"
         return
-    _ensure_template(admin_url)
+    template = "template0"
+    if migrated:
+        _ensure_template(admin_url)
+        template = _TEMPLATE
     name = f"gateway_test_{uuid.uuid4().hex[:12]}"
     admin = _admin_engine(admin_url)
     with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{_TEMPLATE}"'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
     try:
         yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     finally:
