@@ -136,7 +136,7 @@ class Exchange:
                 chunks += 1
                 if watcher is None and watch and chunks == 2:
                     # a long response: stop pulling from the upstream if the client goes away
-                    watcher = asyncio.ensure_future(self._receive())
+                    watcher = asyncio.ensure_future(self._disconnected())
                     watcher.add_done_callback(lambda _: upstream.close())
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 deadline.reschedule(loop.time() + self._idle)
@@ -148,3 +148,8 @@ class Exchange:
             if watcher is not None:
                 watcher.cancel()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _disconnected(self) -> None:
+        """Return once the client has gone (a bodyless request still yields one message)."""
+        while (await self._receive())["type"] != "http.disconnect":
+            pass

@@ -7,6 +7,7 @@ sockets where a fault must be injected), the gateway is the ``Proxy`` under uvic
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import time
 import uuid
@@ -20,7 +21,7 @@ import pytest
 import uvicorn
 from aiohttp import web
 
-from gateway.config import Config, load_config
+from gateway.config import Config, RouteConfig, load_config
 from gateway.introspect.revocation import RevocationCache
 from gateway.introspect.validator import BearerValidator
 from gateway.keys import KeyRing, create_key
@@ -28,8 +29,8 @@ from gateway.proxy import Proxy
 from gateway.proxy.demo import echo_app
 from gateway.proxy.forwarder import Forwarder
 
-ISSUER = "http://issuer.test"
-AUDIENCE = "http://gateway.test"
+ISSUER = "https://issuer.test"
+AUDIENCE = "https://gateway.test"
 CONFIG_HEAD = f"""
 issuer = "{ISSUER}"
 [tokens]
@@ -140,11 +141,17 @@ GatewayFactory = Callable[..., Awaitable[Gateway]]
 async def gateway(
     write_config: Callable[[str], Config], validator: BearerValidator
 ) -> AsyncIterator[GatewayFactory]:
-    """``await gateway(toml, forwarder=None)``: the Proxy under uvicorn on 127.0.0.1."""
+    """``await gateway(toml, forwarder=, routes=)``: the Proxy under uvicorn on 127.0.0.1."""
     running: list[tuple[uvicorn.Server, socket.socket, Gateway]] = []
 
-    async def start(toml: str, forwarder: Forwarder | None = None) -> Gateway:
+    async def start(
+        toml: str,
+        forwarder: Forwarder | None = None,
+        routes: tuple[RouteConfig, ...] | None = None,
+    ) -> Gateway:
         config = write_config(toml)
+        if routes is not None:
+            config = dataclasses.replace(config, routes=routes)
         proxy = Proxy(config, validator, forwarder)
         await proxy.startup()
         # IPPROTO_TCP: asyncio only sets TCP_NODELAY on sockets that say they are TCP
