@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from gateway.config import GRANT_TYPES
+from gateway.config import GRANT_TYPES, LOOPBACK_HOSTS
 from gateway.errors import ConfigError
 from gateway.models import Client, User, sha256
 from gateway.passwords import hash_password
@@ -55,7 +55,7 @@ def _check_redirect_uri(uri: str) -> None:
         parts = None
     if parts is None or not parts.scheme or parts.fragment or "#" in uri:
         raise ConfigError(f"redirect URI {uri!r} must be absolute and carry no fragment")
-    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "::1", "localhost"):
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
         raise ConfigError(f"redirect URI {uri!r}: plain http is only allowed on loopback")
     if parts.scheme in ("http", "https") and not parts.hostname:
         raise ConfigError(f"redirect URI {uri!r} has no host")

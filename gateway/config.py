@@ -23,6 +23,7 @@ from gateway.errors import ConfigError
 DEFAULT_ISSUER = "http://127.0.0.1:8000"
 SIGNING_ALGORITHMS = ("RS256", "ES256", "EdDSA", "Ed25519")
 GRANT_TYPES = ("authorization_code", "password", "refresh_token", "client_credentials")
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 RESERVED_PREFIXES = ("/oauth", "/.well-known", "/healthz", "/readyz", "/metrics")
 
 
@@ -319,6 +320,10 @@ def _validate(config: Config, where: str) -> Config:
     iss = urlsplit(config.issuer)
     if iss.scheme not in ("http", "https") or not iss.hostname or iss.query or iss.fragment:
         raise fail("issuer", "must be an http(s) URL without query or fragment")
+    if iss.scheme == "http" and iss.hostname not in LOOPBACK_HOSTS:
+        # OAuth 2.0 requires TLS (RFC 6749 §3.1, §3.2); behind a TLS-terminating proxy, the
+        # issuer is the public https:// URL
+        raise fail("issuer", "must be https:// (plain http only on a loopback host)")
     if config.keys.algorithm not in SIGNING_ALGORITHMS:
         raise fail("keys.algorithm", f"must be one of {', '.join(SIGNING_ALGORITHMS[:3])}")
     for key, value in (
