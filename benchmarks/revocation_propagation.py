@@ -14,7 +14,6 @@ Network only to 127.0.0.1; bounded in samples and time.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
@@ -24,7 +23,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -37,7 +35,7 @@ from sqlalchemy.engine import make_url
 from gateway import accounts
 from gateway.cli import init
 from gateway.config import Config, DatabaseConfig, KeysConfig
-from gateway.proxy.demo import start_echo_upstream
+from gateway.proxy.demo import echo_upstream_thread
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 SYNC_INTERVAL = 1.0
@@ -62,29 +60,6 @@ def scratch_database(admin_url: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
-
-
-@contextlib.contextmanager
-def echo_upstream() -> Iterator[str]:
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-    box: dict[str, object] = {}
-
-    async def main() -> None:
-        box["upstream"] = await start_echo_upstream("127.0.0.1", 0)
-        started.set()
-
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(main(), loop).result(10)
-    started.wait(10)
-    upstream = box["upstream"]
-    try:
-        yield upstream.url  # type: ignore[attr-defined]
-    finally:
-        asyncio.run_coroutine_threadsafe(upstream.stop(), loop).result(10)  # type: ignore[attr-defined]
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
 
 
 def write_config(folder: Path, port: int, db_url: str, upstream: str, notify: bool) -> Path:
@@ -188,7 +163,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     results = {}
-    with echo_upstream() as upstream:
+    with echo_upstream_thread() as upstream:
         for mode, notify in (("notify", True), ("polling", False)):
             results[mode] = summary(measure(args.samples, notify, args.database_url, upstream))
             row = results[mode]

@@ -9,7 +9,10 @@ server-sent events (``text/event-stream``, WHATWG HTML §9.2) at any path ending
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -100,3 +103,23 @@ async def start_echo_upstream(host: str = "127.0.0.1", port: int = 0) -> EchoUps
     await site.start()
     bound = runner.addresses[0]
     return EchoUpstream(url=f"http://{host}:{bound[1]}", runner=runner)
+
+
+@contextlib.contextmanager
+def echo_upstream_thread(host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """The echo upstream on an event loop of its own thread, for synchronous callers
+    (benchmarks, tests driving real gateway processes). Yields its URL."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="echo-upstream", daemon=True)
+    thread.start()
+    try:
+        starting = asyncio.run_coroutine_threadsafe(start_echo_upstream(host, port), loop)
+        upstream = starting.result(10)
+        try:
+            yield upstream.url
+        finally:
+            asyncio.run_coroutine_threadsafe(upstream.stop(), loop).result(10)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
