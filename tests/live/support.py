@@ -77,8 +77,9 @@ def _cli_env() -> dict[str, str]:
     return env
 
 
-def run_cli(config: Path, *args: str, stdin: str | None = None) -> str:
-    """``python -m gateway --config CONFIG ARGS...``; its stdout, or a test failure."""
+def run_cli(config: Path, *args: str, stdin: str | None = None, status: int = 0) -> str:
+    """``python -m gateway --config CONFIG ARGS...``: its stdout, or its stderr when it is
+    expected to fail with ``status``; any other exit status fails the test."""
     done = subprocess.run(
         [sys.executable, "-m", "gateway", "--config", str(config), *args],
         input=stdin,
@@ -88,9 +89,12 @@ def run_cli(config: Path, *args: str, stdin: str | None = None) -> str:
         timeout=CLI_TIMEOUT,
         check=False,
     )
-    if done.returncode != 0:
-        pytest.fail(f"gateway {' '.join(args)} exited {done.returncode}:\n{done.stderr}")
-    return done.stdout
+    if done.returncode != status:
+        pytest.fail(
+            f"gateway {' '.join(args)} exited {done.returncode}, not {status}:\n"
+            f"{done.stdout}{done.stderr}"
+        )
+    return done.stdout if status == 0 else done.stderr
 
 
 @dataclass
@@ -112,8 +116,16 @@ class LiveGateway:
     def server_log(self) -> str:
         return self.log.read_text(errors="replace")
 
-    def cli(self, *args: str, stdin: str | None = None, config: Path | None = None) -> str:
-        return run_cli(config or self.config, *args, stdin=stdin)
+    def cli(
+        self, *args: str, stdin: str | None = None, config: Path | None = None, status: int = 0
+    ) -> str:
+        return run_cli(config or self.config, *args, stdin=stdin, status=status)
+
+    def write_config(self, name: str, **keys: Any) -> Path:
+        """Another config file for this server's database and keys, e.g. for the CLI."""
+        return write_config(
+            self.directory / name, self.base_url, self.database_url, self.keys_dir, **keys
+        )
 
     def create_user(self, email: str, password: str = PASSWORD) -> str:
         args = ("user", "create", "--email", email, "--password-stdin", "--json")
@@ -173,6 +185,7 @@ def running_gateway(directory: Path, database_url: str, **keys: Any) -> Iterator
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
+    keys = {"activation_delay": 0, **keys}  # a rotated key signs at once
     config = write_config(
         directory / "gateway.toml", base_url, database_url, directory / "keys", **keys
     )
