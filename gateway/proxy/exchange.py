@@ -131,6 +131,7 @@ class Exchange:
         self.started = True
         watcher: asyncio.Future[Any] | None = None
         chunks = 0
+        more = True
         try:
             async for chunk in upstream.chunks():
                 chunks += 1
@@ -138,7 +139,9 @@ class Exchange:
                     # a long response: stop pulling from the upstream if the client goes away
                     watcher = asyncio.ensure_future(self._disconnected())
                     watcher.add_done_callback(lambda _: upstream.close())
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                # the last chunk ends the response itself: one message less per exchange
+                more = not upstream.at_eof()
+                await send({"type": "http.response.body", "body": chunk, "more_body": more})
                 deadline.reschedule(loop.time() + self._idle)
         except UpstreamUnavailable:
             if watcher is not None and watcher.done():
@@ -147,7 +150,8 @@ class Exchange:
         finally:
             if watcher is not None:
                 watcher.cancel()
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if more:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _disconnected(self) -> None:
         """Return once the client has gone (a bodyless request still yields one message)."""

@@ -44,9 +44,13 @@ class UpstreamResponse:
         except (aiohttp.ClientError, OSError) as exc:
             raise UpstreamUnavailable("the upstream broke off its response") from exc
 
+    def at_eof(self) -> bool:
+        """Whether the whole body has been read."""
+        return self._response.content.at_eof()
+
     def close(self) -> None:
         """Drop the connection (mid-body) or hand it back to the pool (body fully read)."""
-        if self._response.content.is_eof():
+        if self.at_eof():
             self._response.release()
         else:
             self._response.close()
