@@ -77,7 +77,8 @@ class Proxy:
             await exchange.run(self._forwarder, method, url, headers, incoming.has_body)
         except GatewayError as exc:
             if route is not None and exc.status_code >= 500:
-                log.warning("route %r: %s (%s)", route.name, exc.description, exc.__cause__)
+                cause = f" ({exc.__cause__})" if exc.__cause__ else ""
+                log.warning("route %r: %s%s", route.name, exc.description, cause)
             if exchange is None or not exchange.started:
                 await _send_error(send, exc)
         except Exception:
