@@ -11,24 +11,46 @@ CLI (or another replica) made in the folder, without a restart.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import secrets
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from joserfc import jwt
-from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
+from joserfc.jws import JWSAlgModel, JWSRegistry
 
 from gateway.errors import ConfigError
 
-# RFC 9864 deprecates "EdDSA" in favour of "Ed25519", but most verifiers (PyJWT, jose4j, Envoy)
-# only know "EdDSA" today; `algorithm = "EdDSA"` is an explicit interop choice of the operator.
-warnings.filterwarnings("ignore", message="EdDSA is deprecated", category=SecurityWarning)
+
+def _quiet(alg: JWSAlgModel) -> JWSAlgModel:
+    quiet = copy.copy(alg)
+    quiet.security_warning = None
+    return quiet
+
+
+class _Registry(JWSRegistry):
+    """joserfc's JWS registry, without its per-use warning for "EdDSA".
+
+    RFC 9864 deprecates "EdDSA" in favour of "Ed25519", but most verifiers (PyJWT, jose4j,
+    Envoy) only know "EdDSA" today; ``algorithm = "EdDSA"`` is an explicit interop choice of the
+    operator. joserfc warns on every sign and verify; a process-wide warnings filter would not
+    hold where warnings are errors (``-W error``, pytest), so the algorithm is quiet here."""
+
+    algorithms = {  # noqa: RUF012 - joserfc's attribute
+        **JWSRegistry.algorithms,
+        "EdDSA": _quiet(JWSRegistry.algorithms["EdDSA"]),
+    }
+
+
+def jws_registry(alg: str) -> JWSRegistry:
+    """A registry that allows exactly ``alg`` (the key decides the algorithm)."""
+    return _Registry(algorithms=[alg])
+
 
 SESSION_SECRET_FILE = "session.key"
 RETIRED = "retired"
@@ -203,4 +225,4 @@ class KeyRing:
     def sign(self, claims: dict[str, Any]) -> str:
         key = self.active_key
         header = {"alg": key.alg, "kid": key.kid, "typ": "at+jwt"}
-        return jwt.encode(header, claims, key.key, algorithms=[key.alg])
+        return jwt.encode(header, claims, key.key, registry=jws_registry(key.alg))

@@ -16,7 +16,7 @@ from joserfc.errors import JoseError
 
 from gateway.errors import InvalidToken
 from gateway.introspect.revocation import RevocationCache
-from gateway.keys import KeyRing
+from gateway.keys import KeyRing, jws_registry
 
 #: RFC 9068 §4: "at+jwt"; the media-type form is accepted too (RFC 7515 §4.1.9)
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
@@ -79,7 +79,7 @@ class BearerValidator:
         if header.get("crit"):
             raise InvalidToken("unsupported critical header")
         try:
-            verified = jws.deserialize_compact(token, key.key, algorithms=[key.alg])
+            verified = jws.deserialize_compact(token, key.key, registry=jws_registry(key.alg))
         except JoseError:
             raise InvalidToken("bad signature") from None
         try:
