@@ -34,6 +34,7 @@ def _options(host: str, port: int) -> dict[str, Any]:
         # X-Forwarded-* trust is the proxy's own decision ([proxy] trusted_proxies)
         "proxy_headers": False,
         "server_header": False,
+        "date_header": False,  # the upstream's Date passes through; no duplicate
         "log_level": "info",
         "access_log": False,
         "timeout_graceful_shutdown": 10,
