@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from gateway.introspect.notify import publish
 from gateway.introspect.revocation import Entry, RevocationCache
-from gateway.models import Grant, RefreshToken, Revocation
+from gateway.models import AuthorizationCode, Grant, RefreshToken, Revocation
 from gateway.storage import Storage
 
 
@@ -64,10 +64,16 @@ class Revoker:
         return [self._entry(session, "sid", gid, now + self.horizon) for gid in ids]
 
     def subject(self, session: Session, user_id: str) -> list[Entry]:
-        """Every token of a user issued before now, refresh tokens included."""
+        """Every token of a user issued before now, refresh tokens and codes included."""
         grant_ids = session.scalars(
             sa.select(Grant.id).where(Grant.user_id == user_id, Grant.revoked_at.is_(None))
         ).all()
+        # a code not yet redeemed would start a new grant, its tokens issued after "now"
+        session.execute(
+            sa.delete(AuthorizationCode).where(
+                AuthorizationCode.user_id == user_id, AuthorizationCode.used_at.is_(None)
+            )
+        )
         entries = self.grants(session, grant_ids)
         entries.append(self._entry(session, "sub", user_id, time.time() + self.horizon))
         return entries
