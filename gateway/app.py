@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, MutableMapping
+from email.utils import formatdate
 from typing import Any
 
 import anyio.to_thread
@@ -212,4 +213,16 @@ class GatewayApp:
             if path not in GATEWAY_PATHS and not path.startswith(GATEWAY_PREFIXES):
                 await self.proxy(scope, receive, send)
                 return
+
+            async def send_dated(message: MutableMapping[str, Any]) -> None:
+                # uvicorn's own Date is off so proxied responses keep just the upstream's
+                if message["type"] == "http.response.start":
+                    message["headers"] = [
+                        *message.get("headers", []),
+                        (b"date", formatdate(usegmt=True).encode()),
+                    ]
+                await send(message)
+
+            await self.issuer(scope, receive, send_dated)
+            return
         await self.issuer(scope, receive, send)
