@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
 from starlette.testclient import TestClient
 
-from gateway import accounts
+from gateway import accounts, passwords
 from gateway.app import GatewayApp, create_app
 from gateway.cli import init
 from gateway.config import Config, DatabaseConfig, KeysConfig, TokensConfig
@@ -25,6 +26,16 @@ from tests.databases import drop_template, fresh_database_url
 
 ISSUER = "http://127.0.0.1:8000"
 PASSWORD = "correct horse battery staple"
+
+
+#: Argon2id with small parameters: the same algorithm and code path, a fraction of the cost
+#: (the defaults take ~0.25 s a hash on a 2-core machine, and most tests log someone in)
+FAST_HASHING = passwords.Hashing(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(passwords, "hashing", FAST_HASHING)
 
 
 @pytest.fixture
@@ -118,7 +129,10 @@ def confidential(storage: Storage) -> Registered:
 @pytest.fixture
 def resource_server(storage: Storage) -> Registered:
     return make_client(
-        storage, name="Orders API", grant_types=("client_credentials",), scope="",
+        storage,
+        name="Orders API",
+        grant_types=("client_credentials",),
+        scope="",
         can_introspect=True,
     )
 
