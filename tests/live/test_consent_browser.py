@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from authlib.common.security import generate_token
-from playwright.sync_api import ConsoleMessage, Page, Route, sync_playwright
+from playwright.sync_api import BrowserContext, ConsoleMessage, Page, Route, sync_playwright
 
 from tests.live.oauth import oauth_client
 from tests.live.support import PASSWORD, LiveGateway, RedirectTarget, query_of
@@ -54,52 +54,59 @@ class Browser:
     outside: list[str] = field(default_factory=list)
 
 
-@pytest.fixture
-def browser(chromium: str, tmp_path: Path) -> Iterator[Browser]:
+@pytest.fixture(scope="module")
+def chromium_context(
+    chromium: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BrowserContext]:
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),  # a new, empty profile
+            str(tmp_path_factory.mktemp("chromium-profile")),  # a new, empty profile
             executable_path=chromium,
             headless=True,
             args=CHROMIUM_ARGS,
         )
         try:
-            page = context.pages[0] if context.pages else context.new_page()
-            seen = Browser(page)
-
-            def loopback_only(route: Route) -> None:
-                if urlsplit(route.request.url).hostname == "127.0.0.1":
-                    route.continue_()
-                else:
-                    seen.outside.append(route.request.url)
-                    route.abort()
-
-            def on_console(message: ConsoleMessage) -> None:
-                # CSP violations and failed loads are reported as console errors
-                if message.type == "error":
-                    seen.console_errors.append(f"{message.text} ({message.location})")
-
-            context.route("**/*", loopback_only)
-            page.on("console", on_console)
-            page.on("pageerror", lambda error: seen.console_errors.append(str(error)))
-            yield seen
+            yield context
         finally:
             context.close()
+
+
+@pytest.fixture
+def browser(chromium_context: BrowserContext) -> Iterator[Browser]:
+    """A new tab with no cookies, that records console errors and refuses non-loopback hosts."""
+    chromium_context.clear_cookies()
+    page = chromium_context.new_page()
+    seen = Browser(page)
+
+    def loopback_only(route: Route) -> None:
+        if urlsplit(route.request.url).hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            seen.outside.append(route.request.url)
+            route.abort()
+
+    def on_console(message: ConsoleMessage) -> None:
+        # CSP violations and failed loads are reported as console errors
+        if message.type == "error":
+            seen.console_errors.append(f"{message.text} ({message.location})")
+
+    page.route("**/*", loopback_only)
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: seen.console_errors.append(str(error)))
+    try:
+        yield seen
+    finally:
+        page.close()
 
 
 @pytest.fixture(scope="module")
 def web_app(live_gateway: LiveGateway, redirect_target: RedirectTarget) -> dict[str, Any]:
     return live_gateway.create_client(
-        "Orders web app",
+        "Orders dashboard",
         grant_types=("authorization_code", "refresh_token"),
         scope=" ".join(SCOPES),
         redirect_uris=(redirect_target.redirect_uri,),
     )
-
-
-@pytest.fixture(scope="module")
-def user(live_gateway: LiveGateway) -> str:
-    return live_gateway.create_user("alice@example.com")
 
 
 @pytest.mark.parametrize("decision", ["Allow", "Deny"])
@@ -108,7 +115,7 @@ def test_login_and_consent_in_chromium(
     live_gateway: LiveGateway,
     redirect_target: RedirectTarget,
     web_app: dict[str, Any],
-    user: str,
+    alice: str,
     decision: str,
     tmp_path: Path,
 ) -> None:
@@ -127,7 +134,7 @@ def test_login_and_consent_in_chromium(
         assert page.title() == "Sign in · Gateway"
         assert web_app["name"] in page.locator("main").inner_text()
         page.screenshot(path=tmp_path / "login.png", full_page=True)
-        page.get_by_label("Email").fill(user)
+        page.get_by_label("Email").fill(alice)
         page.get_by_label("Password").fill(PASSWORD)
         page.get_by_role("button", name="Sign in").click()
 
@@ -135,7 +142,7 @@ def test_login_and_consent_in_chromium(
         heading.wait_for()
         scopes = page.get_by_role("list", name="Requested permissions").get_by_role("listitem")
         assert scopes.all_inner_texts() == list(SCOPES)
-        assert user in page.locator("main").inner_text()
+        assert alice in page.locator("main").inner_text()
         page.screenshot(path=tmp_path / "consent.png", full_page=True)
 
         page.get_by_role("button", name=decision, exact=True).click()

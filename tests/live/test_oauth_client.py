@@ -45,19 +45,6 @@ def public(live_gateway: LiveGateway, redirect_target: RedirectTarget) -> dict[s
     )
 
 
-@pytest.fixture(scope="module")
-def resource_server(live_gateway: LiveGateway) -> dict[str, Any]:
-    return live_gateway.create_client(
-        "Orders API", grant_types=("client_credentials",), introspect=True
-    )
-
-
-@pytest.fixture(scope="module")
-def user(live_gateway: LiveGateway) -> str:
-    """One user for the module: no test here revokes more than the grants it made itself."""
-    return live_gateway.create_user("alice@example.com")
-
-
 # --- RFC 8414 ------------------------------------------------------------------------------
 
 
@@ -78,9 +65,9 @@ def test_password_grant(
     live_gateway: LiveGateway,
     confidential: dict[str, Any],
     resource_server: dict[str, Any],
-    user: str,
+    alice: str,
 ) -> None:
-    token = password_token(live_gateway, confidential, user, scope="orders:read")
+    token = password_token(live_gateway, confidential, alice, scope="orders:read")
 
     assert token["token_type"] == "Bearer"
     assert token["scope"] == "orders:read"
@@ -88,7 +75,7 @@ def test_password_grant(
     assert token["refresh_token"]
     info = introspect(live_gateway, resource_server, token["access_token"])
     assert info["active"] is True
-    assert (info["username"], info["client_id"]) == (user, confidential["client_id"])
+    assert (info["username"], info["client_id"]) == (alice, confidential["client_id"])
 
 
 @pytest.mark.parametrize(
@@ -101,14 +88,14 @@ def test_password_grant(
 def test_password_grant_refuses_bad_credentials(
     live_gateway: LiveGateway,
     confidential: dict[str, Any],
-    user: str,
+    alice: str,
     username: str | None,
     password: str,
 ) -> None:
     with oauth_client(confidential) as oauth, pytest.raises(OAuthError) as failed:
         oauth.fetch_token(
             live_gateway.metadata()["token_endpoint"],
-            username=username or user,
+            username=username or alice,
             password=password,
         )
     assert failed.value.error == "invalid_grant"
@@ -122,9 +109,9 @@ def test_refresh_rotates_the_refresh_token(
     live_gateway: LiveGateway,
     confidential: dict[str, Any],
     resource_server: dict[str, Any],
-    user: str,
+    alice: str,
 ) -> None:
-    first = password_token(live_gateway, confidential, user)
+    first = password_token(live_gateway, confidential, alice)
     token_endpoint = live_gateway.metadata()["token_endpoint"]
 
     with oauth_client(confidential) as oauth:
@@ -159,17 +146,17 @@ def test_authorization_code_with_pkce(
     live_gateway: LiveGateway,
     redirect_target: RedirectTarget,
     resource_server: dict[str, Any],
-    user: str,
+    alice: str,
     client_kind: str,
     request: pytest.FixtureRequest,
 ) -> None:
     client = request.getfixturevalue(client_kind)
     with AuthorizationFlow(live_gateway, client, redirect_target.redirect_uri, SCOPES) as flow:
-        consent = flow.login(user)
+        consent = flow.login(alice)
         page = parse_page(consent.text)
         assert client["name"] in page.text
         assert {"orders:read", "orders:write"} <= set(page.text)
-        assert user in page.text
+        assert alice in page.text
 
         back = flow.decide(consent, "allow")
         assert back["state"] == flow.state
@@ -181,7 +168,7 @@ def test_authorization_code_with_pkce(
         assert set(token["scope"].split()) == set(SCOPES.split())
         claims = verify_offline(live_gateway, token["access_token"], USER_CLAIMS)
         assert claims["client_id"] == client["client_id"]
-        assert claims["email"] == user
+        assert claims["email"] == alice
         assert claims["auth_time"] <= claims["iat"]
 
         # RFC 6749 §4.1.2: the code works once; a replay revokes what it gave
@@ -195,11 +182,11 @@ def test_authorization_code_needs_the_pkce_verifier(
     live_gateway: LiveGateway,
     redirect_target: RedirectTarget,
     confidential: dict[str, Any],
-    user: str,
+    alice: str,
 ) -> None:
     uri = redirect_target.redirect_uri
     with AuthorizationFlow(live_gateway, confidential, uri, SCOPES) as flow:
-        flow.decide(flow.login(user), "allow")
+        flow.decide(flow.login(alice), "allow")
         flow.verifier = "a" * 64  # not the one the challenge was made from
         with pytest.raises(OAuthError) as failed:
             flow.fetch_token()
@@ -210,11 +197,11 @@ def test_denied_consent_redirects_with_access_denied(
     live_gateway: LiveGateway,
     redirect_target: RedirectTarget,
     confidential: dict[str, Any],
-    user: str,
+    alice: str,
 ) -> None:
     uri = redirect_target.redirect_uri
     with AuthorizationFlow(live_gateway, confidential, uri, SCOPES) as flow:
-        back = flow.decide(flow.login(user), "deny")
+        back = flow.decide(flow.login(alice), "deny")
     assert back["error"] == "access_denied"
     assert back["state"] == flow.state
     assert back["iss"] == live_gateway.base_url
@@ -225,18 +212,18 @@ def test_denied_consent_redirects_with_access_denied(
 
 
 def test_user_token_verifies_with_pyjwkclient(
-    live_gateway: LiveGateway, confidential: dict[str, Any], user: str
+    live_gateway: LiveGateway, confidential: dict[str, Any], alice: str
 ) -> None:
     before = int(time.time())
-    token = password_token(live_gateway, confidential, user, scope=SCOPES)
+    token = password_token(live_gateway, confidential, alice, scope=SCOPES)
 
     claims = verify_offline(live_gateway, token["access_token"], USER_CLAIMS)
 
     assert claims["iss"] == claims["aud"] == live_gateway.base_url
     assert claims["client_id"] == confidential["client_id"]
     assert claims["scope"] == SCOPES
-    assert claims["email"] == user
-    assert claims["sub"] != user  # a stable id, not the (changeable) email
+    assert claims["email"] == alice
+    assert claims["sub"] != alice  # a stable id, not the (changeable) email
     assert before <= claims["auth_time"] <= claims["iat"]
     assert claims["exp"] - claims["iat"] == token["expires_in"]
 

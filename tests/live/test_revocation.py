@@ -26,18 +26,6 @@ def app(live_gateway: LiveGateway, redirect_target: RedirectTarget) -> dict[str,
     )
 
 
-@pytest.fixture(scope="module")
-def resource_server(live_gateway: LiveGateway) -> dict[str, Any]:
-    return live_gateway.create_client(
-        "Orders API", grant_types=("client_credentials",), introspect=True
-    )
-
-
-@pytest.fixture(scope="module")
-def alice(live_gateway: LiveGateway) -> str:
-    return live_gateway.create_user("alice@example.com")
-
-
 def refresh(gateway: LiveGateway, client: dict[str, Any], refresh_token: str) -> dict[str, Any]:
     with oauth_client(client) as oauth:
         token: dict[str, Any] = oauth.refresh_token(
