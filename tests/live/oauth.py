@@ -61,7 +61,7 @@ def verify_offline(
     assert header["alg"] in metadata["access_token_signing_alg_values_supported"]
     jwks = jwks or jwt.PyJWKClient(metadata["jwks_uri"], cache_jwk_set=False)
     key = jwks.get_signing_key_from_jwt(token)
-    assert key.key_id == header["kid"]
+    assert (key.key_id, key.algorithm_name) == (header["kid"], header["alg"])
     claims: dict[str, Any] = jwt.decode(
         token,
         key,
