@@ -78,6 +78,8 @@ def test_password_grant(
     assert (info["username"], info["client_id"]) == (alice, confidential["client_id"])
 
 
+# Each failure counts against 127.0.0.1 on the shared server, whose throttle blocks the address
+# after [throttle] max_failures (5) failures: keep failed logins in the live suite below that.
 @pytest.mark.parametrize(
     ("username", "password"),
     [
