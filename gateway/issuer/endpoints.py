@@ -27,6 +27,34 @@ from gateway.models import Client, Grant, RefreshToken, Revocation, sha256
 FORM = "application/x-www-form-urlencoded"
 MAX_FORM_FIELDS = 64
 
+#: RFC 6749 Appendix A: VSCHAR, %x20-7E
+_VSCHAR = frozenset(chr(c) for c in range(0x20, 0x7F))
+#: NQSCHAR, %x20-21 / %x23-5B / %x5D-7E: also the only characters an error description may
+#: hold (RFC 6749 §5.2), and Authlib quotes these parameters in its descriptions
+_NQSCHAR = _VSCHAR - {'"', "\\"}
+#: parameters whose syntax Appendix A (and RFC 7636 §4.1-4.3) limits to printable ASCII
+ASCII_PARAMETERS = {
+    "client_id": _VSCHAR,
+    "client_secret": _VSCHAR,
+    "state": _VSCHAR,
+    "code": _VSCHAR,
+    "refresh_token": _VSCHAR,
+    "code_verifier": _VSCHAR,
+    "code_challenge": _VSCHAR,
+    "response_type": _NQSCHAR,
+    "grant_type": _NQSCHAR,
+    "scope": _NQSCHAR,
+    "redirect_uri": _NQSCHAR,
+    "code_challenge_method": _NQSCHAR,
+}
+
+
+def _check_syntax(items: list[tuple[str, str]]) -> None:
+    for name, value in items:
+        allowed = ASCII_PARAMETERS.get(name)
+        if allowed is not None and not allowed.issuperset(value):
+            raise InvalidRequestError(f"The '{name}' parameter has characters it may not hold.")
+
 
 async def oauth_request(
     http: HTTPRequest, issuer: str, *, query: bool, form: bool = True
@@ -46,6 +74,7 @@ async def oauth_request(
             raise InvalidRequestError("The request body could not be parsed.") from None
         fields = [(k, v) for k, v in parsed.multi_items() if isinstance(v, str)]
     args = list(http.query_params.multi_items()) if query else []
+    _check_syntax(args + fields)
     # the public URL, not the one a TLS-terminating proxy forwarded to
     uri = issuer.rstrip("/") + http.url.path
     if http.url.query:

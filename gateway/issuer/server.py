@@ -14,7 +14,7 @@ from typing import Any
 
 from authlib.oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import OAuth2Payload, OAuth2Request
-from authlib.oauth2.rfc6749.errors import InvalidScopeError
+from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidScopeError
 from starlette.datastructures import Headers
 from starlette.responses import Response
 
@@ -58,7 +58,14 @@ class Payload(OAuth2Payload):
         return self._datalist
 
     def repeated(self) -> list[str]:
-        return sorted(k for k, v in self._datalist.items() if len(v) > 1)
+        """Names given more than once, shown only if they are printable ASCII: they end up in
+        an error description (RFC 6749 §5.2)."""
+        names = (k for k, v in self._datalist.items() if len(v) > 1)
+        return sorted(k if _describable(k) else "(unprintable)" for k in names)
+
+
+def _describable(text: str) -> bool:
+    return all(0x20 <= ord(c) <= 0x7E and c not in '"\\' for c in text)
 
 
 class Request(OAuth2Request):
@@ -106,6 +113,14 @@ class Server(AuthorizationServer):
         self.validator = validator
         self.revoker = revoker
         self.throttle = Throttle(config.throttle.max_failures, config.throttle.window)
+
+    def authenticate_client(self, request: Any, methods: list[str], endpoint: str = "token") -> Any:
+        try:
+            return super().authenticate_client(request, methods, endpoint)
+        except UnicodeDecodeError:  # Authlib decodes HTTP Basic credentials as strict UTF-8
+            raise InvalidClientError(
+                status_code=401, description="The client credentials are not valid UTF-8."
+            ) from None
 
     def query_client(self, client_id: str) -> Client | None:
         if not isinstance(client_id, str) or len(client_id) > 64:
