@@ -56,7 +56,9 @@ def test_revoking_an_access_token(app, client, confidential, resource_server, is
     assert is_active(client, resource_server, again["access_token"])
 
 
-def test_revoking_a_refresh_token_ends_its_grant(app, client, confidential, resource_server, issued):
+def test_revoking_a_refresh_token_ends_its_grant(
+    app, client, confidential, resource_server, issued
+):
     second = tokens(refresh(client, confidential, issued["refresh_token"]))
     assert revoke(client, confidential, second["refresh_token"]).status_code == 200
     oauth_error(refresh(client, confidential, second["refresh_token"]), 400, "invalid_grant")
