@@ -55,18 +55,29 @@ def _toml_string(value: str) -> str:
     return json.dumps(value)
 
 
-def write_config(path: Path, issuer: str, database_url: str, keys_dir: Path, **keys: Any) -> Path:
-    key_lines = "".join(f"{name} = {json.dumps(value)}\n" for name, value in keys.items())
+def _table(name: str, values: dict[str, Any]) -> str:
+    lines = "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
+    return f"\n[{name}]\n{lines}"
+
+
+def write_config(
+    path: Path,
+    issuer: str,
+    database_url: str,
+    keys_dir: Path,
+    *,
+    revocation: dict[str, Any] | None = None,
+    extra_toml: str = "",
+    **keys: Any,
+) -> Path:
+    """A config with fast key reloads and revocation syncs; ``keys`` and ``revocation`` add
+    to (or override) those tables, ``extra_toml`` appends more (e.g. ``[[routes]]``)."""
     path.write_text(
         f"issuer = {_toml_string(issuer)}\n"
-        "\n[database]\n"
-        f"url = {_toml_string(database_url)}\n"
-        "\n[keys]\n"
-        f"dir = {_toml_string(str(keys_dir))}\n"
-        "reload_interval = 0.2\n"
-        f"{key_lines}"
-        "\n[revocation]\n"
-        "sync_interval = 0.2\n"
+        + _table("database", {"url": database_url})
+        + _table("keys", {"dir": str(keys_dir), "reload_interval": 0.2, **keys})
+        + _table("revocation", {"sync_interval": 0.2, **(revocation or {})})
+        + extra_toml
     )
     return path
 
@@ -102,16 +113,14 @@ class LiveGateway:
     """A running ``gateway serve`` process and the config file it (and its CLI) reads."""
 
     base_url: str
+    issuer: str
     config: Path
     directory: Path
+    keys_dir: Path
     database_url: str
     process: subprocess.Popen[bytes]
     log: Path
     users: list[str] = field(default_factory=list)
-
-    @property
-    def keys_dir(self) -> Path:
-        return self.directory / "keys"
 
     def server_log(self) -> str:
         return self.log.read_text(errors="replace")
@@ -124,7 +133,7 @@ class LiveGateway:
     def write_config(self, name: str, **keys: Any) -> Path:
         """Another config file for this server's database and keys, e.g. for the CLI."""
         return write_config(
-            self.directory / name, self.base_url, self.database_url, self.keys_dir, **keys
+            self.directory / name, self.issuer, self.database_url, self.keys_dir, **keys
         )
 
     def create_user(self, email: str, password: str = PASSWORD) -> str:
@@ -180,17 +189,38 @@ def _healthy(gateway: LiveGateway) -> bool:
 
 
 @contextlib.contextmanager
-def running_gateway(directory: Path, database_url: str, **keys: Any) -> Iterator[LiveGateway]:
-    """Start ``gateway serve`` on a free loopback port; stop it (and check it lived) after."""
+def running_gateway(
+    directory: Path,
+    database_url: str,
+    *,
+    issuer: str | None = None,
+    keys_dir: Path | None = None,
+    revocation: dict[str, Any] | None = None,
+    extra_toml: str = "",
+    serve_args: tuple[str, ...] = (),
+    port: int | None = None,
+    **keys: Any,
+) -> Iterator[LiveGateway]:
+    """Start ``gateway serve`` on a free loopback port; stop it (and check it lived) after.
+
+    Replicas of one deployment share ``issuer``, ``keys_dir`` and the database."""
     directory.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     base_url = f"http://127.0.0.1:{port}"
+    issuer = issuer or base_url
+    keys_dir = keys_dir or directory / "keys"
     keys = {"activation_delay": 0, **keys}  # a rotated key signs at once
     config = write_config(
-        directory / "gateway.toml", base_url, database_url, directory / "keys", **keys
+        directory / "gateway.toml",
+        issuer,
+        database_url,
+        keys_dir,
+        revocation=revocation,
+        extra_toml=extra_toml,
+        **keys,
     )
     log = directory / "serve.log"
-    command = [sys.executable, "-m", "gateway", "--config", str(config), "serve"]
+    command = [sys.executable, "-m", "gateway", "--config", str(config), "serve", *serve_args]
     with log.open("wb") as log_file:
         process = subprocess.Popen(
             [*command, "--port", str(port)],
@@ -199,7 +229,7 @@ def running_gateway(directory: Path, database_url: str, **keys: Any) -> Iterator
             stderr=subprocess.STDOUT,
             env=_cli_env(),
         )
-    gateway = LiveGateway(base_url, config, directory, database_url, process, log)
+    gateway = LiveGateway(base_url, issuer, config, directory, keys_dir, database_url, process, log)
     try:
         wait_until(lambda: _healthy(gateway), f"{base_url}/healthz", timeout=START_TIMEOUT)
         yield gateway
