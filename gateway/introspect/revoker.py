@@ -7,6 +7,7 @@ answers only after the revocation is committed, and this process enforces it at 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
 
@@ -40,10 +41,14 @@ class Revoker:
             self.cache.add(entry)
 
     def _entry(self, session: Session, kind: str, value: str, expires_at: float) -> Entry:
-        now = time.time()
-        entry = Entry(kind, value, now, expires_at)
-        session.add(Revocation(kind=kind, value=value, not_before=now, expires_at=expires_at))
-        return entry
+        # "not before" is compared with ``iat``, a whole second: a fractional time would also
+        # refuse tokens issued later within the same second. Tokens issued earlier in that
+        # second are refused through their grants, which are revoked with the subject.
+        not_before = float(math.floor(time.time()))
+        session.add(
+            Revocation(kind=kind, value=value, not_before=not_before, expires_at=expires_at)
+        )
+        return Entry(kind, value, not_before, expires_at)
 
     def jti(self, session: Session, jti: str, exp: float) -> list[Entry]:
         """One access token, until it would have expired anyway."""

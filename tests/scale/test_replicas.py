@@ -223,3 +223,43 @@ def test_a_key_rotated_by_the_cli_is_published_and_used_by_both(
             )["access_token"]
         assert get_unverified_header(token)["kid"] == kid
         assert proxied(a, token) == proxied(b, token) == 200
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_serve_with_workers_keeps_every_worker_in_sync(
+    tmp_path: Path, database_url: str, upstream: str
+) -> None:
+    """``serve --workers 2``: two processes, each with its own caches, one listening socket."""
+    route = f'[[routes]]\npath = "/api"\nupstream = "{upstream}"\nscopes = ["{SCOPE}"]\n'
+    with running_gateway(
+        tmp_path, database_url, extra_toml=route, serve_args=("--workers", "2")
+    ) as gateway:
+        assert len(children(gateway.process.pid)) >= 2
+        client = client_of(gateway, "client_credentials")
+        auth = (client["client_id"], client["client_secret"])
+        token = httpx.post(
+            f"{gateway.base_url}/oauth/token", data={"grant_type": "client_credentials"}, auth=auth
+        ).json()["access_token"]
+        assert (
+            httpx.post(
+                f"{gateway.base_url}/oauth/revoke", data={"token": token}, auth=auth
+            ).status_code
+            == 200
+        )
+
+        def refused_by_every_worker() -> bool:
+            # fresh connections are spread over the workers by the kernel
+            return all(proxied(gateway, token) == 401 for _ in range(20))
+
+        wait_until(refused_by_every_worker, "every worker to refuse the revoked token", 5)
