@@ -42,7 +42,7 @@ from gateway.issuer.server import Server
 from gateway.issuer.session import SessionCodec
 from gateway.issuer.tokens import TokenGenerator
 from gateway.keys import KeyRing, session_secret
-from gateway.proxy import Proxy, RouteTable
+from gateway.proxy import Proxy
 from gateway.storage import Storage
 
 log = logging.getLogger("gateway")
@@ -56,7 +56,6 @@ class Gateway:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        RouteTable.from_config(config.routes)  # ambiguity is a start-up error, never a 500
         self.storage = Storage(config.database_url)
         self.keyring = KeyRing(config.keys_dir)
         if not self.keyring.keys:

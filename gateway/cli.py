@@ -20,6 +20,7 @@ from gateway.errors import ConfigError, StorageUnavailable
 from gateway.introspect.revocation import RevocationCache
 from gateway.introspect.revoker import Revoker
 from gateway.keys import KeyRing, create_key, ensure_key, retire_key, session_secret
+from gateway.proxy import RouteTable
 from gateway.storage import Storage, current_revision, head_revision, upgrade_schema
 
 
@@ -157,6 +158,8 @@ def cmd_init(config: Config, args: argparse.Namespace, storage: Storage) -> None
 def cmd_serve(config: Config, args: argparse.Namespace) -> None:
     from gateway.serve import serve
 
+    # a bad route table is a start-up error (exit 2), before any worker process starts
+    RouteTable.from_config(config.routes)
     init(config).dispose()
     serve(
         config,
