@@ -137,6 +137,8 @@ def load_keys(directory: Path) -> list[SigningKey]:
             meta = json.loads((directory / f"{kid}.json").read_text())
             key = _import(pem.read_bytes(), meta["alg"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
+            if not pem.exists():  # retired while we read it
+                continue
             raise ConfigError(f"{pem}: not a readable signing key ({exc})") from None
         if key.thumbprint() != kid:
             raise ConfigError(f"{pem}: file name does not match the key's thumbprint")
@@ -183,15 +185,19 @@ class KeyRing:
         self.reload_if_changed()
 
     def _folder_stamp(self) -> tuple[Any, ...]:
+        entries = []
         try:
-            entries = sorted(
-                (e.name, e.stat().st_mtime_ns)
-                for e in os.scandir(self.directory)
-                if e.name.endswith((".pem", ".json"))
-            )
+            with os.scandir(self.directory) as found:
+                for entry in found:
+                    if not entry.name.endswith((".pem", ".json")):
+                        continue
+                    try:
+                        entries.append((entry.name, entry.stat().st_mtime_ns))
+                    except FileNotFoundError:  # retired meanwhile; the next look sees it gone
+                        continue
         except FileNotFoundError:
-            entries = []
-        return tuple(entries)
+            pass
+        return tuple(sorted(entries))
 
     def reload_if_changed(self) -> bool:
         stamp = self._folder_stamp()

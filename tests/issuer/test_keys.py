@@ -5,9 +5,11 @@ picked up by a running gateway without a restart."""
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import os
 import stat
+import threading
 import time
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import pytest
 
 from gateway import cli
 from gateway.errors import InvalidToken
-from gateway.keys import load_keys
+from gateway.keys import KeyRing, create_key, load_keys, retire_key
 from tests.issuer.conftest import (
     JWKS,
     config_toml,
@@ -169,3 +171,31 @@ def test_retire_refusals(config, storage, cli_config, capsys, argv, message):
     assert message in err
     assert err.count("\n") == 1
     assert len(load_keys(config.keys_dir)) == 1
+
+
+def test_reload_while_keys_come_and_go(tmp_path):
+    """A reload racing the CLI's rotate and retire neither fails nor leaks the folder scan."""
+    directory = tmp_path / "keys"
+    create_key(directory, "ES256")
+    ring = KeyRing(directory)
+    stop, errors = threading.Event(), []
+
+    def reload() -> None:
+        while not stop.is_set():
+            try:
+                ring.reload_if_changed()
+            except Exception as exc:
+                errors.append(exc)
+
+    reloader = threading.Thread(target=reload)
+    reloader.start()
+    try:
+        for _ in range(200):
+            retire_key(directory, create_key(directory, "ES256").kid)
+    finally:
+        stop.set()
+        reloader.join()
+    gc.collect()  # an unclosed scandir iterator would warn here (warnings are errors)
+    assert errors == []
+    ring.reload_if_changed()
+    assert len(ring.keys) == 1
