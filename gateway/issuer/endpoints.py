@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -104,22 +105,21 @@ class IssuerEndpoints:
 
     # --- RFC 6749 §3.2 ---------------------------------------------------------------------
 
-    async def token(self, http: HTTPRequest) -> Response:
+    async def _handle(self, http: HTTPRequest, handler: Callable[[Request], Response]) -> Response:
+        """Read the form, then run ``handler`` (sync, Authlib's world) in the threadpool."""
         try:
             request = await oauth_request(http, self.server.config.issuer, query=False)
+            return await run_in_threadpool(handler, request)
         except OAuth2Error as error:
             return error_response(self.server, error)
-        response: Response = await run_in_threadpool(self.server.create_token_response, request)
-        return response
+
+    async def token(self, http: HTTPRequest) -> Response:
+        return await self._handle(http, self.server.create_token_response)
 
     # --- RFC 7009 ----------------------------------------------------------------------------
 
     async def revoke(self, http: HTTPRequest) -> Response:
-        try:
-            request = await oauth_request(http, self.server.config.issuer, query=False)
-            return await run_in_threadpool(self._revoke, request)
-        except OAuth2Error as error:
-            return error_response(self.server, error)
+        return await self._handle(http, self._revoke)
 
     def _revoke(self, request: Request) -> Response:
         client = self.server.authenticate_client(request, CLIENT_AUTH_METHODS, "revocation")
@@ -152,11 +152,7 @@ class IssuerEndpoints:
     # --- RFC 7662 ----------------------------------------------------------------------------
 
     async def introspect(self, http: HTTPRequest) -> Response:
-        try:
-            request = await oauth_request(http, self.server.config.issuer, query=False)
-            return await run_in_threadpool(self._introspect, request)
-        except OAuth2Error as error:
-            return error_response(self.server, error)
+        return await self._handle(http, self._introspect)
 
     def _introspect(self, request: Request) -> Response:
         client = self.server.authenticate_client(
