@@ -72,7 +72,10 @@ def _parser() -> argparse.ArgumentParser:
     cl = client.add_parser("list", help="list clients")
     cl.add_argument("--json", action="store_true")
     cd = client.add_parser("delete", help="delete a client and revoke its grants")
-    cd.add_argument("client_id", metavar="ID")
+    # ids are base64url and may start with '-': argparse then needs "--" before them
+    cd.add_argument(
+        "client_id", metavar="ID", help="the client_id (write -- ID if it starts with -)"
+    )
 
     key = sub.add_parser("key", help="manage signing keys").add_subparsers(
         dest="action", required=True, parser_class=_Parser
@@ -81,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     kl.add_argument("--json", action="store_true")
     key.add_parser("rotate", help="publish a new key; it signs after keys.activation_delay")
     kr = key.add_parser("retire", help="unpublish a key: tokens it signed stop validating")
-    kr.add_argument("kid", metavar="KID")
+    kr.add_argument("kid", metavar="KID", help="the key's kid (write -- KID if it starts with -)")
 
     token = sub.add_parser("token", help="manage tokens").add_subparsers(
         dest="action", required=True, parser_class=_Parser

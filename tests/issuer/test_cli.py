@@ -127,7 +127,7 @@ def test_client_create_list_delete(client, storage, user, gw):
     assert listed[created["client_id"]]["grant_types"] == ["password", "refresh_token"]
     assert created["client_secret"] not in out
 
-    code, out, _ = gw("client", "delete", created["client_id"])
+    code, out, _ = gw("client", "delete", "--", created["client_id"])
     assert code == 0
     code, out, _ = gw("client", "list", "--json")
     assert created["client_id"] not in {c["client_id"] for c in json.loads(out)}
@@ -161,7 +161,7 @@ def test_key_list_rotate_retire(storage, config, gw):
     assert len(keys) == 2
     (second,) = [k for k in keys if k["kid"] != first["kid"]]
     assert second["status"] == "active"  # activation_delay defaults to 0
-    assert gw("key", "retire", first["kid"])[0] == 0
+    assert gw("key", "retire", "--", first["kid"])[0] == 0
     assert [k["kid"] for k in json.loads(gw("key", "list", "--json")[1])] == [second["kid"]]
 
 

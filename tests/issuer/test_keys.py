@@ -142,7 +142,7 @@ def test_retire_unpublishes_and_its_tokens_stop_validating(
         activate_now(config.keys_dir, new.kid)
         assert is_active(client, resource_server, old)
 
-        run(*sidecar_delay, "key", "retire", old_kid)
+        run(*sidecar_delay, "key", "retire", "--", old_kid)  # a kid may start with "-"
 
         wait_for(lambda: old_kid not in kids(client))
         assert not (config.keys_dir / f"{old_kid}.pem").exists()
@@ -165,7 +165,7 @@ def test_retire_unpublishes_and_its_tokens_stop_validating(
 )
 def test_retire_refusals(config, storage, cli_config, capsys, argv, message):
     if argv[-1] == "only":
-        argv = (*argv[:-1], load_keys(config.keys_dir)[0].kid)
+        argv = (*argv[:-1], "--", load_keys(config.keys_dir)[0].kid)
     assert cli.main(["--config", str(cli_config), *argv]) == 2
     err = capsys.readouterr().err
     assert message in err
