@@ -61,6 +61,14 @@ def _check_redirect_uri(uri: str) -> None:
         raise ConfigError(f"redirect URI {uri!r} has no host")
 
 
+def _new_client_id() -> str:
+    """128 random bits, URL-safe, never starting with '-' (it would read as a CLI option)."""
+    while True:
+        client_id = secrets.token_urlsafe(16)
+        if not client_id.startswith("-"):
+            return client_id
+
+
 def create_client(
     session: Session,
     name: str,
@@ -89,7 +97,7 @@ def create_client(
         _check_redirect_uri(uri)
     secret = None if public else secrets.token_urlsafe(32)
     client = Client(
-        client_id=secrets.token_urlsafe(16),
+        client_id=_new_client_id(),
         client_secret_hash=sha256(secret) if secret else None,
         name=name,
         redirect_uris=list(dict.fromkeys(redirect_uris)),

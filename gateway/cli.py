@@ -164,6 +164,8 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> None:
     # a bad route table is a start-up error (exit 2), before any worker process starts
     RouteTable.from_config(config.routes)
     init(config).dispose()
+    if args.config:  # worker processes load the same file (gateway.serve.app_factory)
+        os.environ["GATEWAY_CONFIG"] = os.path.abspath(args.config)
     serve(
         config,
         host=args.host or config.server.host,
@@ -388,8 +390,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         config = load_config(args.config)
-        if args.config:
-            os.environ["GATEWAY_CONFIG"] = os.path.abspath(args.config)
         COMMANDS[args.command](config, args)
     except ConfigError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
