@@ -12,10 +12,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from email.utils import formatdate
 from typing import Any
 
-import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -79,17 +79,25 @@ class Gateway:
         self.server.register_grant(RefreshTokenGrant)
         self.server.register_grant(ClientCredentialsGrant)
         self.proxy = Proxy(config, self.validator)
+        # Blocking upkeep (database syncs, pruning, key reloads) runs on threads of its own, so
+        # that stopping can wait for a job in flight instead of abandoning it mid-query.
+        self._upkeep = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gateway-upkeep")
         self.listener: RevocationListener | None = None
         if self.storage.is_postgres and config.revocation.notify:
-            self.listener = RevocationListener(self.storage, self.revocations)
+            self.listener = RevocationListener(self.storage, self.revocations, self._upkeep)
         self._tasks: list[asyncio.Task[None]] = []
 
     # --- background upkeep -----------------------------------------------------------------
 
-    async def _every(self, seconds: float, job: Callable[[], Any], what: str) -> None:
+    async def _every(
+        self, seconds: float, job: Callable[[], Any], what: str, wait_first: bool = False
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        if wait_first:
+            await asyncio.sleep(seconds)
         while True:
             try:
-                await anyio.to_thread.run_sync(job)
+                await loop.run_in_executor(self._upkeep, job)
             except GatewayError as exc:
                 log.warning("%s failed: %s", what, exc)
             except Exception:
@@ -97,7 +105,8 @@ class Gateway:
             await asyncio.sleep(seconds)
 
     async def start(self) -> None:
-        await anyio.to_thread.run_sync(self.revocations.try_sync, self.storage)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._upkeep, self.revocations.try_sync, self.storage)
         jobs = [
             self._every(
                 self.config.revocation.sync_interval,
@@ -111,6 +120,7 @@ class Gateway:
                 self.config.housekeeping.interval,
                 lambda: prune_expired(self.storage),
                 "housekeeping",
+                wait_first=True,
             ),
         ]
         if self.listener is not None:
@@ -125,6 +135,8 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.proxy.shutdown()
+        # a job may still be running on its thread: let it finish before the pool closes
+        await asyncio.get_running_loop().run_in_executor(None, self._upkeep.shutdown)
         self.storage.dispose()
 
     # --- health ------------------------------------------------------------------------------

@@ -67,8 +67,11 @@ def storage(config: Config) -> Iterator[Storage]:
 
 
 @pytest.fixture
-def app(config: Config, storage: Storage) -> GatewayApp:
-    return create_app(config)
+def app(config: Config, storage: Storage) -> Iterator[GatewayApp]:
+    gateway_app = create_app(config)
+    yield gateway_app
+    # a test may drive the app without its lifespan (a bare TestClient): close its pool here
+    gateway_app.gateway.storage.dispose()
 
 
 @pytest.fixture

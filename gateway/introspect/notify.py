@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from concurrent.futures import Executor
 
-import anyio.to_thread
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
@@ -57,9 +57,11 @@ def libpq_url(url: str) -> str:
 class RevocationListener:
     """Keeps a LISTEN connection open, reconnecting (and catching up) after any loss."""
 
-    def __init__(self, storage: Storage, cache: RevocationCache) -> None:
+    def __init__(self, storage: Storage, cache: RevocationCache, executor: Executor) -> None:
         self.storage = storage
         self.cache = cache
+        #: where the blocking catch-up syncs run (the owner waits for it on shutdown)
+        self.executor = executor
         self.connected = asyncio.Event()
         self.received = 0
 
@@ -74,6 +76,10 @@ class RevocationListener:
             await asyncio.sleep(RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)])
             attempt += 1
 
+    async def _full_sync(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.executor, self.cache.sync, self.storage, True)
+
     async def _listen(self) -> None:
         conn = await psycopg.AsyncConnection.connect(
             libpq_url(self.storage.url), autocommit=True, connect_timeout=3
@@ -81,14 +87,14 @@ class RevocationListener:
         async with conn:
             await conn.execute(f"LISTEN {CHANNEL}")
             # whatever was revoked while we were not listening
-            await anyio.to_thread.run_sync(self.cache.sync, self.storage, True)
+            await self._full_sync()
             self.connected.set()
             log.info("listening for revocations on %s", CHANNEL)
             async for notify in conn.notifies():
                 self.received += 1
                 entries = decode(notify.payload)
                 if entries is None:  # rare: a revocation too big for one payload
-                    await anyio.to_thread.run_sync(self.cache.sync, self.storage, True)
+                    await self._full_sync()
                     continue
                 for entry in entries:
                     self.cache.add(entry)

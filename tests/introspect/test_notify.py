@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import anyio.to_thread
 import pytest
@@ -40,8 +41,17 @@ async def revoke_elsewhere(config: Config, storage: Storage, jti: str) -> None:
 
 
 @pytest.fixture
-async def listening(postgres: Storage) -> AsyncIterator[RevocationListener]:
-    listener = RevocationListener(postgres, RevocationCache())
+def executor() -> Iterator[ThreadPoolExecutor]:
+    pool = ThreadPoolExecutor(max_workers=2)
+    yield pool
+    pool.shutdown(wait=True)
+
+
+@pytest.fixture
+async def listening(
+    postgres: Storage, executor: ThreadPoolExecutor
+) -> AsyncIterator[RevocationListener]:
+    listener = RevocationListener(postgres, RevocationCache(), executor)
     task = asyncio.create_task(listener.run())
     await asyncio.wait_for(listener.connected.wait(), 10)
     yield listener
@@ -59,14 +69,14 @@ async def test_a_notification_is_applied_without_any_poll(
 
 
 async def test_what_was_missed_while_disconnected_is_caught_up(
-    config: Config, postgres: Storage
+    config: Config, postgres: Storage, executor: ThreadPoolExecutor
 ) -> None:
     url = make_url(postgres.url)
     outage = OutageProxy((url.host or "127.0.0.1", url.port or 5432))
     outage.start()
     host, port = outage.address
     through = Storage(url.set(host=host, port=port).render_as_string(hide_password=False))
-    listener = RevocationListener(through, RevocationCache())
+    listener = RevocationListener(through, RevocationCache(), executor)
     task = asyncio.create_task(listener.run())
     try:
         await asyncio.wait_for(listener.connected.wait(), 10)
