@@ -12,6 +12,7 @@ CLI (or another replica) made in the folder, without a restart.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import secrets
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from joserfc import jwt
-from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
+from joserfc.jwk import ECKey, OKPKey, RSAKey
 from joserfc.jws import JWSAlgModel, JWSRegistry
 
 from gateway.errors import ConfigError
@@ -47,8 +48,10 @@ class _Registry(JWSRegistry):
     }
 
 
+@functools.cache
 def jws_registry(alg: str) -> JWSRegistry:
-    """A registry that allows exactly ``alg`` (the key decides the algorithm)."""
+    """A registry that allows exactly ``alg`` (the key decides the algorithm); one per alg,
+    made once: validation is on the proxy's hot path."""
     return _Registry(algorithms=[alg])
 
 
@@ -224,9 +227,6 @@ class KeyRing:
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [k.public_jwk() for k in self.keys]}
-
-    def key_set(self) -> KeySet:
-        return KeySet([k.key for k in self.keys])
 
     def sign(self, claims: dict[str, Any]) -> str:
         key = self.active_key
