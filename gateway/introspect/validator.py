@@ -21,6 +21,8 @@ from gateway.keys import KeyRing, jws_registry
 #: RFC 9068 §4: "at+jwt"; the media-type form is accepted too (RFC 7515 §4.1.9)
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 MAX_TOKEN_LENGTH = 8192
+#: distinct tokens whose verified signature is remembered (about 1 KiB each)
+VERIFIED_CACHE_SIZE = 8192
 
 
 @dataclass(frozen=True)
@@ -49,10 +51,21 @@ class BearerValidator:
         self.revocations = revocations
         self.issuer = issuer
         self.leeway = leeway
+        # token -> (kid, claims) of signatures already checked: a client sends one token many
+        # times, and the signature check is most of the cost of a proxied request. Times, the
+        # audience and revocation are still checked on every use; a retired kid misses.
+        self._verified: dict[str, tuple[str, dict[str, Any]]] = {}
 
     def validate(self, token: str, audience: str | None) -> AccessToken:
         """Check signature, header, claims and revocation; ``audience=None`` skips ``aud``."""
-        claims = self.verify_signature(token)
+        hit = self._verified.get(token)
+        if hit is not None and hit[0] in self.keyring.by_kid:
+            claims = hit[1]
+        else:
+            kid, claims = self._verify(token)
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                self._verified.clear()  # rare; cheaper and thread-safer than LRU bookkeeping
+            self._verified[token] = (kid, claims)
         access = self._check_claims(claims, audience)
         if self.revocations.is_revoked(access.jti, access.sid, access.sub, access.iat):
             raise InvalidToken("token revoked")
@@ -60,6 +73,9 @@ class BearerValidator:
 
     def verify_signature(self, token: str) -> dict[str, Any]:
         """The claims of a token this gateway signed with a published key (times unchecked)."""
+        return self._verify(token)[1]
+
+    def _verify(self, token: str) -> tuple[str, dict[str, Any]]:
         if not token or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
             raise InvalidToken("malformed token")
         try:
@@ -90,7 +106,7 @@ class BearerValidator:
             raise InvalidToken("malformed token")
         if claims.get("iss") != self.issuer:
             raise InvalidToken("wrong issuer")
-        return claims
+        return key.kid, claims
 
     def _check_claims(self, claims: dict[str, Any], audience: str | None) -> AccessToken:
         now = time.time()
