@@ -20,6 +20,8 @@ from gateway.issuer.server import (
     CLIENT_AUTH_METHODS,
     CONFIDENTIAL_AUTH_METHODS,
     NO_STORE,
+    NQSCHAR,
+    VSCHAR,
     Request,
     Server,
 )
@@ -28,25 +30,20 @@ from gateway.models import Client, Grant, RefreshToken, Revocation, sha256
 FORM = "application/x-www-form-urlencoded"
 MAX_FORM_FIELDS = 64
 
-#: RFC 6749 Appendix A: VSCHAR, %x20-7E
-_VSCHAR = frozenset(chr(c) for c in range(0x20, 0x7F))
-#: NQSCHAR, %x20-21 / %x23-5B / %x5D-7E: also the only characters an error description may
-#: hold (RFC 6749 §5.2), and Authlib quotes these parameters in its descriptions
-_NQSCHAR = _VSCHAR - {'"', "\\"}
 #: parameters whose syntax Appendix A (and RFC 7636 §4.1-4.3) limits to printable ASCII
 ASCII_PARAMETERS = {
-    "client_id": _VSCHAR,
-    "client_secret": _VSCHAR,
-    "state": _VSCHAR,
-    "code": _VSCHAR,
-    "refresh_token": _VSCHAR,
-    "code_verifier": _VSCHAR,
-    "code_challenge": _VSCHAR,
-    "response_type": _NQSCHAR,
-    "grant_type": _NQSCHAR,
-    "scope": _NQSCHAR,
-    "redirect_uri": _NQSCHAR,
-    "code_challenge_method": _NQSCHAR,
+    "client_id": VSCHAR,
+    "client_secret": VSCHAR,
+    "state": VSCHAR,
+    "code": VSCHAR,
+    "refresh_token": VSCHAR,
+    "code_verifier": VSCHAR,
+    "code_challenge": VSCHAR,
+    "response_type": NQSCHAR,
+    "grant_type": NQSCHAR,
+    "scope": NQSCHAR,
+    "redirect_uri": NQSCHAR,
+    "code_challenge_method": NQSCHAR,
 }
 
 

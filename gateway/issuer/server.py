@@ -36,6 +36,10 @@ CONFIDENTIAL_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
 
 MAX_CREDENTIAL_LENGTH = 512
+#: RFC 6749 Appendix A: VSCHAR, %x20-7E
+VSCHAR = frozenset(chr(c) for c in range(0x20, 0x7F))
+#: NQSCHAR, %x20-21 / %x23-5B / %x5D-7E: also all that an error description may hold (§5.2)
+NQSCHAR = VSCHAR - {'"', "\\"}
 
 
 class TooManyAttempts(Exception):
@@ -61,11 +65,7 @@ class Payload(OAuth2Payload):
         """Names given more than once, shown only if they are printable ASCII: they end up in
         an error description (RFC 6749 §5.2)."""
         names = (k for k, v in self._datalist.items() if len(v) > 1)
-        return sorted(k if _describable(k) else "(unprintable)" for k in names)
-
-
-def _describable(text: str) -> bool:
-    return all(0x20 <= ord(c) <= 0x7E and c not in '"\\' for c in text)
+        return sorted(k if NQSCHAR.issuperset(k) else "(unprintable)" for k in names)
 
 
 class Request(OAuth2Request):
