@@ -24,18 +24,19 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
-from gateway import accounts
-from gateway.cli import init
-from gateway.config import Config, DatabaseConfig, KeysConfig
-from gateway.proxy.demo import echo_upstream_thread
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gateway import accounts  # noqa: E402
+from gateway.cli import init  # noqa: E402
+from gateway.config import Config, DatabaseConfig, KeysConfig  # noqa: E402
+from gateway.proxy.demo import echo_upstream_thread  # noqa: E402
+from tests.databases import scratch_database  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 SYNC_INTERVAL = 1.0
@@ -46,20 +47,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def scratch_database(admin_url: str) -> Iterator[str]:
-    name = f"gateway_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def write_config(folder: Path, port: int, db_url: str, upstream: str, notify: bool) -> Path:
@@ -106,7 +93,10 @@ def replica(config: Path, port: int) -> Iterator[str]:
 
 
 def measure(samples: int, notify: bool, admin_url: str, upstream: str) -> list[float]:
-    with tempfile.TemporaryDirectory() as tmp, scratch_database(admin_url) as db_url:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        scratch_database(admin_url, prefix="gateway_bench") as db_url,
+    ):
         folder = Path(tmp)
         config = Config(
             database=DatabaseConfig(url=db_url),

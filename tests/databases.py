@@ -8,6 +8,7 @@ server cannot be reached the test fails: never a silent fall-back to SQLite.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -63,7 +64,16 @@ def fresh_database_url(tmp_path: Path, migrated: bool = True) -> Iterator[str]:
     if migrated:
         _ensure_template(admin_url)
         template = _TEMPLATE
-    name = f"gateway_test_{uuid.uuid4().hex[:12]}"
+    with scratch_database(admin_url, template) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def scratch_database(
+    admin_url: str, template: str = "template0", prefix: str = "gateway_test"
+) -> Iterator[str]:
+    """A new database on the server of ``admin_url``, dropped (connections and all) after."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = _admin_engine(admin_url)
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
