@@ -42,6 +42,7 @@ from gateway.issuer.server import Server
 from gateway.issuer.session import SessionCodec
 from gateway.issuer.tokens import TokenGenerator
 from gateway.keys import KeyRing, session_secret
+from gateway.metrics import gauges
 from gateway.proxy import Proxy
 from gateway.storage import Storage
 
@@ -144,6 +145,31 @@ class Gateway:
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
 
+    async def metrics(self, request: Request) -> Response:
+        staleness = self.revocations.staleness()
+        lines = self.proxy.metrics.render() + gauges(
+            {
+                "gateway_revocation_entries": (
+                    "Entries in this process's revocation sets.",
+                    lambda: len(self.revocations),
+                ),
+                "gateway_revocation_staleness_seconds": (
+                    "Seconds since the revocation sets were last synced with the database.",
+                    lambda: -1 if staleness == float("inf") else staleness,
+                ),
+                "gateway_revocation_listener_connected": (
+                    "1 while the LISTEN connection for revocation pushes is up (PostgreSQL).",
+                    lambda: int(self.listener is not None and self.listener.connected.is_set()),
+                ),
+                "gateway_signing_keys": ("Published signing keys.", lambda: len(self.keyring.keys)),
+            }
+        )
+        return Response(
+            "\n".join(lines) + "\n",
+            headers={"Cache-Control": "no-store"},
+            media_type="text/plain; version=0.0.4",
+        )
+
     async def readyz(self, request: Request) -> Response:
         staleness = self.revocations.staleness()
         checks = {
@@ -189,6 +215,7 @@ def create_app(config: Config) -> GatewayApp:
         finally:
             await gateway.stop()
 
+    ops = [Route("/metrics", gateway.metrics, methods=["GET"])] if config.metrics.enabled else []
     issuer = Starlette(
         routes=[
             Route("/.well-known/oauth-authorization-server", endpoints.metadata, methods=["GET"]),
@@ -199,6 +226,7 @@ def create_app(config: Config) -> GatewayApp:
             Route("/oauth/introspect", endpoints.introspect, methods=["POST"]),
             Route("/healthz", gateway.healthz, methods=["GET"]),
             Route("/readyz", gateway.readyz, methods=["GET"]),
+            *ops,
         ],
         exception_handlers={
             Exception: _error_handler,

@@ -68,6 +68,12 @@ class RevocationConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    #: serve GET /metrics (Prometheus text format) on the gateway's port
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class HousekeepingConfig:
     #: seconds between prunes of expired codes, refresh tokens, grants and revocations
     interval: float = 300.0
@@ -125,6 +131,7 @@ class Config:
     tokens: TokensConfig = field(default_factory=TokensConfig)
     revocation: RevocationConfig = field(default_factory=RevocationConfig)
     housekeeping: HousekeepingConfig = field(default_factory=HousekeepingConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     routes: tuple[RouteConfig, ...] = ()

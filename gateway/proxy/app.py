@@ -12,11 +12,13 @@ revocation set are in memory, and the upstream client is a pooled aiohttp sessio
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from gateway.config import Config
 from gateway.errors import GatewayError, UpstreamUnavailable
 from gateway.introspect.validator import BearerValidator
+from gateway.metrics import ProxyMetrics
 from gateway.proxy.auth import authorize
 from gateway.proxy.exchange import Exchange, Receive, Send
 from gateway.proxy.forwarded import ForwardedPolicy
@@ -39,6 +41,7 @@ class Proxy:
         self._forwarded = ForwardedPolicy(config.proxy.trusted_proxies)
         self._idle_timeout = config.proxy.idle_timeout
         self._forwarder = forwarder or Forwarder(config.proxy.connect_timeout)
+        self.metrics = ProxyMetrics()
 
     async def startup(self) -> None:
         await self._forwarder.start()
@@ -52,6 +55,8 @@ class Proxy:
             return
         route: Route | None = None
         exchange: Exchange | None = None
+        started = time.perf_counter()
+        status = "502"
         try:
             raw_path = scope.get("raw_path") or encode_path(scope["path"]).encode()
             path = decode_path(raw_path)
@@ -75,16 +80,27 @@ class Proxy:
                 url += "?" + query.decode("latin-1")
             exchange = Exchange(receive, send, config.timeout, self._idle_timeout)
             await exchange.run(self._forwarder, method, url, headers, incoming.has_body)
+            status = str(exchange.status)
         except GatewayError as exc:
             if route is not None and exc.status_code >= 500:
                 cause = f" ({exc.__cause__})" if exc.__cause__ else ""
                 log.warning("route %r: %s%s", route.name, exc.description, cause)
+            status = _error_status(exchange, exc)
             if exchange is None or not exchange.started:
                 await _send_error(send, exc)
         except Exception:
             log.exception("route %r: unexpected error while proxying", route and route.name)
+            status = _error_status(exchange, UpstreamUnavailable())
             if exchange is None or not exchange.started:
                 await _send_error(send, UpstreamUnavailable())
+        finally:
+            name = route.name if route is not None else "(no route)"
+            self.metrics.observe(name, status, time.perf_counter() - started)
+
+
+def _error_status(exchange: Exchange | None, error: GatewayError) -> str:
+    """The status the client saw: the error's, or "aborted" once a response had begun."""
+    return "aborted" if exchange is not None and exchange.started else str(error.status_code)
 
 
 async def _send_error(send: Send, error: GatewayError) -> None:

@@ -71,7 +71,7 @@ class RequestBody:
 class Exchange:
     """Relay one request; ``started`` tells whether an error can still become a response."""
 
-    __slots__ = ("_idle", "_receive", "_send", "_wait", "started")
+    __slots__ = ("_idle", "_receive", "_send", "_wait", "started", "status")
 
     def __init__(self, receive: Receive, send: Send, wait: float, idle: float) -> None:
         self._receive = receive
@@ -80,6 +80,8 @@ class Exchange:
         self._wait = wait
         self._idle = idle
         self.started = False
+        #: the upstream's status, once relayed
+        self.status = 0
 
     async def run(
         self,
@@ -129,6 +131,7 @@ class Exchange:
             }
         )
         self.started = True
+        self.status = upstream.status
         watcher: asyncio.Future[Any] | None = None
         chunks = 0
         more = True
