@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.config import Config
+from gateway.config import Config, is_reserved
 from gateway.errors import ConfigError, GatewayError
 from gateway.housekeeping import prune_expired
 from gateway.introspect.notify import RevocationListener
@@ -47,9 +47,6 @@ from gateway.proxy import Proxy
 from gateway.storage import Storage
 
 log = logging.getLogger("gateway")
-
-GATEWAY_PREFIXES = ("/oauth/", "/.well-known/")
-GATEWAY_PATHS = frozenset({"/oauth", "/.well-known", "/healthz", "/readyz", "/metrics"})
 
 
 class Gateway:
@@ -249,7 +246,7 @@ class GatewayApp:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             path = scope["path"]
-            if path not in GATEWAY_PATHS and not path.startswith(GATEWAY_PREFIXES):
+            if not is_reserved(path):
                 await self.proxy(scope, receive, send)
                 return
 

@@ -24,7 +24,14 @@ DEFAULT_ISSUER = "http://127.0.0.1:8000"
 SIGNING_ALGORITHMS = ("RS256", "ES256", "EdDSA", "Ed25519")
 GRANT_TYPES = ("authorization_code", "password", "refresh_token", "client_credentials")
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+#: the gateway's own paths: routes may not claim them, and requests there never reach the proxy
 RESERVED_PREFIXES = ("/oauth", "/.well-known", "/healthz", "/readyz", "/metrics")
+_RESERVED_BELOW = tuple(prefix + "/" for prefix in RESERVED_PREFIXES)
+
+
+def is_reserved(path: str) -> bool:
+    """``path`` is one of the gateway's own paths, or below one."""
+    return path in RESERVED_PREFIXES or path.startswith(_RESERVED_BELOW)
 
 
 @dataclass(frozen=True)
@@ -296,9 +303,8 @@ def _validate_route(route: RouteConfig, prefix: str) -> RouteConfig:
         )
     if len(path) > 1:
         path = path.rstrip("/")
-    for reserved in RESERVED_PREFIXES:
-        if path == reserved or path.startswith(reserved + "/"):
-            raise _KeyError(prefix + "path", f"is reserved for the gateway ({reserved})")
+    if is_reserved(path):
+        raise _KeyError(prefix + "path", "is reserved for the gateway's own endpoints")
     up = urlsplit(route.upstream)
     if up.scheme not in ("http", "https") or not up.hostname:
         raise _KeyError(prefix + "upstream", "must be an http:// or https:// URL")
