@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from gateway.errors import StorageUnavailable
 from gateway.models import Revocation
@@ -39,6 +40,23 @@ class Entry:
     expires_at: float
 
 
+def revoked_in_database(
+    session: Session, jti: str | None, sid: str | None, sub: str | None, iat: float
+) -> bool:
+    """``RevocationCache.is_revoked``'s rule asked of the table itself: exact across replicas,
+    for callers off the hot path (introspection)."""
+    matches = [sa.and_(Revocation.kind == "jti", Revocation.value == jti)] if jti else []
+    if sid:
+        matches.append(sa.and_(Revocation.kind == "sid", Revocation.value == sid))
+    if sub:
+        matches.append(
+            sa.and_(Revocation.kind == "sub", Revocation.value == sub, Revocation.not_before > iat)
+        )
+    if not matches:
+        return False
+    return bool(session.scalar(sa.select(sa.func.count()).where(sa.or_(*matches))))
+
+
 class RevocationCache:
     def __init__(self) -> None:
         self._sets: dict[str, dict[str, tuple[float, float]]] = {k: {} for k in KINDS}
@@ -60,6 +78,7 @@ class RevocationCache:
             self._sets[entry.kind][entry.value] = (entry.not_before, entry.expires_at)
 
     def is_revoked(self, jti: str | None, sid: str | None, sub: str | None, iat: float) -> bool:
+        """The revocation rule, on the in-memory sets (``revoked_in_database``: on the table)."""
         if jti is not None and jti in self._sets["jti"]:
             return True
         if sid is not None and sid in self._sets["sid"]:

@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 
 from gateway.config import GRANT_TYPES
 from gateway.errors import InvalidToken
+from gateway.introspect.revocation import revoked_in_database
 from gateway.issuer.server import (
     CLIENT_AUTH_METHODS,
     CONFIDENTIAL_AUTH_METHODS,
@@ -25,7 +26,7 @@ from gateway.issuer.server import (
     Request,
     Server,
 )
-from gateway.models import Client, Grant, RefreshToken, Revocation, sha256
+from gateway.models import Client, Grant, RefreshToken, sha256
 
 FORM = "application/x-www-form-urlencoded"
 MAX_FORM_FIELDS = 64
@@ -177,19 +178,7 @@ class IssuerEndpoints:
             return None
         # the in-memory sets may trail other replicas by a sync interval; ask the database
         with self.server.storage.session() as session:
-            revoked = session.scalar(
-                sa.select(sa.func.count()).where(
-                    sa.or_(
-                        sa.and_(Revocation.kind == "jti", Revocation.value == access.jti),
-                        sa.and_(Revocation.kind == "sid", Revocation.value == (access.sid or "")),
-                        sa.and_(
-                            Revocation.kind == "sub",
-                            Revocation.value == access.sub,
-                            Revocation.not_before > access.iat,
-                        ),
-                    )
-                )
-            )
+            revoked = revoked_in_database(session, access.jti, access.sid, access.sub, access.iat)
         if revoked:
             return None
         claims = access.claims

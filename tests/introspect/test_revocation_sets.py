@@ -11,7 +11,7 @@ import pytest
 from gateway.config import Config
 from gateway.housekeeping import prune_expired
 from gateway.introspect import notify
-from gateway.introspect.revocation import Entry, RevocationCache
+from gateway.introspect.revocation import Entry, RevocationCache, revoked_in_database
 from gateway.introspect.revoker import Revoker
 from gateway.storage import Storage
 
@@ -95,3 +95,35 @@ def test_a_revocation_too_big_for_one_payload_asks_listeners_to_sync() -> None:
     assert notify.encode(entries) == "sync"
     assert notify.decode("sync") is None
     assert notify.decode("[[1]]") is None  # malformed: sync rather than guess
+
+
+@pytest.mark.parametrize(
+    ("jti", "sid", "sub", "iat_offset", "revoked"),
+    [
+        pytest.param("jti-x", None, None, 0, True, id="jti"),
+        pytest.param("other", "grant-x", None, 0, True, id="sid"),
+        pytest.param("other", None, "user-x", -1, True, id="sub-issued-before"),
+        pytest.param("other", None, "user-x", 0, False, id="sub-issued-in-the-second"),
+        pytest.param("other", "grant-y", "user-y", -1, False, id="unrelated"),
+        pytest.param(None, None, None, 0, False, id="nothing-to-match"),
+    ],
+)
+def test_the_table_and_the_sets_apply_one_rule(
+    config: Config,
+    storage: Storage,
+    jti: str | None,
+    sid: str | None,
+    sub: str | None,
+    iat_offset: int,
+    revoked: bool,
+) -> None:
+    cache = RevocationCache()
+    revoker = revoker_of(config, storage, cache)
+    revoker.revoke(lambda s: revoker.jti(s, "jti-x", time.time() + 60))
+    revoker.revoke(lambda s: revoker.grants(s, ["grant-x"]))
+    (entry,) = revoker.revoke(lambda s: revoker.subject(s, "user-x"))
+    iat = entry.not_before + iat_offset
+
+    with storage.session() as session:
+        in_table = revoked_in_database(session, jti, sid, sub, iat)
+    assert cache.is_revoked(jti, sid, sub, iat) is in_table is revoked
