@@ -80,7 +80,8 @@ class Proxy:
                 url += "?" + query.decode("latin-1")
             exchange = Exchange(receive, send, config.timeout, self._idle_timeout)
             await exchange.run(self._forwarder, method, url, headers, incoming.has_body)
-            status = str(exchange.status)
+            # a normal return before any response means the client left while we waited
+            status = str(exchange.status) if exchange.started else "client_closed"
         except GatewayError as exc:
             if route is not None and exc.status_code >= 500:
                 cause = f" ({exc.__cause__})" if exc.__cause__ else ""
