@@ -156,3 +156,49 @@ async def test_server_sent_events_arrive_as_sent(gateway: GatewayFactory, serve:
         assert await anext(raw) == b"id: 1\ndata: one\n\n"
         ack.set()
         assert b"".join([chunk async for chunk in raw]) == b"id: 2\ndata: two\n\n"
+
+
+#: a transfer that lasts several times the route's timeout, with pauses well inside idle_timeout:
+#: only a (forbidden) whole-transfer timeout could cut it. The pauses are the behaviour under
+#: test (time passing while bytes trickle), not a wait for an event.
+PAUSE, PIECES = 0.1, 6
+SLOW_ROUTE = '[proxy]\nidle_timeout = 2\n[[routes]]\npath = "/"\npublic = true\ntimeout = 0.2\n'
+
+
+async def trickle() -> AsyncIterator[bytes]:
+    for n in range(PIECES):
+        if n:
+            await asyncio.sleep(PAUSE)
+        yield b"piece %d\n" % n
+
+
+async def test_a_slow_stream_outlasts_the_route_timeout(
+    gateway: GatewayFactory, serve: Serve
+) -> None:
+    async def slow(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        async for piece in trickle():
+            await response.write(piece)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/slow", slow)
+    gw = await gateway(SLOW_ROUTE + f'upstream = "{await serve(app)}"\n')
+    response = await gw.client.get("/slow", timeout=10)
+    assert response.status_code == 200
+    assert response.content == b"".join(b"piece %d\n" % n for n in range(PIECES))
+
+
+async def test_a_slow_upload_outlasts_the_route_timeout(
+    gateway: GatewayFactory, serve: Serve
+) -> None:
+    gw = await gateway(SLOW_ROUTE + f'upstream = "{await serve(transfer_app())}"\n')
+    response = await gw.client.post("/upload", content=trickle(), timeout=10)
+    assert response.status_code == 200
+    expected = b"".join(b"piece %d\n" % n for n in range(PIECES))
+    assert response.json() == {
+        "sha256": hashlib.sha256(expected).hexdigest(),
+        "bytes": len(expected),
+    }
