@@ -203,26 +203,41 @@ def test_a_code_redeemed_at_both_replicas_at_once_succeeds_once(
     assert next(r for r in answers if r.status_code == 400).json()["error"] == "invalid_grant"
 
 
-def test_a_key_rotated_by_the_cli_is_published_and_used_by_both(
+def client_token(gateway: LiveGateway, client: dict[str, Any]) -> str:
+    with oauth_client(client) as oauth:
+        token = oauth.fetch_token(
+            f"{gateway.base_url}/oauth/token", grant_type="client_credentials"
+        )
+    return str(token["access_token"])
+
+
+def test_a_key_rotated_then_retired_by_the_cli_reaches_both(
     replicas: tuple[LiveGateway, LiveGateway],
 ) -> None:
     a, b = replicas
     before = a.jwks_kids()
     assert b.jwks_kids() == before
+    client = client_of(a, "client_credentials")
+    old_token = client_token(a, client)
 
     a.cli("key", "rotate")
 
     new = wait_until(lambda: a.jwks_kids() - before, "replica A to publish the new key", 5)
     wait_until(lambda: b.jwks_kids() == a.jwks_kids(), "both replicas to serve one JWKS", 5)
     (kid,) = new
-    client = client_of(a, "client_credentials")
-    for gateway in (a, b):
-        with oauth_client(client) as oauth:
-            token = oauth.fetch_token(
-                f"{gateway.base_url}/oauth/token", grant_type="client_credentials"
-            )["access_token"]
+    new_tokens = [client_token(gateway, client) for gateway in (a, b)]
+    for token in new_tokens:
         assert get_unverified_header(token)["kid"] == kid
         assert proxied(a, token) == proxied(b, token) == 200
+    assert proxied(a, old_token) == proxied(b, old_token) == 200  # published until retired
+
+    (old,) = before
+    b.cli("key", "retire", "--", old)
+
+    for gateway in (a, b):
+        wait_until(lambda g=gateway: old not in g.jwks_kids(), "the retired key to go", 5)
+        assert proxied(gateway, old_token) == 401
+        assert all(proxied(gateway, token) == 200 for token in new_tokens)
 
 
 def children(pid: int) -> list[int]:
