@@ -87,20 +87,17 @@ class Gateway:
 
     # --- background upkeep -----------------------------------------------------------------
 
-    async def _every(
-        self, seconds: float, job: Callable[[], Any], what: str, wait_first: bool = False
-    ) -> None:
+    async def _every(self, seconds: float, job: Callable[[], Any], what: str) -> None:
+        """Run ``job`` every ``seconds``, first after one interval (``start`` did the rest)."""
         loop = asyncio.get_running_loop()
-        if wait_first:
-            await asyncio.sleep(seconds)
         while True:
+            await asyncio.sleep(seconds)
             try:
                 await loop.run_in_executor(self._upkeep, job)
             except GatewayError as exc:
                 log.warning("%s failed: %s", what, exc)
             except Exception:
                 log.exception("%s failed", what)
-            await asyncio.sleep(seconds)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -118,7 +115,6 @@ class Gateway:
                 self.config.housekeeping.interval,
                 lambda: prune_expired(self.storage),
                 "housekeeping",
-                wait_first=True,
             ),
         ]
         if self.listener is not None:

@@ -23,9 +23,6 @@ def app_factory() -> GatewayApp:
 
 
 def _options(host: str, port: int) -> dict[str, Any]:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     return {
         "host": host,
         "port": port,
@@ -41,7 +38,14 @@ def _options(host: str, port: int) -> dict[str, Any]:
     }
 
 
+def _log_to_stderr() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
 def serve(config: Config, host: str, port: int, workers: int) -> None:
+    _log_to_stderr()
     options = _options(host, port)
     if workers > 1:
         # each worker builds its own app (and caches) from the same config file
@@ -54,6 +58,8 @@ def serve_demo(
     config: Config, host: str, port: int, upstream_port: int, ready: Callable[[Config], None]
 ) -> None:
     """Start the echo upstream, add the demo routes, serve; ``ready`` prints the walkthrough."""
+
+    _log_to_stderr()
 
     async def main() -> None:
         upstream = await start_echo_upstream("127.0.0.1", upstream_port)
