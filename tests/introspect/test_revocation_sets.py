@@ -3,16 +3,26 @@ synced from the database, pushed between replicas by NOTIFY payloads."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
+import tracemalloc
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from gateway.config import Config
 from gateway.housekeeping import prune_expired
 from gateway.introspect import notify
-from gateway.introspect.revocation import Entry, RevocationCache, revoked_in_database
+from gateway.introspect.revocation import (
+    SYNC_BATCH,
+    Entry,
+    RevocationCache,
+    revoked_in_database,
+)
 from gateway.introspect.revoker import Revoker
+from gateway.models import Revocation
 from gateway.storage import Storage
 
 
@@ -127,3 +137,85 @@ def test_the_table_and_the_sets_apply_one_rule(
     with storage.session() as session:
         in_table = revoked_in_database(session, jti, sid, sub, iat)
     assert cache.is_revoked(jti, sid, sub, iat) is in_table is revoked
+
+
+def test_a_jti_stays_revoked_until_its_entry_expires_and_is_gone_a_second_after() -> None:
+    cache = RevocationCache()
+    cache.add(Entry("jti", "j", 1.0, 1000.5))
+
+    cache.prune(1000.5)
+    assert cache.is_revoked("j", None, None, 0)
+    cache.prune(1001.0)
+    assert not cache.is_revoked("j", None, None, 0)
+    assert len(cache) == 0
+
+
+def test_a_jti_revoked_twice_keeps_the_later_expiry() -> None:
+    cache = RevocationCache()
+    cache.add(Entry("jti", "j", 1.0, 2000.0))
+    cache.add(Entry("jti", "j", 2.0, 1100.0))  # e.g. the CLI's guess, then the token's own exp
+    cache.add(Entry("jti", "k", 1.0, 1100.0))
+
+    cache.prune(1500.0)
+    assert cache.is_revoked("j", None, None, 0)
+    assert not cache.is_revoked("k", None, None, 0)
+    cache.prune(2000.0)
+    assert not cache.is_revoked("j", None, None, 0)
+
+
+def test_a_sync_streams_more_rows_than_one_batch_and_resumes_after_the_last(
+    storage: Storage,
+) -> None:
+    now = time.time()
+    rows = [
+        {"kind": "jti", "value": f"jti-{i}", "not_before": now, "expires_at": now + 600}
+        for i in range(2 * SYNC_BATCH + 7)
+    ]
+    with storage.session() as session:
+        session.execute(sa.insert(Revocation), rows)
+    cache = RevocationCache()
+
+    assert cache.sync(storage, full=True) == len(rows)
+    assert len(cache) == len(rows)
+    assert all(cache.is_revoked(row["value"], None, None, 0) for row in rows)
+    with storage.session() as session:
+        session.add(Revocation(kind="sid", value="late", not_before=now, expires_at=now + 600))
+    cache.sync(storage)
+    assert cache.is_revoked(None, "late", None, 0)
+    assert len(cache) == len(rows) + 1
+
+
+class _DoesNothing:
+    def is_revoked(self, jti: str | None, sid: str | None, sub: str | None, iat: float) -> bool:
+        return False
+
+
+def _peak_allocation(cache: Any, calls: int) -> int:
+    """Bytes allocated at the peak of ``calls`` rounds of lookups, above what was held before."""
+    tracemalloc.reset_peak()
+    held, _ = tracemalloc.get_traced_memory()
+    for _ in itertools.repeat(None, calls):
+        cache.is_revoked("jti-x", None, None, 0.0)  # hit
+        cache.is_revoked("other", "grant-x", None, 0.0)  # hit
+        cache.is_revoked("other", "grant-y", "user-x", 0.0)  # hit
+        cache.is_revoked("other", "grant-y", "user-x", 2e9)  # subject known, issued after
+        cache.is_revoked("other", "grant-y", "user-y", 0.0)  # miss
+        cache.is_revoked(None, None, None, 0.0)
+    _, peak = tracemalloc.get_traced_memory()
+    return peak - held
+
+
+def test_is_revoked_allocates_nothing() -> None:
+    """On the proxy's hot path: a lookup costs no memory allocation, hit or miss."""
+    cache = RevocationCache()
+    cache.add(Entry("jti", "jti-x", 1.0, 2e9))
+    cache.add(Entry("sid", "grant-x", 1.0, 2e9))
+    cache.add(Entry("sub", "user-x", 1e9, 2e9))
+    tracemalloc.start()
+    try:
+        nothing = _DoesNothing()
+        for probe in (cache, nothing, cache, nothing):  # warm up (and specialise) both
+            _peak_allocation(probe, 10)
+        assert _peak_allocation(cache, 1000) == _peak_allocation(nothing, 1000)
+    finally:
+        tracemalloc.stop()
