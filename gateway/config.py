@@ -106,11 +106,33 @@ class IdentityHeaders:
 
 
 @dataclass(frozen=True)
+class PoolConfig:
+    """The upstream client's keep-alive pool, per origin (``[proxy]`` keys of the same names)."""
+
+    max_connections_per_origin: int = 256
+    #: seconds a kept-alive connection may sit idle before it is closed
+    pool_idle_timeout: float = 15.0
+    #: seconds after which a connection is closed once its exchange ends, however busy
+    pool_max_age: float = 300.0
+
+
+@dataclass(frozen=True)
 class ProxyConfig:
     trusted_proxies: tuple[str, ...] = ()
     identity_headers: IdentityHeaders = field(default_factory=IdentityHeaders)
     connect_timeout: float = 5.0
     idle_timeout: float = 60.0
+    max_connections_per_origin: int = PoolConfig.max_connections_per_origin
+    pool_idle_timeout: float = PoolConfig.pool_idle_timeout
+    pool_max_age: float = PoolConfig.pool_max_age
+
+    @property
+    def pool(self) -> PoolConfig:
+        return PoolConfig(
+            max_connections_per_origin=self.max_connections_per_origin,
+            pool_idle_timeout=self.pool_idle_timeout,
+            pool_max_age=self.pool_max_age,
+        )
 
 
 @dataclass(frozen=True)
@@ -127,6 +149,11 @@ class RouteConfig:
     audience: str | None = None
     forward_token: bool = False
     timeout: float = 30.0
+    #: https:// upstreams: a CA bundle (PEM) to verify the upstream with instead of the
+    #: system store; relative to the config file's folder
+    tls_ca: str | None = None
+    #: https:// upstreams: false skips certificate verification (logged as a warning)
+    tls_verify: bool = True
 
 
 @dataclass(frozen=True)
@@ -196,12 +223,13 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError(f"{file}: cannot read ({exc.strerror})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML ({exc})") from None
+    base_dir = str(file.resolve().parent)
     try:
-        routes = _load_routes(data.pop("routes", []))
+        routes = _load_routes(data.pop("routes", []), base_dir)
         config = _build(Config, data, "")
     except _KeyError as exc:
         raise ConfigError(f"{file}: {exc.key}: {exc.problem}") from None
-    config = dataclasses.replace(config, routes=routes, base_dir=str(file.resolve().parent))
+    config = dataclasses.replace(config, routes=routes, base_dir=base_dir)
     return _validate(config, str(file))
 
 
@@ -257,7 +285,7 @@ def _convert(hint: Any, raw: Any, key: str) -> Any:
     raise _KeyError(key, f"unsupported type {hint!r}")  # pragma: no cover - programming error
 
 
-def _load_routes(raw: Any) -> tuple[RouteConfig, ...]:
+def _load_routes(raw: Any, base_dir: str) -> tuple[RouteConfig, ...]:
     if not isinstance(raw, list):
         raise _KeyError("routes", "must be an array of tables ([[routes]])")
     routes = []
@@ -272,6 +300,11 @@ def _load_routes(raw: Any) -> tuple[RouteConfig, ...]:
                 raise _KeyError(prefix + required, "is required")
         route = _build(RouteConfig, table, prefix)
         route = dataclasses.replace(route, scopes=scopes)
+        if route.tls_ca is not None:
+            tls_ca = _resolve(base_dir, route.tls_ca)
+            if not tls_ca.is_file():
+                raise _KeyError(prefix + "tls_ca", f"no such file: {tls_ca}")
+            route = dataclasses.replace(route, tls_ca=str(tls_ca))
         routes.append(_validate_route(route, prefix))
     return tuple(routes)
 
@@ -310,6 +343,17 @@ def _validate_route(route: RouteConfig, prefix: str) -> RouteConfig:
         raise _KeyError(prefix + "upstream", "must be an http:// or https:// URL")
     if up.query or up.fragment:
         raise _KeyError(prefix + "upstream", "must not carry a query or fragment")
+    try:
+        up.port  # noqa: B018 - urlsplit checks the port only when asked for it
+    except ValueError:
+        raise _KeyError(prefix + "upstream", "has an invalid port") from None
+    if up.scheme != "https":
+        if route.tls_ca is not None:
+            raise _KeyError(prefix + "tls_ca", "applies to https:// upstreams only")
+        if not route.tls_verify:
+            raise _KeyError(prefix + "tls_verify", "applies to https:// upstreams only")
+    if route.tls_ca is not None and not route.tls_verify:
+        raise _KeyError(prefix + "tls_ca", "is never used with tls_verify = false")
     methods = None
     if route.methods is not None:
         if not route.methods:
@@ -351,6 +395,9 @@ def _validate(config: Config, where: str) -> Config:
         ("housekeeping.interval", config.housekeeping.interval),
         ("throttle.max_failures", config.throttle.max_failures),
         ("throttle.window", config.throttle.window),
+        ("proxy.max_connections_per_origin", config.proxy.max_connections_per_origin),
+        ("proxy.pool_idle_timeout", config.proxy.pool_idle_timeout),
+        ("proxy.pool_max_age", config.proxy.pool_max_age),
     ):
         if value <= 0:
             raise fail(key, "must be positive")

@@ -15,11 +15,16 @@ match the same request are refused when the table is built.
 
 from __future__ import annotations
 
+import logging
+import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from gateway.config import RouteConfig
 from gateway.errors import ConfigError, MethodNotAllowed, RouteNotFound
+from gateway.proxy.http1.origin import Origin
+
+log = logging.getLogger("gateway.proxy")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,19 +35,23 @@ class Route:
     name: str
     #: ``scheme://host:port`` of the upstream
     origin: str
+    #: where the upstream client connects: host, port, Host field, TLS settings
+    upstream: Origin
     #: the upstream URL's path without a trailing slash ("" for none)
     base_path: str
     #: alternatives: the token passes when it holds every scope of any one set
     scope_sets: tuple[frozenset[str], ...]
 
     @classmethod
-    def from_config(cls, config: RouteConfig) -> Route:
-        upstream = urlsplit(config.upstream)
+    def from_config(cls, config: RouteConfig, upstream: Origin | None = None) -> Route:
+        """The route for ``config``; ``upstream`` when its ``Origin`` is already built."""
+        url = urlsplit(config.upstream)
         return cls(
             config=config,
             name=config.name,
-            origin=f"{upstream.scheme}://{upstream.netloc}",
-            base_path=upstream.path.rstrip("/"),
+            origin=f"{url.scheme}://{url.netloc}",
+            upstream=upstream or _origin(config),
+            base_path=url.path.rstrip("/"),
             scope_sets=tuple(frozenset(s) for s in config.scopes),
         )
 
@@ -80,6 +89,14 @@ class _Level:
         return route
 
 
+def _origin(config: RouteConfig) -> Origin:
+    """Build the route's ``Origin``; a CA bundle that cannot be loaded is a ``ConfigError``."""
+    try:
+        return Origin.from_url(config.upstream, config.tls_ca, config.tls_verify)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise ConfigError(f"routes: {config.name!r}: upstream TLS settings: {exc}") from None
+
+
 def _ambiguous(a: Route, b: Route, method: str) -> ConfigError:
     where = f"{a.config.host or ''}{a.config.path}"
     return ConfigError(
@@ -96,9 +113,19 @@ class RouteTable:
     def from_config(cls, routes: tuple[RouteConfig, ...]) -> RouteTable:
         """Build the table; raise ``ConfigError`` naming both routes of an ambiguous pair."""
         levels: dict[str | None, dict[str, _Level]] = {}
+        #: routes to the same upstream with the same TLS settings share one Origin (one pool)
+        origins: dict[tuple[str, str | None, bool], Origin] = {}
         for config in routes:
+            if not config.tls_verify:
+                log.warning(
+                    "route %r: tls_verify = false: the upstream's certificate is not verified",
+                    config.name,
+                )
+            url = urlsplit(config.upstream)
+            key = (f"{url.scheme}://{url.netloc}", config.tls_ca, config.tls_verify)
+            upstream = origins.get(key) or origins.setdefault(key, _origin(config))
             by_path = levels.setdefault(config.host, {})
-            by_path.setdefault(config.path, _Level({})).add(Route.from_config(config))
+            by_path.setdefault(config.path, _Level({})).add(Route.from_config(config, upstream))
         return cls(levels)
 
     def match(self, host: str | None, path: str, method: str) -> Route:
