@@ -25,8 +25,12 @@ MAX_TOKEN_LENGTH = 8192
 VERIFIED_CACHE_SIZE = 8192
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, eq=False)
 class AccessToken:
+    """A token whose signature and claim shapes were checked: built once per token and
+    remembered with its signature, while its times, audience and revocation are checked again
+    on every use (``BearerValidator.validate``)."""
+
     sub: str
     client_id: str
     scopes: frozenset[str]
@@ -36,7 +40,13 @@ class AccessToken:
     aud: tuple[str, ...]
     sid: str | None = None
     email: str | None = None
-    claims: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    claims: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: the raw ``exp``, and ``max(iat, nbf)``: the time checks' operands, as signed
+    expires_at: float = 0.0
+    valid_from: float = 0.0
+    #: what a consumer derived from the token once (the proxy: its identity headers, keyed by
+    #: the policy that built them); never part of a decision
+    derived: tuple[object, Any] | None = field(default=None, repr=False)
 
     @property
     def scope(self) -> str:
@@ -51,22 +61,29 @@ class BearerValidator:
         self.revocations = revocations
         self.issuer = issuer
         self.leeway = leeway
-        # token -> (kid, claims) of signatures already checked: a client sends one token many
+        # token -> (kid, token) of signatures already checked: a client sends one token many
         # times, and the signature check is most of the cost of a proxied request. Times, the
         # audience and revocation are still checked on every use; a retired kid misses.
-        self._verified: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._verified: dict[str, tuple[str, AccessToken]] = {}
 
     def validate(self, token: str, audience: str | None) -> AccessToken:
         """Check signature, header, claims and revocation; ``audience=None`` skips ``aud``."""
         hit = self._verified.get(token)
         if hit is not None and hit[0] in self.keyring.by_kid:
-            claims = hit[1]
+            access = hit[1]
         else:
             kid, claims = self._verify(token)
+            access = _access_token(claims)
             if len(self._verified) >= VERIFIED_CACHE_SIZE:
                 self._verified.clear()  # rare; cheaper and thread-safer than LRU bookkeeping
-            self._verified[token] = (kid, claims)
-        access = self._check_claims(claims, audience)
+            self._verified[token] = (kid, access)
+        now = time.time()
+        if access.expires_at + self.leeway <= now:
+            raise InvalidToken("token expired")
+        if access.valid_from - self.leeway > now:
+            raise InvalidToken("token not yet valid")
+        if audience is not None and audience not in access.aud:
+            raise InvalidToken("wrong audience")
         if self.revocations.is_revoked(access.jti, access.sid, access.sub, access.iat):
             raise InvalidToken("token revoked")
         return access
@@ -108,42 +125,37 @@ class BearerValidator:
             raise InvalidToken("wrong issuer")
         return key.kid, claims
 
-    def _check_claims(self, claims: dict[str, Any], audience: str | None) -> AccessToken:
-        now = time.time()
-        exp, iat, nbf = claims.get("exp"), claims.get("iat"), claims.get("nbf", 0)
-        if not (_is_number(exp) and _is_number(iat) and _is_number(nbf)):
-            raise InvalidToken("malformed time claims")
-        if exp + self.leeway <= now:
-            raise InvalidToken("token expired")
-        if max(iat, nbf) - self.leeway > now:
-            raise InvalidToken("token not yet valid")
-        aud = claims.get("aud")
-        auds = (aud,) if isinstance(aud, str) else aud
-        if not isinstance(auds, list | tuple) or not all(isinstance(a, str) for a in auds):
-            raise InvalidToken("malformed audience")
-        if audience is not None and audience not in auds:
-            raise InvalidToken("wrong audience")
-        sub, client_id, jti = claims.get("sub"), claims.get("client_id"), claims.get("jti")
-        scope = claims.get("scope", "")
-        sid, email = claims.get("sid"), claims.get("email")
-        if not (_is_text(sub) and _is_text(client_id) and _is_text(jti)):
-            raise InvalidToken("missing claims")
-        if not isinstance(scope, str) or not all(
-            v is None or isinstance(v, str) for v in (sid, email)
-        ):
-            raise InvalidToken("malformed claims")
-        return AccessToken(
-            sub=sub,
-            client_id=client_id,
-            scopes=frozenset(scope.split()),
-            jti=jti,
-            exp=int(exp),
-            iat=int(iat),
-            aud=tuple(auds),
-            sid=sid,
-            email=email,
-            claims=claims,
-        )
+
+def _access_token(claims: dict[str, Any]) -> AccessToken:
+    """The claims' shapes checked once (RFC 9068 §2.2); times and audience are per use."""
+    exp, iat, nbf = claims.get("exp"), claims.get("iat"), claims.get("nbf", 0)
+    if not (_is_number(exp) and _is_number(iat) and _is_number(nbf)):
+        raise InvalidToken("malformed time claims")
+    aud = claims.get("aud")
+    auds = (aud,) if isinstance(aud, str) else aud
+    if not isinstance(auds, list | tuple) or not all(isinstance(a, str) for a in auds):
+        raise InvalidToken("malformed audience")
+    sub, client_id, jti = claims.get("sub"), claims.get("client_id"), claims.get("jti")
+    scope = claims.get("scope", "")
+    sid, email = claims.get("sid"), claims.get("email")
+    if not (_is_text(sub) and _is_text(client_id) and _is_text(jti)):
+        raise InvalidToken("missing claims")
+    if not isinstance(scope, str) or not all(v is None or isinstance(v, str) for v in (sid, email)):
+        raise InvalidToken("malformed claims")
+    return AccessToken(
+        sub=sub,
+        client_id=client_id,
+        scopes=frozenset(scope.split()),
+        jti=jti,
+        exp=int(exp),
+        iat=int(iat),
+        aud=tuple(auds),
+        sid=sid,
+        email=email,
+        claims=claims,
+        expires_at=exp,
+        valid_from=max(iat, nbf),
+    )
 
 
 def _is_number(value: Any) -> TypeGuard[int | float]:
