@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
@@ -192,7 +193,9 @@ def _error_handler(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": "server_error"}, 500, {"Cache-Control": "no-store"})
 
 
-def create_app(config: Config) -> GatewayApp:
+def create_app(config: Config, freeze_heap: bool = False) -> GatewayApp:
+    """The gateway; ``freeze_heap`` (for serving processes, not tests) moves everything alive
+    once start-up is done out of the cyclic collector's sight (``gc.freeze``)."""
     gateway = Gateway(config)
     endpoints = IssuerEndpoints(gateway.server)
     codec = SessionCodec(
@@ -203,6 +206,13 @@ def create_app(config: Config) -> GatewayApp:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
+        if freeze_heap:
+            # Start-up leaves ~100k long-lived objects (Authlib, SQLAlchemy, Jinja, key ring,
+            # route table). Every full collection would walk them all, set off by short-lived
+            # request objects surviving two collections: measured as ~28 µs per proxied
+            # request and the p99 at 32 connections tripled. Collect once, then freeze.
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:

@@ -19,7 +19,7 @@ from gateway.proxy.demo import demo_routes, start_echo_upstream
 
 def app_factory() -> GatewayApp:
     """For uvicorn's worker processes: each loads the config named by ``$GATEWAY_CONFIG``."""
-    return create_app(load_config())
+    return create_app(load_config(), freeze_heap=True)
 
 
 def _options(host: str, port: int) -> dict[str, Any]:
@@ -51,7 +51,7 @@ def serve(config: Config, host: str, port: int, workers: int) -> None:
         # each worker builds its own app (and caches) from the same config file
         uvicorn.run("gateway.serve:app_factory", factory=True, workers=workers, **options)
     else:
-        uvicorn.run(create_app(config), **options)
+        uvicorn.run(create_app(config, freeze_heap=True), **options)
 
 
 def serve_demo(
@@ -65,7 +65,9 @@ def serve_demo(
         upstream = await start_echo_upstream("127.0.0.1", upstream_port)
         try:
             demo = dataclasses.replace(config, routes=config.routes + demo_routes(upstream.url))
-            server = uvicorn.Server(uvicorn.Config(create_app(demo), **_options(host, port)))
+            server = uvicorn.Server(
+                uvicorn.Config(create_app(demo, freeze_heap=True), **_options(host, port))
+            )
             serving = asyncio.create_task(server.serve())
             while not server.started and not serving.done():
                 await asyncio.sleep(0.05)
