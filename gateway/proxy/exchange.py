@@ -1,8 +1,8 @@
 """One proxied exchange: stream the client's body up and the upstream's response down.
 
 Nothing is buffered whole: each chunk is passed on as it comes and the next one is read only
-when the other side has taken it (the ASGI server and aiohttp both apply backpressure), so a
-transfer of any size holds a few chunks in memory at a time.
+when the other side has taken it (the ASGI server and the upstream client both apply
+backpressure), so a transfer of any size holds a few chunks in memory at a time.
 
 There is no whole-exchange timeout. One deadline moves with the exchange (RFC 9110 §9.3 leaves
 time limits to the implementation; these follow common reverse-proxy practice):
@@ -13,18 +13,24 @@ time limits to the implementation; these follow common reverse-proxy practice):
   failure can no longer become an error response, so the client's response is aborted: the
   connection closes without the final chunk, and the client sees an incomplete response
   rather than a truncated one passed off as complete.
+
+The deadline is one timer per exchange that is moved later by assigning a time, not by
+rearming: when it fires early (the exchange made progress meanwhile) it sets itself again for
+the time now due. A chunk costs a clock read, not a timer cancelled and a new one scheduled;
+only a deadline moved earlier than the armed timer (a short idle limit after a long header
+wait) rearms it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 from gateway.errors import UpstreamTimeout, UpstreamUnavailable
 from gateway.proxy.forwarder import Forwarder, UpstreamResponse
 from gateway.proxy.headers import response_headers
+from gateway.proxy.http1 import Origin
 
 log = logging.getLogger("gateway.proxy")
 
@@ -37,58 +43,99 @@ class ClientDisconnected(Exception):
 
 
 class RequestBody:
-    """The client's body as the async iterable the upstream client streams from."""
+    """The client's body as the async iterator the upstream client streams from."""
 
-    __slots__ = ("_deadline", "_idle", "_receive", "_wait", "complete", "disconnected")
+    __slots__ = ("_exchange", "_more", "complete", "disconnected")
 
-    def __init__(
-        self, receive: Receive, deadline: asyncio.Timeout, idle: float, wait: float
-    ) -> None:
-        self._receive = receive
-        self._deadline = deadline
-        self._idle = idle
-        self._wait = wait
+    def __init__(self, exchange: Exchange) -> None:
+        self._exchange = exchange
+        self._more = True
         self.complete = False
         self.disconnected = False
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        loop = asyncio.get_running_loop()
-        more = True
-        while more:
-            message = await self._receive()
+    def __aiter__(self) -> RequestBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        exchange = self._exchange
+        while self._more:
+            message = await exchange.receive()
             if message["type"] == "http.disconnect":
                 self.disconnected = True
                 raise ClientDisconnected()
-            more = message.get("more_body", False)
-            chunk = message.get("body", b"")
+            self._more = message.get("more_body", False)
+            chunk: bytes = message.get("body", b"")
+            if self._more:
+                exchange.deadline_in(exchange.idle)
+            else:
+                self.complete = True
+                exchange.deadline_in(exchange.wait)
             if chunk:
-                yield chunk
-            self._deadline.reschedule(loop.time() + self._idle)
-        self.complete = True
-        self._deadline.reschedule(loop.time() + self._wait)
+                return chunk
+        raise StopAsyncIteration
 
 
 class Exchange:
     """Relay one request; ``started`` tells whether an error can still become a response."""
 
-    __slots__ = ("_idle", "_receive", "_send", "_wait", "started", "status")
+    __slots__ = (
+        "_armed_at",
+        "_expired",
+        "_handle",
+        "_loop",
+        "_send",
+        "_task",
+        "deadline",
+        "idle",
+        "receive",
+        "started",
+        "status",
+        "wait",
+    )
 
     def __init__(self, receive: Receive, send: Send, wait: float, idle: float) -> None:
-        self._receive = receive
+        self.receive = receive
         self._send = send
         #: seconds allowed for the upstream's response headers once the request is sent
-        self._wait = wait
-        self._idle = idle
+        self.wait = wait
+        self.idle = idle
         self.started = False
         #: the upstream's status, once relayed
         self.status = 0
+        self._loop = asyncio.get_running_loop()
+        self._task: asyncio.Task[Any] | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._armed_at = 0.0
+        self._expired = False
+        #: loop time by which the exchange must make its next step
+        self.deadline = 0.0
+
+    def deadline_in(self, seconds: float) -> None:
+        self.deadline = at = self._loop.time() + seconds
+        if self._handle is not None and at < self._armed_at:
+            self._handle.cancel()
+            self._arm()
+
+    def _arm(self) -> None:
+        self._armed_at = self.deadline
+        self._handle = self._loop.call_at(self.deadline, self._check_deadline)
+
+    def _check_deadline(self) -> None:
+        if self._loop.time() < self.deadline:
+            self._arm()
+            return
+        self._handle = None
+        self._expired = True
+        if self._task is not None:
+            self._task.cancel()
 
     async def run(
         self,
         forwarder: Forwarder,
+        origin: Origin,
         method: str,
-        url: str,
-        headers: list[tuple[str, str]],
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
         has_body: bool,
     ) -> None:
         """Relay the exchange; raise ``UpstreamUnavailable`` / ``UpstreamTimeout`` on failure.
@@ -96,20 +143,20 @@ class Exchange:
         Past ``started`` the client's response has been aborted by the time they are raised.
         A client that goes away is not a failure: the exchange just ends.
         """
-        loop = asyncio.get_running_loop()
-        body: RequestBody | None = None
+        body = RequestBody(self) if has_body else None
+        self.deadline_in(self.idle if has_body else self.wait)
+        self._task = task = asyncio.current_task()
+        self._arm()
         try:
-            async with asyncio.timeout(None) as deadline:
-                if has_body:
-                    body = RequestBody(self._receive, deadline, self._idle, self._wait)
-                else:
-                    deadline.reschedule(loop.time() + self._wait)
-                upstream = await forwarder.open(method, url, headers, body)
-                try:
-                    await self._relay_response(upstream, deadline, body is None or body.complete)
-                finally:
-                    upstream.close()
-        except TimeoutError:
+            upstream = await forwarder.open(origin, method, target, headers, body)
+            try:
+                await self._relay_response(upstream, body is None or body.complete)
+            finally:
+                upstream.close()
+        except asyncio.CancelledError:
+            if not self._expired or task is None:
+                raise
+            task.uncancel()
             if self.started:
                 raise UpstreamTimeout("the upstream stalled mid-response") from None
             raise UpstreamTimeout() from None
@@ -117,11 +164,12 @@ class Exchange:
             if body is not None and body.disconnected:
                 return
             raise
+        finally:
+            if self._handle is not None:
+                self._handle.cancel()
+                self._handle = None
 
-    async def _relay_response(
-        self, upstream: UpstreamResponse, deadline: asyncio.Timeout, watch: bool
-    ) -> None:
-        loop = asyncio.get_running_loop()
+    async def _relay_response(self, upstream: UpstreamResponse, watch: bool) -> None:
         send = self._send
         await send(
             {
@@ -145,7 +193,7 @@ class Exchange:
                 # the last chunk ends the response itself: one message less per exchange
                 more = not upstream.at_eof()
                 await send({"type": "http.response.body", "body": chunk, "more_body": more})
-                deadline.reschedule(loop.time() + self._idle)
+                self.deadline_in(self.idle)
         except UpstreamUnavailable:
             if watcher is not None and watcher.done():
                 return  # the client left; closing the upstream is what ended the stream
@@ -158,5 +206,5 @@ class Exchange:
 
     async def _disconnected(self) -> None:
         """Return once the client has gone (a bodyless request still yields one message)."""
-        while (await self._receive())["type"] != "http.disconnect":
+        while (await self.receive())["type"] != "http.disconnect":
             pass
