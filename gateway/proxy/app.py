@@ -6,7 +6,9 @@ the client's response once one has. Nothing raises out of ``__call__``: an unexp
 is logged with the route's name and answered 502 (or aborts), never a traceback.
 
 The hot path touches no database and does no blocking I/O: the route table, key ring and
-revocation set are in memory, and the upstream client is a pooled aiohttp session.
+revocation set are in memory, and the upstream client keeps pooled connections per origin.
+Headers stay bytes from the ASGI server to the upstream client; the path is decoded once for
+matching and re-encoded only when it is not already canonical.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from gateway.proxy.exchange import Exchange, Receive, Send
 from gateway.proxy.forwarded import ForwardedPolicy
 from gateway.proxy.forwarder import Forwarder
 from gateway.proxy.headers import HeaderPolicy
-from gateway.proxy.paths import decode_path, encode_path
+from gateway.proxy.paths import decode_path, encode_path, upstream_target
 from gateway.proxy.routes import Route, RouteTable
 
 log = logging.getLogger("gateway.proxy")
@@ -61,25 +63,25 @@ class Proxy:
             raw_path = scope.get("raw_path") or encode_path(scope["path"]).encode()
             path = decode_path(raw_path)
             incoming = self._headers.split_request(scope["headers"])
-            method = scope["method"]
-            route = self.routes.match(incoming.host, path, method)
+            route = self.routes.match(incoming.host, path, scope["method"])
             headers = incoming.kept
             config = route.config
             if not config.public:
                 token = authorize(self._validator, route, incoming.authorization, self._audience)
                 headers += self._headers.identity(token)
             if config.forward_token:
-                headers += [("Authorization", value) for value in incoming.authorization]
+                headers += [(b"authorization", v.encode("latin-1")) for v in incoming.authorization]
             client = scope.get("client")
             headers += self._forwarded.headers(
                 incoming.forwarded, client[0] if client else None, scope["scheme"], incoming.host
             )
-            url = route.origin + encode_path(route.upstream_path(path))
-            query = scope.get("query_string")
-            if query:
-                url += "?" + query.decode("latin-1")
+            target = upstream_target(
+                raw_path, path, route.upstream_path(path), scope.get("query_string", b"")
+            )
             exchange = Exchange(receive, send, config.timeout, self._idle_timeout)
-            await exchange.run(self._forwarder, method, url, headers, incoming.has_body)
+            await exchange.run(
+                self._forwarder, route.upstream, scope["method"], target, headers, incoming.has_body
+            )
             # a normal return before any response means the client left while we waited
             status = str(exchange.status) if exchange.started else "client_closed"
         except GatewayError as exc:

@@ -3,7 +3,8 @@
 These headers are only as trustworthy as whoever wrote them. The client's own values are
 dropped unless the connection comes from a proxy listed in ``[proxy] trusted_proxies``; the
 gateway then appends its hop to the trusted chain (RFC 7239 §7.1) and keeps the proto and
-host the trusted proxy reported. From anyone else, the gateway's view replaces them.
+host the trusted proxy reported. From anyone else, the gateway's view replaces them: those
+headers depend only on (peer, scheme, host), so they are built once per triple and remembered.
 """
 
 from __future__ import annotations
@@ -16,9 +17,17 @@ HOST = b"x-forwarded-host"
 FORWARDED = b"forwarded"
 
 
+#: remembered header sets for untrusted requests; a client choosing many Host values can only
+#: make the gateway rebuild them
+VIEW_CACHE_SIZE = 4096
+
+Header = tuple[bytes, bytes]
+
+
 class ForwardedPolicy:
     def __init__(self, trusted_proxies: tuple[str, ...]) -> None:
         self._networks = tuple(ipaddress.ip_network(p, strict=False) for p in trusted_proxies)
+        self._views: dict[tuple[str | None, str, str | None], list[Header]] = {}
 
     def is_trusted(self, peer: str | None) -> bool:
         if not self._networks or peer is None:
@@ -35,9 +44,21 @@ class ForwardedPolicy:
         peer: str | None,
         scheme: str,
         host: str | None,
-    ) -> list[tuple[str, str]]:
+    ) -> list[Header]:
         """The forwarding headers to send upstream for a request from ``peer``."""
-        prior = received if received and self.is_trusted(peer) else {}
+        if received and self.is_trusted(peer):
+            return self._build(received, peer, scheme, host)
+        key = (peer, scheme, host)
+        view = self._views.get(key)
+        if view is None:
+            if len(self._views) >= VIEW_CACHE_SIZE:
+                self._views.clear()
+            view = self._views[key] = self._build({}, peer, scheme, host)
+        return view
+
+    def _build(
+        self, prior: dict[bytes, list[str]], peer: str | None, scheme: str, host: str | None
+    ) -> list[Header]:
         node = peer or "unknown"
         forwarded_for = _join(prior.get(FOR), node)
         proto = _join(prior.get(PROTO)) or scheme
@@ -52,7 +73,7 @@ class ForwardedPolicy:
         forwarded_host = _join(prior.get(HOST)) or host
         if forwarded_host:
             headers.append(("X-Forwarded-Host", forwarded_host))
-        return headers
+        return [(name.encode(), value.encode("utf-8")) for name, value in headers]
 
 
 def _join(values: list[str] | None, last: str | None = None) -> str:

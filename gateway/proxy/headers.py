@@ -3,27 +3,33 @@
 Request, in one pass over the client's headers:
 
 - hop-by-hop headers (RFC 9110 §7.6.1) are dropped, with every header that ``Connection``
-  names; so are ``Host`` (the upstream's own is sent), ``Authorization`` unless the route
-  forwards the token, and ``Expect`` (the server in front of the gateway has already answered
-  ``100 Continue``, RFC 9110 §10.1.1);
+  names; so are ``Host`` (the upstream's own is sent) and ``Authorization`` unless the route
+  forwards the token. ``Expect: 100-continue`` is passed on (RFC 9110 §10.1.1: a proxy
+  forwards the expectation), so the upstream decides whether it wants the body before the
+  client sends it; any other expectation is dropped;
 - identity headers are dropped in any spelling (``X-Forwarded-User``, ``x_forwarded_user``,
   ...): many servers (CGI, WSGI, nginx with ``underscores_in_headers``) fold ``_`` into ``-``,
   so a client could smuggle one past a case-only comparison;
 - ``X-Forwarded-For/-Proto/-Host`` and ``Forwarded`` (RFC 7239) are set aside for
   ``forwarded.py``, which extends them for a trusted proxy and replaces them for anyone else.
 
-The gateway then adds the identity headers it vouches for, from the validated token.
+The gateway then adds the identity headers it vouches for, from the validated token: built
+once per verified token and remembered with it.
+
+Names and values stay bytes as the ASGI server gave them (names lower-case): each header costs
+one dict probe in a table built once per config, and only ``Host`` and ``Authorization`` are
+decoded (``Authorization`` as latin-1, so a forwarded token goes on byte for byte).
 
 Response: hop-by-hop headers and those the upstream's ``Connection`` names are dropped.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from gateway.config import IdentityHeaders
 from gateway.errors import InvalidToken
 from gateway.introspect.validator import AccessToken
+
+Header = tuple[bytes, bytes]
 
 #: RFC 9110 §7.6.1 and its predecessors' list (RFC 2616 §13.5.1), plus Proxy-Connection
 HOP_BY_HOP = frozenset(
@@ -41,19 +47,24 @@ HOP_BY_HOP = frozenset(
 )
 FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"})
 
+# what split_request does with a header, by its lower-case name
+_DROP, _CONNECTION, _CHUNKED, _EXPECT, _HOST, _AUTHORIZATION, _FORWARDED, _LENGTH = range(8)
 
-@dataclass(slots=True)
+
 class IncomingHeaders:
     """What one pass over the client's headers yields."""
 
-    #: end-to-end headers to pass on, already decoded for the upstream client
-    kept: list[tuple[str, str]] = field(default_factory=list)
-    host: str | None = None
-    authorization: list[str] = field(default_factory=list)
-    #: ``X-Forwarded-*`` / ``Forwarded`` values as received, by lower-case name
-    forwarded: dict[bytes, list[str]] = field(default_factory=dict)
-    #: RFC 9112 §6.3: a request has a body only when it says so
-    has_body: bool = False
+    __slots__ = ("authorization", "forwarded", "has_body", "host", "kept")
+
+    def __init__(self) -> None:
+        #: end-to-end headers to pass on, as received
+        self.kept: list[Header] = []
+        self.host: str | None = None
+        self.authorization: list[str] = []
+        #: ``X-Forwarded-*`` / ``Forwarded`` values as received, by lower-case name
+        self.forwarded: dict[bytes, list[str]] = {}
+        #: RFC 9112 §6.3: a request has a body only when it says so
+        self.has_body = False
 
 
 def connection_tokens(values: list[bytes]) -> frozenset[bytes]:
@@ -72,57 +83,77 @@ class HeaderPolicy:
         self._identity_keys = frozenset(
             name.lower().replace("_", "-").encode("latin-1") for name in identity.names()
         )
+        self._names = tuple(name.encode("latin-1") for name in identity.names())
+        actions = dict.fromkeys(HOP_BY_HOP | self._identity_keys, _DROP)
+        actions.update(dict.fromkeys(FORWARDED, _FORWARDED))
+        actions.update(
+            {
+                b"connection": _CONNECTION,
+                b"transfer-encoding": _CHUNKED,
+                b"expect": _EXPECT,
+                b"host": _HOST,
+                b"authorization": _AUTHORIZATION,
+                b"content-length": _LENGTH,
+            }
+        )
+        self._actions = actions
 
-    def split_request(self, raw: list[tuple[bytes, bytes]]) -> IncomingHeaders:
+    def split_request(self, raw: list[Header]) -> IncomingHeaders:
         incoming = IncomingHeaders()
         kept = incoming.kept
-        connection: list[bytes] = []
-        named: list[tuple[bytes, str]] = []
-        for name, value in raw:
-            if name in HOP_BY_HOP or name == b"expect":
-                if name == b"connection":
-                    connection.append(value)
-                elif name == b"transfer-encoding":
-                    incoming.has_body = True
-                continue
-            text = value.decode("utf-8", "replace")
-            if name == b"host":
-                incoming.host = text.lower()
-            elif name == b"authorization":
-                incoming.authorization.append(text)
-            elif name in FORWARDED:
-                incoming.forwarded.setdefault(name, []).append(text)
-            elif b"_" in name or name in self._identity_keys:
-                if name.replace(b"_", b"-") not in self._identity_keys:
-                    named.append((name, text))
-            else:
-                if name == b"content-length":
-                    incoming.has_body = value != b"0"
-                named.append((name, text))
-        dropped = connection_tokens(connection) if connection else frozenset()
-        kept.extend((name.decode("latin-1"), text) for name, text in named if name not in dropped)
-        if dropped:
-            incoming.authorization = [] if b"authorization" in dropped else incoming.authorization
+        actions = self._actions
+        connection: list[bytes] | None = None
+        for header in raw:
+            name = header[0]
+            action = actions.get(name)
+            if action is None:
+                if b"_" not in name or name.replace(b"_", b"-") not in self._identity_keys:
+                    kept.append(header)
+            elif action == _LENGTH:
+                incoming.has_body = header[1] != b"0"
+                kept.append(header)
+            elif action == _AUTHORIZATION:
+                incoming.authorization.append(header[1].decode("latin-1"))
+            elif action == _HOST:
+                incoming.host = header[1].decode("utf-8", "replace").lower()
+            elif action == _FORWARDED:
+                incoming.forwarded.setdefault(name, []).append(header[1].decode("latin-1"))
+            elif action == _CONNECTION:
+                connection = [*connection, header[1]] if connection else [header[1]]
+            elif action == _CHUNKED:
+                incoming.has_body = True
+            elif action == _EXPECT and header[1].strip().lower() == b"100-continue":
+                kept.append((b"expect", b"100-continue"))
+        if connection:
+            dropped = connection_tokens(connection)
+            incoming.kept = [h for h in kept if h[0] not in dropped]
+            if b"authorization" in dropped:
+                incoming.authorization = []
             for name in dropped & FORWARDED:
                 incoming.forwarded.pop(name, None)
         return incoming
 
-    def identity(self, token: AccessToken) -> list[tuple[str, str]]:
-        """The identity headers vouched for by ``token``."""
-        names = self._identity
-        headers = [(names.user, token.sub), (names.client_id, token.client_id)]
+    def identity(self, token: AccessToken) -> list[Header]:
+        """The identity headers vouched for by ``token`` (built once per verified token)."""
+        derived = token.derived
+        if derived is not None and derived[0] is self:
+            headers: list[Header] = derived[1]
+            return headers
+        user, email, client_id, scopes = self._names
+        values = [(user, token.sub), (client_id, token.client_id)]
         if token.email:
-            headers.append((names.email, token.email))
-        headers.append((names.scopes, token.scope))
-        for _, value in headers:
+            values.append((email, token.email))
+        values.append((scopes, token.scope))
+        for _, value in values:
             if not value.isprintable():
                 raise InvalidToken("claims cannot be sent as headers")
+        headers = [(name, value.encode("utf-8")) for name, value in values]
+        token.derived = (self, headers)
         return headers
 
 
-def response_headers(raw: tuple[tuple[bytes, bytes], ...]) -> list[tuple[bytes, bytes]]:
-    """The upstream's response headers minus hop-by-hop ones, lower-cased for ASGI."""
-    headers = [(name.lower(), value) for name, value in raw]
-    connection = [value for name, value in headers if name == b"connection"]
+def response_headers(raw: list[Header]) -> list[Header]:
+    """The upstream's response headers (names lower-case) minus hop-by-hop ones."""
+    connection = [value for name, value in raw if name == b"connection"]
     dropped = HOP_BY_HOP | connection_tokens(connection) if connection else HOP_BY_HOP
-    return [(name, value) for name, value in headers if name not in dropped]
+    return [header for header in raw if header[0] not in dropped]

@@ -29,6 +29,8 @@ _SAFE = "/!$&'()*+,=:@"
 #: forbidden character (``%2e``, ``%2f``, ``%5c``, ``%00``)
 _FORBIDDEN_DECODED = re.compile(r"[\\\x00-\x1f\x7f]|%(?:2e|2f|5c|00)", re.IGNORECASE)
 _ENCODED_SEPARATOR = re.compile(rb"%(?:2f|5c)", re.IGNORECASE)
+#: a raw path made only of characters ``encode_path`` leaves alone: it is its own encoding
+_CANONICAL = re.compile(rb"[A-Za-z0-9\-._~/!$&'()*+,=:@]*")
 
 
 def decode_path(raw_path: bytes) -> str:
@@ -57,3 +59,15 @@ def decode_path(raw_path: bytes) -> str:
 def encode_path(path: str) -> str:
     """The canonical encoding of a decoded path: one decode gives ``path`` back."""
     return quote(path, safe=_SAFE)
+
+
+def upstream_target(raw_path: bytes, path: str, upstream_path: str, query: bytes) -> bytes:
+    """The request-target the upstream receives: ``upstream_path`` encoded, plus the query.
+
+    When the route passes the path through unchanged and the client already sent it in
+    canonical form (the common case), the raw bytes are the answer: no re-encoding."""
+    if upstream_path == path and _CANONICAL.fullmatch(raw_path):
+        target = raw_path
+    else:
+        target = encode_path(upstream_path).encode("ascii")
+    return target + b"?" + query if query else target

@@ -138,7 +138,6 @@ async def test_hop_by_hop_request_headers_removed(gateway: GatewayFactory, echo:
         "Trailer": "X-Checksum",
         "Proxy-Authorization": "Basic cHJveHk6c2VjcmV0",
         "Upgrade": "h2c",
-        "Expect": "100-continue",
         "X-Kept": "yes",
     }
 
@@ -155,6 +154,25 @@ async def test_hop_by_hop_request_headers_removed(gateway: GatewayFactory, echo:
     assert received["host"] == echo.removeprefix("http://")
     assert received["x-forwarded-for"] == "127.0.0.1"  # added by the gateway, not dropped
     assert response.json()["body_bytes"] == len(b"chunked body")
+
+
+@pytest.mark.parametrize(
+    ("sent", "received"),
+    [
+        pytest.param("100-continue", ["100-continue"], id="100-continue"),
+        pytest.param("100-Continue", ["100-continue"], id="any-case"),
+        pytest.param("something-else", [], id="other-dropped"),
+    ],
+)
+async def test_expect_100_continue_is_passed_on(
+    gateway: GatewayFactory, echo: str, sent: str, received: list[str]
+) -> None:
+    """RFC 9110 §10.1.1: a proxy forwards a 100-continue expectation, so the upstream decides
+    whether it wants the body; the echo upstream answers 100 Continue and reads it."""
+    gw = await gateway(f'[[routes]]\npath = "/"\npublic = true\nupstream = "{echo}"\n')
+    response = await gw.client.post("/", headers={"Expect": sent}, content=b"the body")
+    assert upstream_header(response, "expect") == received
+    assert response.json()["body_bytes"] == len(b"the body")
 
 
 async def test_hop_by_hop_response_headers_removed(
