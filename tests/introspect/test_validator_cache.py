@@ -63,3 +63,29 @@ def test_a_remembered_token_dies_with_its_retired_key(ring: KeyRing, tmp_path: P
 
     with pytest.raises(InvalidToken, match="unknown signing key"):
         validator.validate(token, ISSUER)
+
+
+def test_a_remembered_token_still_expires(ring: KeyRing, monkeypatch: pytest.MonkeyPatch) -> None:
+    validator = BearerValidator(ring, RevocationCache(), ISSUER, leeway=0)
+    now = time.time()
+    token = signed(ring, exp=int(now) + 60)
+    remembered = validator.validate(token, ISSUER)
+    assert validator.validate(token, ISSUER) is remembered  # built once, not per use
+
+    monkeypatch.setattr(time, "time", lambda: now + 61)
+    with pytest.raises(InvalidToken, match="expired"):
+        validator.validate(token, ISSUER)
+
+
+def test_a_remembered_token_is_not_valid_before_its_time(
+    ring: KeyRing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    validator = BearerValidator(ring, RevocationCache(), ISSUER, leeway=0)
+    now = time.time()
+    token = signed(ring, nbf=int(now) + 30)
+    monkeypatch.setattr(time, "time", lambda: now + 31)
+    validator.validate(token, ISSUER)
+
+    monkeypatch.setattr(time, "time", lambda: now)
+    with pytest.raises(InvalidToken, match="not yet valid"):
+        validator.validate(token, ISSUER)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.errors import BadRequestPath
-from gateway.proxy.paths import decode_path, encode_path
+from gateway.proxy.paths import decode_path, encode_path, upstream_target
 from tests.proxy.conftest import GatewayFactory, raw_request
 
 TRICKS = [
@@ -52,6 +52,23 @@ def test_tricks_refused(raw: str) -> None:
 def test_decoded_once_and_forwarded_canonically(raw: str, decoded: str, forwarded: str) -> None:
     assert decode_path(raw.encode()) == decoded
     assert encode_path(decoded) == forwarded
+    # the request-target: the raw bytes where they are already canonical, else re-encoded
+    assert upstream_target(raw.encode(), decoded, decoded, b"") == forwarded.encode()
+    assert upstream_target(raw.encode(), decoded, decoded, b"a=1") == forwarded.encode() + b"?a=1"
+
+
+@pytest.mark.parametrize(
+    ("raw", "upstream_path", "target"),
+    [
+        pytest.param("/orders/7", "/v1/orders/7", b"/v1/orders/7", id="base-path"),
+        pytest.param("/orders/a%20b", "/a b", b"/a%20b", id="stripped-prefix"),
+        pytest.param("/orders/7", "/7", b"/7", id="stripped-canonical"),
+    ],
+)
+def test_a_rewritten_path_is_encoded_not_passed_raw(
+    raw: str, upstream_path: str, target: bytes
+) -> None:
+    assert upstream_target(raw.encode(), decode_path(raw.encode()), upstream_path, b"") == target
 
 
 @pytest.mark.parametrize("raw", TRICKS[:-1])
