@@ -30,7 +30,7 @@ from typing import Any
 from gateway.errors import UpstreamTimeout, UpstreamUnavailable
 from gateway.proxy.forwarder import Forwarder, UpstreamResponse
 from gateway.proxy.headers import response_headers
-from gateway.proxy.http1 import Origin
+from gateway.proxy.http1.origin import Origin
 
 log = logging.getLogger("gateway.proxy")
 
