@@ -42,7 +42,7 @@ class Proxy:
         self._headers = HeaderPolicy(config.proxy.identity_headers)
         self._forwarded = ForwardedPolicy(config.proxy.trusted_proxies)
         self._idle_timeout = config.proxy.idle_timeout
-        self._forwarder = forwarder or Forwarder(config.proxy.connect_timeout)
+        self._forwarder = forwarder or Forwarder(config.proxy.connect_timeout, config.proxy.pool)
         self.metrics = ProxyMetrics()
 
     async def startup(self) -> None:
