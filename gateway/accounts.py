@@ -22,13 +22,13 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
-def _storable(value: str) -> bool:
+def storable(value: str) -> bool:
     """PostgreSQL text cannot hold NUL: a hostile lookup key matches nothing, never a 500."""
     return "\x00" not in value
 
 
 def find_user(session: Session, email: str) -> User | None:
-    if not _storable(email):
+    if not storable(email):
         return None
     return session.scalar(sa.select(User).where(User.email == normalize_email(email)))
 
@@ -123,7 +123,7 @@ def list_clients(session: Session) -> list[Client]:
 
 
 def find_client(session: Session, client_id: str) -> Client | None:
-    if not _storable(client_id):
+    if not storable(client_id):
         return None
     return session.scalar(sa.select(Client).where(Client.client_id == client_id))
 

@@ -29,7 +29,7 @@ def prune_expired(storage: Storage, now: float | None = None) -> dict[str, int]:
         total = 0
         while True:
             expired = sa.select(key).where(table.c.expires_at < now).limit(BATCH)
-            with storage.session() as session:
+            with storage.session(write=True) as session:
                 result = session.connection().execute(sa.delete(table).where(key.in_(expired)))
                 deleted = result.rowcount
             total += deleted

@@ -90,6 +90,9 @@ class Client(Base, ClientMixin):
     #: a resource server allowed to call the introspection endpoint
     can_introspect: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[float] = mapped_column(Float, default=now)
+    #: the grant (``sid``) that every client_credentials token of this client shares: made at
+    #: its first such token, cleared when revoked (the next token starts a new one)
+    credentials_grant_id: Mapped[str | None] = mapped_column(String(32))
 
     @property
     def is_public(self) -> bool:
@@ -133,10 +136,16 @@ class Client(Base, ClientMixin):
         return grant_type in self.grant_types
 
 
-class Grant(Base):
-    """One authorization by a resource owner (or a client for itself): the refresh-token family.
+#: ``Grant.expires_at`` of a client's own grant: it lasts until revoked (then, a token lifetime)
+UNTIL_REVOKED = float("inf")
 
-    Its id is the ``sid`` claim of every access token issued under it."""
+
+class Grant(Base):
+    """One authorization by a resource owner, or a client's for itself (RFC 6749 §4.4).
+
+    Its id is the ``sid`` claim of every access token issued under it. A user's grant is the
+    refresh-token family. A client's grant (``user_id`` None) is shared by all its
+    client_credentials tokens (``Client.credentials_grant_id``): no token costs a write."""
 
     __tablename__ = "grants"
 

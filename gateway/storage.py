@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.errors import StorageUnavailable
@@ -88,17 +89,42 @@ class Storage:
         self.url = url
         self.engine = create_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite takes one writer at a time. Writers of this process queue on a lock instead:
+        # SQLite's busy handler polls, sleeping 1, 2, 5 ... 100 ms between tries, which under
+        # load costs more than the writes. (Other processes still meet the busy handler.)
+        self._writer: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        )
 
     @property
     def is_postgres(self) -> bool:
         return self.engine.dialect.name == "postgresql"
 
     @contextlib.contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session in a transaction: committed on success, rolled back on error."""
-        try:
+    def session(self, write: bool = False) -> Iterator[Session]:
+        """A session in a transaction: committed on success, rolled back on error. ``write``:
+        it writes on a path that can be busy (tokens, revocations, pruning), see ``writing``."""
+        with self._outage(), self._writer if write else contextlib.nullcontext():
             with self._sessions.begin() as session:
                 yield session
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """A Core connection in a transaction, for the request path: an ORM session costs
+        more than the query it runs."""
+        with self._outage(), self.engine.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """``connection`` for a transaction that writes: on SQLite, one at a time."""
+        with self._outage(), self._writer, self.engine.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _outage(self) -> Iterator[None]:
+        try:
+            yield
         except OUTAGE_ERRORS as exc:
             log.warning("database unavailable: %s", exc.__class__.__name__)
             raise StorageUnavailable() from exc

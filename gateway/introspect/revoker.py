@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from gateway.introspect.notify import publish
 from gateway.introspect.revocation import Entry, RevocationCache
-from gateway.models import AuthorizationCode, Grant, RefreshToken, Revocation
+from gateway.models import AuthorizationCode, Client, Grant, RefreshToken, Revocation
 from gateway.storage import Storage
 
 
@@ -30,7 +30,7 @@ class Revoker:
 
     def revoke(self, action: Callable[[Session], list[Entry]]) -> list[Entry]:
         """Run ``action`` in a transaction, commit, then enforce its entries in this process."""
-        with self.storage.session() as session:
+        with self.storage.session(write=True) as session:
             entries = action(session)
             publish(session, entries)
         self.apply(entries)
@@ -55,32 +55,52 @@ class Revoker:
         return [self._entry(session, "jti", jti, exp + self.leeway)]
 
     def grants(self, session: Session, grant_ids: Iterable[str]) -> list[Entry]:
-        """Whole grants: their refresh tokens stop working, their access tokens are refused."""
+        """Whole grants: their refresh tokens stop working, their access tokens are refused.
+
+        A revoked grant is kept (pruned) until no token it could match is valid; a client
+        whose own grant it was starts a new one at its next client_credentials token."""
         ids = list(dict.fromkeys(grant_ids))
         if not ids:
             return []
         now = time.time()
+        kept_until = now + self.horizon
         session.execute(
             sa.update(Grant)
             .where(Grant.id.in_(ids), Grant.revoked_at.is_(None))
-            .values(revoked_at=now)
+            .values(
+                revoked_at=now,
+                expires_at=sa.case(
+                    (Grant.expires_at > kept_until, kept_until), else_=Grant.expires_at
+                ),
+            )
         )
         session.execute(sa.delete(RefreshToken).where(RefreshToken.grant_id.in_(ids)))
-        return [self._entry(session, "sid", gid, now + self.horizon) for gid in ids]
+        session.execute(
+            sa.update(Client)
+            .where(Client.credentials_grant_id.in_(ids))
+            .values(credentials_grant_id=None)
+        )
+        return [self._entry(session, "sid", gid, kept_until) for gid in ids]
 
-    def subject(self, session: Session, user_id: str) -> list[Entry]:
-        """Every token of a user issued before now, refresh tokens and codes included."""
+    def subject(self, session: Session, subject: str) -> list[Entry]:
+        """Every token of a subject issued before now, refresh tokens and codes included.
+
+        The subject is a user, or a client for its own tokens (``sub`` is its client_id,
+        RFC 9068 §2.2): then its client_credentials grant ends with it."""
+        own = sa.and_(Grant.user_id.is_(None), Grant.client_id == subject)
         grant_ids = session.scalars(
-            sa.select(Grant.id).where(Grant.user_id == user_id, Grant.revoked_at.is_(None))
+            sa.select(Grant.id).where(
+                sa.or_(Grant.user_id == subject, own), Grant.revoked_at.is_(None)
+            )
         ).all()
         # a code not yet redeemed would start a new grant, its tokens issued after "now"
         session.execute(
             sa.delete(AuthorizationCode).where(
-                AuthorizationCode.user_id == user_id, AuthorizationCode.used_at.is_(None)
+                AuthorizationCode.user_id == subject, AuthorizationCode.used_at.is_(None)
             )
         )
         entries = self.grants(session, grant_ids)
-        entries.append(self._entry(session, "sub", user_id, time.time() + self.horizon))
+        entries.append(self._entry(session, "sub", subject, time.time() + self.horizon))
         return entries
 
     def client(self, session: Session, client_id: str) -> list[Entry]:

@@ -16,6 +16,7 @@ from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
 from authlib.oauth2.rfc7636 import CodeChallenge
 
+from gateway.issuer.records import credentials_grant, load_refresh_token
 from gateway.issuer.server import (
     CLIENT_AUTH_METHODS,
     CONFIDENTIAL_AUTH_METHODS,
@@ -119,10 +120,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     def authenticate_refresh_token(self, refresh_token: str) -> RefreshToken | None:
         if len(refresh_token) > MAX_CREDENTIAL_LENGTH:
             return None
-        with self.server.storage.session() as session:
-            token = session.scalar(
-                sa.select(RefreshToken).where(RefreshToken.token_hash == sha256(refresh_token))
-            )
+        with self.server.storage.connection() as conn:
+            token = load_refresh_token(conn, sha256(refresh_token))
         if token is None:
             return None
         if token.rotated_at is not None:
@@ -147,10 +146,12 @@ class ClientCredentialsGrant(ClientScopes, grants.ClientCredentialsGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = CONFIDENTIAL_AUTH_METHODS
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
-        principal = Principal.new(None)
+        """RFC 6749 §4.4.3: "A refresh token SHOULD NOT be included", and nothing is stored:
+        the token's grant is its client's own (see ``persist_token``)."""
+        client = self.request.client
+        principal = Principal(None, credentials_grant(self.server.storage, client))
         self.request.user = principal
         token = self.generate_token(
             user=principal, scope=self.request.payload.scope, include_refresh_token=False
         )
-        self.save_token(token)
         return 200, token, self.TOKEN_RESPONSE_HEADER

@@ -18,10 +18,11 @@ from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidScopeError
 from starlette.datastructures import Headers
 from starlette.responses import Response
 
-from gateway.accounts import find_client, find_user, normalize_email
+from gateway.accounts import find_user, normalize_email, storable
 from gateway.config import Config
 from gateway.introspect.revoker import Revoker
 from gateway.introspect.validator import BearerValidator
+from gateway.issuer.records import load_client
 from gateway.issuer.tokens import persist_token
 from gateway.keys import KeyRing
 from gateway.models import Client, User
@@ -123,10 +124,12 @@ class Server(AuthorizationServer):
             ) from None
 
     def query_client(self, client_id: str) -> Client | None:
-        if not isinstance(client_id, str) or len(client_id) > 64:
+        """Read on every request, never cached: a deleted client or a new secret holds at
+        once on every replica."""
+        if not isinstance(client_id, str) or len(client_id) > 64 or not storable(client_id):
             return None
-        with self.storage.session() as session:
-            return find_client(session, client_id)
+        with self.storage.connection() as conn:
+            return load_client(conn, client_id)
 
     def check_password(self, email: str, password: str, client_addr: str) -> User | None:
         """The user when the password matches, else None, in about the same time either way

@@ -4,7 +4,9 @@ Every grant hands Authlib a ``Principal`` as its "user": who the token is for, a
 (refresh-token family, the ``sid`` claim) it belongs to. ``persist_token`` then stores the grant
 and refresh token in the same transaction that consumes the code or the old refresh token, with
 a conditional update: of two concurrent redemptions exactly one wins, and the other is treated
-as the replay it is (RFC 9700 §4.14.2), which revokes the whole grant.
+as the replay it is (RFC 9700 §4.14.2), which revokes the whole grant. A client_credentials
+token is stored nowhere: nothing is redeemed with it, and every way to revoke it names what it
+carries (its ``jti`` and ``exp``, its client's grant, its subject).
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
 from authlib.oauth2.rfc6749.errors import InvalidGrantError
+from sqlalchemy.engine import Connection
 
+from gateway.issuer import records
+from gateway.issuer.records import grants
 from gateway.keys import KeyRing
 from gateway.models import (
     AuthorizationCode,
@@ -104,35 +108,43 @@ class _Replay(Exception):
 
 
 def persist_token(server: Server, token: dict[str, Any], request: Request) -> None:
+    """Store what the token response hands out that the database must know: a new grant (a
+    user's first tokens) and the refresh token, in the transaction that consumes the code or
+    the old refresh token. A client_credentials token writes nothing: its ``sid`` is the
+    client's grant (``records.credentials_grant``) and it is revoked by ``jti`` (the
+    revocation row carries the ``exp`` of the presented token), by its grant, or by its
+    subject's "not before"."""
     principal: Principal = request.user
     client: Client = request.client
-    ttl = server.config.tokens.refresh_token_ttl
+    refresh = token.get("refresh_token")
     now = time.time()
+    grant = principal.existing or Grant(  # the new family
+        id=principal.grant_id,
+        client_id=client.client_id,
+        user_id=principal.user.id if principal.user else None,
+        scope=token["scope"],
+        auth_time=principal.auth_time,
+        created_at=now,
+        expires_at=now + server.config.tokens.refresh_token_ttl,
+    )
     try:
-        with server.storage.session() as session:
-            _consume_credential(server, session, request, now)
-            grant = principal.existing
-            if grant is None:
-                grant = Grant(
-                    id=principal.grant_id,
-                    client_id=client.client_id,
-                    user_id=principal.user.id if principal.user else None,
-                    scope=token["scope"],
-                    auth_time=principal.auth_time,
-                    expires_at=now + ttl,
-                )
-                session.add(grant)
-            refresh = token.get("refresh_token")
+        with server.storage.writing() as conn:
+            _consume_credential(server, conn, request, now)
+            if principal.existing is None:
+                conn.execute(records.INSERT_GRANT, {c.key: getattr(grant, c.key) for c in grants.c})
             if refresh:
-                session.add(
-                    RefreshToken(
-                        token_hash=sha256(refresh),
-                        grant_id=grant.id,
-                        client_id=client.client_id,
+                conn.execute(
+                    records.INSERT_REFRESH_TOKEN,
+                    {
+                        "token_hash": sha256(refresh),
+                        "grant_id": grant.id,
+                        "client_id": client.client_id,
                         # RFC 6749 §6: a new refresh token keeps the scope of the one it replaces
-                        scope=grant.scope,
-                        expires_at=grant.expires_at,
-                    )
+                        "scope": grant.scope,
+                        "created_at": now,
+                        "expires_at": grant.expires_at,
+                        "rotated_at": None,
+                    },
                 )
     except _Replay as replay:
         grant_id = replay.grant_id
@@ -141,24 +153,17 @@ def persist_token(server: Server, token: dict[str, Any], request: Request) -> No
         raise InvalidGrantError("The grant has already been used; it is now revoked.") from None
 
 
-def _consume_credential(server: Server, session: Any, request: Request, now: float) -> None:
+def _consume_credential(server: Server, conn: Connection, request: Request, now: float) -> None:
     grant_type = request.payload.grant_type
     if grant_type == "authorization_code":
         code: AuthorizationCode = request.authorization_code
-        consumed = session.execute(
-            sa.update(AuthorizationCode)
-            .where(AuthorizationCode.id == code.id, AuthorizationCode.used_at.is_(None))
-            .values(used_at=now)
-        )
-        if consumed.rowcount != 1:
+        if conn.execute(records.CONSUME_CODE, {"row_id": code.id, "now": now}).rowcount != 1:
             raise _Replay(code.grant_id)
     elif grant_type == "refresh_token":
         old: RefreshToken = request.refresh_token
         if server.config.tokens.rotate_refresh_tokens:
-            stmt = sa.update(RefreshToken).where(
-                RefreshToken.id == old.id, RefreshToken.rotated_at.is_(None)
-            )
-            if session.execute(stmt.values(rotated_at=now)).rowcount != 1:
+            rotated = conn.execute(records.ROTATE_REFRESH_TOKEN, {"row_id": old.id, "now": now})
+            if rotated.rowcount != 1:
                 raise _Replay(old.grant_id)
-        elif session.get(RefreshToken, old.id) is None:  # revoked meanwhile
-            raise InvalidGrantError("The refresh token is no longer valid.")
+        elif conn.execute(records.REFRESH_TOKEN_EXISTS, {"row_id": old.id}).first() is None:
+            raise InvalidGrantError("The refresh token is no longer valid.")  # revoked meanwhile

@@ -21,6 +21,7 @@ import jwt
 import pytest
 from starlette.testclient import TestClient
 
+from gateway import cli
 from gateway.app import create_app
 from gateway.config import Config
 from gateway.models import User
@@ -263,6 +264,28 @@ def config_toml(config: Config, path: Path, **keys: Any) -> Path:
 @pytest.fixture
 def public(storage: Any) -> Registered:
     return make_client(storage, name="Native app", auth_method="none")
+
+
+@pytest.fixture
+def toml(config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("GATEWAY_CONFIG", "")  # restored after the test: main() sets it
+    return config_toml(config, tmp_path / "gateway.toml")
+
+
+@pytest.fixture
+def gw(toml: Path, capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[Any, str, str]]:
+    """Run the CLI in this process; return (exit code, stdout, stderr)."""
+
+    def run(*argv: str) -> tuple[Any, str, str]:
+        capsys.readouterr()
+        try:
+            code: Any = cli.main(["--config", str(toml), *argv])
+        except SystemExit as exit_:  # argparse's usage errors exit from parse_args
+            code = exit_.code
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
 
 
 @pytest.fixture

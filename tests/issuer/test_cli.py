@@ -14,7 +14,6 @@ from gateway.models import Client, User
 from gateway.storage import head_revision
 from tests.conftest import PASSWORD, Registered, make_client, make_user
 from tests.issuer.conftest import (
-    config_toml,
     decode,
     is_active,
     password_grant,
@@ -22,28 +21,6 @@ from tests.issuer.conftest import (
     token_request,
     tokens,
 )
-
-
-@pytest.fixture
-def toml(config, tmp_path, monkeypatch):
-    monkeypatch.setenv("GATEWAY_CONFIG", "")  # restored after the test: main() sets it
-    return config_toml(config, tmp_path / "gateway.toml")
-
-
-@pytest.fixture
-def gw(toml, capsys):
-    """Run the CLI; return (exit code, stdout, stderr)."""
-
-    def run(*argv: str):
-        capsys.readouterr()
-        try:
-            code = cli.main(["--config", str(toml), *argv])
-        except SystemExit as exit_:  # argparse's usage errors exit from parse_args
-            code = exit_.code
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def one_line_error(code: int, err: str) -> str:
