@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= config.example.toml
 
-.PHONY: run serve test lint typecheck pytest browser postgres clean
+.PHONY: run serve test lint typecheck pytest browser postgres bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(VENV)/.installed $@
+
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $(VENV)/.installed $(VENV)/.installed-test $@
 
 ## make run: the gateway with a demo upstream on http://127.0.0.1:8000
 run: $(VENV)/.installed
@@ -42,6 +46,12 @@ browser:
 
 pytest: $(VENV)/.installed-test
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## make bench: the proxy against a bare uvicorn + aiohttp peer, the token endpoint,
+## introspection, streaming and 1M revoked jtis, in one run, each against issue 7's target
+## (BENCH_ARGS="--quick" for a smoke run; "--only proxy", "--rounds 5", "--seconds 10", ...)
+bench: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+-- GET the URL, with the headers given on wrk's command line (-H). wrk counts >= 400 itself.
