@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.load import free_port  # noqa: E402
 from gateway import accounts  # noqa: E402
 from gateway.cli import init  # noqa: E402
 from gateway.config import Config, DatabaseConfig, KeysConfig  # noqa: E402
@@ -41,12 +41,6 @@ from tests.databases import scratch_database  # noqa: E402
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 SYNC_INTERVAL = 1.0
 MAX_WAIT = 10.0  # a sample that takes longer is a failure, not a number
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_config(folder: Path, port: int, db_url: str, upstream: str, notify: bool) -> Path:
