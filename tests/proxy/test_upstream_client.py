@@ -420,6 +420,24 @@ OK_2 = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
             id="bytes-after-304",
         ),
         pytest.param(
+            "GET",
+            b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
+            False,
+            204,
+            b"",
+            False,
+            id="204-announcing-a-body",
+        ),
+        pytest.param(
+            "GET",
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n",
+            False,
+            304,
+            b"",
+            True,
+            id="304-with-the-200s-length",
+        ),
+        pytest.param(
             "HEAD",
             b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
             False,
@@ -553,7 +571,8 @@ async def test_a_head_block_trickling_past_64KiB_is_502(upstreams: Upstreams) ->
     up = await upstreams.start(trickle)
     forwarder = await upstreams.forwarder()
     with pytest.raises(UpstreamUnavailable):
-        await forwarder.open(up.origin, "GET", b"/", [], None)
+        async with asyncio.timeout(PROMPT):
+            await forwarder.open(up.origin, "GET", b"/", [], None)
 
 
 async def test_a_head_block_just_under_64KiB_passes(upstreams: Upstreams) -> None:

@@ -12,7 +12,8 @@ Framing of the response, RFC 9112 §6.3, in its order:
 1. a response to HEAD, 1xx, 204 and 304 have no body (§6.3 ¶1). 1xx responses other than
    101 are interim (RFC 9110 §15.2): skipped, ``100 Continue`` releasing a held body. 101 is
    refused: nothing here speaks another protocol. Bytes after a 204/304 head or after a HEAD
-   response are never relayed; they only make the connection unusable;
+   response are never relayed; they only make the connection unusable, as does a 204 that
+   announces a body it must not have;
 2. Transfer-Encoding and Content-Length together are refused (§6.3 ¶3: the message "ought
    to be handled as an error"; llhttp refuses them). Transfer-Encoding must be exactly one
    ``chunked``: §6.3 ¶4 makes any other final coding close-delimited, and the field is
@@ -347,8 +348,10 @@ class Connection(asyncio.Protocol):
         self._headers = None
         self._reusable = self._keep_alive and parser.should_keep_alive()
         no_body = self._head_only or status == 204 or status == 304
-        if (status == 204 or status == 304) and (coding is not None or self._declares_content()):
-            self._reusable = False  # a 204/304 announcing a body: its bytes may follow
+        if status == 204 and (coding is not None or self._declares_content()):
+            # RFC 9110 §8.6, RFC 9112 §6.1 forbid both on a 204: its "body" may follow
+            # (a 304 may carry them: they describe the 200 it stands for)
+            self._reusable = False
         self._close_delimited = not no_body and coding is None and self._length is None
         response = self.response = UpstreamResponse(self, self.flow, self._loop, status, headers)
         if no_body:
