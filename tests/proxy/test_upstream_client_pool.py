@@ -205,7 +205,8 @@ async def test_a_dropped_connection_passes_its_slot_to_a_waiter(upstreams: Upstr
     async with asyncio.timeout(PROMPT):
         answer = await second
     answer.close()
-    assert (answer.status, up.accepted, up.max_open) == (200, 2, 1)
+    # (the server may see the new connection before the old one's close: no max_open here)
+    assert (answer.status, up.accepted) == (200, 2)
 
 
 # --- idle timeout and maximum age --------------------------------------------------------
