@@ -144,7 +144,8 @@ class Run:
     seconds: float
     p50_ms: float
     p99_ms: float
-    #: transport errors and HTTP statuses >= 400 (wrk's count)
+    #: transport errors and HTTP statuses >= 400 (wrk's count); every connection, when none
+    #: got an answer within the run
     errors: int
     #: answers the case's script judged wrong (non-2xx, or not the expected body)
     bad: int
@@ -216,6 +217,8 @@ def wrk(
     requests = report["requests"]
     seconds = report["duration_us"] / 1e6
     errors = sum(report[k] for k in ("connect", "read", "write", "timeout", "status"))
+    if requests == 0:
+        errors += connections  # no connection got an answer within the run
     return Run(
         requests=requests,
         seconds=seconds,

@@ -19,204 +19,38 @@ import argparse
 import contextlib
 import os
 import platform
-import statistics
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import revocation_memory, servers, streaming
-from benchmarks.load import Case, Cores, Run, basic, cleanup_scripts, post_form, wrk
-
-PG_ADMIN_URL = os.environ.get(
-    "GATEWAY_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+from benchmarks.cases import access_token, proxy_case, token_cases
+from benchmarks.load import Case, Run, cleanup_scripts
+from benchmarks.plan import (
+    ALL,
+    GROUPS,
+    INTROSPECT,
+    PG_ADMIN_URL,
+    PROXY,
+    REVOCATIONS,
+    STREAMING,
+    TOKENS,
+    Plan,
 )
-PROXY_CONNECTIONS = 32
-TOKEN_CONNECTIONS = 16
+from benchmarks.report import line, report
 
-#: case name -> title; the groups ``--only`` also accepts
-PROXY = {
-    "reference": "reference: uvicorn + aiohttp passthrough, no auth",
-    "public-1w": "gateway public route, 1 worker",
-    "scoped-1w": "gateway scoped route (RS256 + identity headers), 1 worker",
-    "public-2w": "gateway public route, 2 workers",
-    "scoped-2w": "gateway scoped route, 2 workers",
-}
-TOKENS = {
-    "client-credentials-sqlite": "POST /oauth/token client_credentials, SQLite",
-    "refresh-token-sqlite": "POST /oauth/token refresh_token (rotating), SQLite",
-    "client-credentials-postgres": "POST /oauth/token client_credentials, PostgreSQL",
-    "refresh-token-postgres": "POST /oauth/token refresh_token (rotating), PostgreSQL",
-}
-INTROSPECT = {
-    "introspect-sqlite": "POST /oauth/introspect, SQLite",
-    "introspect-postgres": "POST /oauth/introspect, PostgreSQL",
-}
-STREAMING = {name: name for name in streaming.CASES}
-REVOCATIONS = {"revocations-1m": "revocation sets, 1,000,000 jtis"}
-GROUPS = {
-    "proxy": PROXY,
-    "tokens": TOKENS,
-    "introspect": INTROSPECT,
-    "streaming": STREAMING,
-    "revocations": REVOCATIONS,
-}
-ALL = {name: title for group in GROUPS.values() for name, title in group.items()}
-
-
-@dataclass
-class Plan:
-    rounds: int
-    seconds: float
-    stream_bytes: int
-    revoked_jtis: int
-    selected: list[str]
-    cores: Cores = field(default_factory=Cores.plan)
-
-    @property
-    def wrk_threads(self) -> int:
-        return max(1, min(4, len(self.cores.load)))
-
-    def wants(self, *names: str) -> bool:
-        return any(name in self.selected for name in names)
-
-
-# --- the cases -------------------------------------------------------------------------
-
-
-def proxy_case(plan: Plan, name: str, url: str, pid: int, token: str | None = None) -> Case:
-    headers = [f"Authorization: Bearer {token}"] if token else []
-
-    def load(seconds: float) -> Run:
-        return wrk(
-            url,
-            seconds=seconds,
-            connections=PROXY_CONNECTIONS,
-            threads=plan.wrk_threads,
-            headers=headers,
-            pin=plan.cores.pin(plan.cores.load),
-            cpu_of=pid,
-        )
-
-    return Case(name, lambda: load(plan.seconds), lambda: load(1))
-
-
-def form_case(
-    plan: Plan, name: str, url: str, pid: int, authorization: str, form: str, expect: str
-) -> Case:
-    def load(seconds: float) -> Run:
-        return wrk(
-            url,
-            seconds=seconds,
-            connections=TOKEN_CONNECTIONS,
-            threads=plan.wrk_threads,
-            lua="form_post",
-            args=[authorization, form, expect],
-            pin=plan.cores.pin(plan.cores.load),
-            cpu_of=pid,
-        )
-
-    return Case(name, lambda: load(plan.seconds), lambda: load(1))
-
-
-def refresh_case(
-    plan: Plan, name: str, base: str, pid: int, deployment: servers.Deployment, folder: Path
-) -> Case:
-    """Rotating refresh tokens: fresh seeds each run (password grant), one per connection and
-    a few spare per wrk thread; every answer's new token is sent next (lua/refresh_chain)."""
-    auth = basic(deployment.client_id, deployment.client_secret)
-    threads = plan.wrk_threads
-    per_thread = TOKEN_CONNECTIONS // threads + 4
-
-    def seed() -> Path:
-        form = {
-            "grant_type": "password",
-            "username": servers.USER_EMAIL,
-            "password": servers.USER_PASSWORD,
-            "scope": servers.SCOPE,
-        }
-        with ThreadPoolExecutor(4) as pool:
-            answers = list(
-                pool.map(
-                    lambda _: post_form(base + "/oauth/token", form, auth),
-                    range(threads * per_thread),
-                )
-            )
-        path = folder / f"{name}-seeds.txt"
-        path.write_text("".join(a["refresh_token"] + "\n" for a in answers))
-        return path
-
-    def measure() -> Run:
-        seeds = seed()
-        return wrk(
-            base + "/oauth/token",
-            seconds=plan.seconds,
-            connections=TOKEN_CONNECTIONS,
-            threads=threads,
-            lua="refresh_chain",
-            args=[auth, str(seeds), str(per_thread)],
-            pin=plan.cores.pin(plan.cores.load),
-            cpu_of=pid,
-        )
-
-    return Case(name, measure)
-
-
-def access_token(base: str, deployment: servers.Deployment) -> str:
-    answer = post_form(
-        base + "/oauth/token",
-        {"grant_type": "client_credentials", "scope": servers.SCOPE},
-        basic(deployment.client_id, deployment.client_secret),
-    )
-    return str(answer["access_token"])
-
-
-def token_cases(
-    plan: Plan, suffix: str, base: str, pid: int, deployment: servers.Deployment, folder: Path
-) -> list[Case]:
-    cases = []
-    auth = basic(deployment.client_id, deployment.client_secret)
-    if plan.wants(f"client-credentials-{suffix}"):
-        cases.append(
-            form_case(
-                plan,
-                f"client-credentials-{suffix}",
-                base + "/oauth/token",
-                pid,
-                auth,
-                "grant_type=client_credentials",
-                '"access_token"',
-            )
-        )
-    if plan.wants(f"refresh-token-{suffix}"):
-        cases.append(refresh_case(plan, f"refresh-token-{suffix}", base, pid, deployment, folder))
-    if plan.wants(f"introspect-{suffix}"):
-        introspector = basic(deployment.introspector_id, deployment.introspector_secret)
-        token = access_token(base, deployment)
-        cases.append(
-            form_case(
-                plan,
-                f"introspect-{suffix}",
-                base + "/oauth/introspect",
-                pid,
-                introspector,
-                f"token={token}",
-                '"active"%s*:%s*true',
-            )
-        )
-    return cases
-
-
-# --- setting it all up -----------------------------------------------------------------
+FAILED_RUN = Run(0, 0.0, 0.0, 0.0, 1, 0, None, None, None)
+FAILED_TRANSFER = streaming.Transfer(0.0, None)
 
 
 @dataclass
 class Setup:
     cases: list[Case]
     notes: list[str]
+    upstream: str = ""
 
 
 @contextlib.contextmanager
@@ -242,6 +76,7 @@ def set_up(plan: Plan, folder: Path) -> Iterator[Setup]:
         blob = streaming.make_blob(folder, plan.stream_bytes if wants_streaming else 1)
         upstream = stack.enter_context(servers.upstream(folder, load_pin, blob))
         notes.append(f"upstream: {upstream.label}, on the load core(s)")
+        label = upstream.label
         sink_url = stack.enter_context(servers.sink(folder, load_pin))
         sqlite = servers.deploy(
             folder, "sqlite", f"sqlite:///{folder / 'gateway.db'}", upstream.url, sink_url
@@ -279,23 +114,10 @@ def set_up(plan: Plan, folder: Path) -> Iterator[Setup]:
             cases += streaming.cases(
                 plan.selected, upstream.url, sink_url, base, pid, blob, load_pin
             )
-        yield Setup(cases, notes)
+        yield Setup(cases, notes, label)
 
 
-# --- running and reporting ---------------------------------------------------------------
-
-
-def _line(name: str, sample: Run | streaming.Transfer) -> str:
-    if isinstance(sample, streaming.Transfer):
-        return f"{name:30} {sample.mb_per_s:9,.0f} MB/s"
-    cpu = ""
-    if sample.cpu_us_per_request is not None and sample.cpu_busy is not None:
-        cpu = f"{sample.cpu_us_per_request:6.0f} µs/req ({sample.cpu_busy:4.0%} busy)"
-    flag = f"  ERRORS {sample.errors} BAD {sample.bad}" if sample.errors or sample.bad else ""
-    return (
-        f"{name:30} {sample.rate:9,.0f} req/s  p50 {sample.p50_ms:6.2f} ms  "
-        f"p99 {sample.p99_ms:6.2f} ms  cpu {cpu}{flag}"
-    )
+# --- running ---------------------------------------------------------------------------
 
 
 def run_rounds(plan: Plan, cases: list[Case]) -> dict[str, list[Run | streaming.Transfer]]:
@@ -305,168 +127,18 @@ def run_rounds(plan: Plan, cases: list[Case]) -> dict[str, list[Run | streaming.
         print(f"warming up {len(warm)} case(s), 1 s each", flush=True)
         for case in warm:
             assert case.warm_up is not None
-            case.warm_up()
+            with contextlib.suppress(Exception):  # the measured runs will say what fails
+                case.warm_up()
     for number in range(1, plan.rounds + 1):
         for case in cases:
-            sample = case.measure()
+            try:
+                sample = case.measure()
+            except Exception as exc:  # one failed run must not lose the others' figures
+                print(f"round {number}/{plan.rounds}  {case.name:30} FAILED: {exc}", flush=True)
+                sample = FAILED_TRANSFER if case.name in STREAMING else FAILED_RUN
             samples[case.name].append(sample)
-            print(f"round {number}/{plan.rounds}  {_line(case.name, sample)}", flush=True)
+            print(f"round {number}/{plan.rounds}  {line(case.name, sample)}", flush=True)
     return samples
-
-
-@dataclass(frozen=True)
-class Summary:
-    """The medians over the rounds (errors: summed)."""
-
-    rate: float
-    p50_ms: float
-    p99_ms: float
-    cpu_us: float | None
-    cpu_busy: float | None
-    rss_mb: float | None
-    errors: int
-
-    @classmethod
-    def of(cls, runs: list[Run]) -> Summary:
-        cpus = [r.cpu_us_per_request for r in runs if r.cpu_us_per_request is not None]
-        rss = [r.rss_mb for r in runs if r.rss_mb is not None]
-        busy = [r.cpu_busy for r in runs if r.cpu_busy is not None]
-        return cls(
-            rate=statistics.median(r.rate for r in runs),
-            p50_ms=statistics.median(r.p50_ms for r in runs),
-            p99_ms=statistics.median(r.p99_ms for r in runs),
-            cpu_us=statistics.median(cpus) if cpus else None,
-            cpu_busy=statistics.median(busy) if busy else None,
-            rss_mb=max(rss) if rss else None,
-            errors=sum(r.errors + r.bad for r in runs),
-        )
-
-
-def _table(title: str, names: dict[str, str], results: dict[str, Summary]) -> None:
-    rows = [(name, results[name]) for name in names if name in results]
-    if not rows:
-        return
-    print(f"\n{title}")
-    print(
-        f"  {'case':29} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU µs/req':>11} "
-        f"{'busy':>5} {'RSS MB':>7} {'errors':>7}  what"
-    )
-    for name, s in rows:
-        cpu = f"{s.cpu_us:11.0f}" if s.cpu_us is not None else f"{'':>11}"
-        busy = f"{s.cpu_busy:5.0%}" if s.cpu_busy is not None else f"{'':>5}"
-        rss = f"{s.rss_mb:7.0f}" if s.rss_mb is not None else f"{'':>7}"
-        print(
-            f"  {name:29} {s.rate:9,.0f} {s.p50_ms:8.2f} {s.p99_ms:8.2f} {cpu} {busy} {rss} "
-            f"{s.errors:7}  {names[name]}"
-        )
-
-
-class Targets:
-    def __init__(self) -> None:
-        self.rows: list[tuple[str, str, str, bool | None]] = []
-
-    def add(self, what: str, value: str, target: str, met: bool | None) -> None:
-        self.rows.append((what, value, target, met))
-
-    def ratio(
-        self,
-        what: str,
-        results: dict[str, Summary],
-        top: str,
-        bottom: str,
-        minimum: float,
-        field: str = "rate",
-    ) -> None:
-        if top not in results or bottom not in results:
-            return
-        a, b = results[top], results[bottom]
-        value = getattr(a, field) / getattr(b, field) if getattr(b, field) else 0.0
-        if field == "rate":
-            clean = not (a.errors or b.errors)
-            note = "" if clean else " (errors)"
-            self.add(what, f"{value:.2f}x{note}", f">= {minimum:.2f}x", clean and value >= minimum)
-        else:  # a latency: at most ``minimum`` times the other's
-            self.add(what, f"{value:.2f}x", f"<= {minimum:.2f}x", value <= minimum)
-
-    def rate(self, what: str, results: dict[str, Summary], name: str, minimum: float) -> None:
-        if name not in results:
-            return
-        s = results[name]
-        note = f" ({s.errors} errors)" if s.errors else ""
-        met = not s.errors and s.rate >= minimum
-        self.add(what, f"{s.rate:,.0f}/s{note}", f">= {minimum:,.0f}/s", met)
-
-    def print(self) -> None:
-        if not self.rows:
-            return
-        print("\nTargets (issue 7)")
-        for what, value, target, met in self.rows:
-            verdict = "n/a" if met is None else ("met" if met else "MISSED")
-            print(f"  {what:52} {value:>18}  target {target:>11}  {verdict}")
-
-
-def report(
-    plan: Plan,
-    samples: dict[str, list[Run | streaming.Transfer]],
-    revocations: dict[str, float] | None,
-) -> None:
-    results = {
-        name: Summary.of([s for s in runs if isinstance(s, Run)])
-        for name, runs in samples.items()
-        if runs and isinstance(runs[0], Run)
-    }
-    rounds = f"median of {plan.rounds} round(s) of {plan.seconds:g} s"
-    if results:
-        print(
-            "\nCPU µs/req: the server's process tree (all workers), utime + stime from /proc, per "
-            "request;\nbusy: its CPU seconds per second of the run (100%: one core saturated; "
-            "well below: it waited,\non the disk or on another process sharing its core)"
-        )
-    _table(f"Proxy ({rounds}, wrk -c{PROXY_CONNECTIONS})", PROXY, results)
-    if plan.wants("public-2w", "scoped-2w") and plan.cores.wide_overlaps_load:
-        print(
-            "  note: the 2-worker cases run on cores shared with wrk and the upstream (this "
-            "machine has none to spare), so their figures understate what 2 workers can do"
-        )
-    _table(f"Token endpoint ({rounds}, wrk -c{TOKEN_CONNECTIONS}, RS256)", TOKENS, results)
-    _table(f"Introspection ({rounds}, wrk -c{TOKEN_CONNECTIONS})", INTROSPECT, results)
-    transfers = {
-        name: [s for s in runs if isinstance(s, streaming.Transfer)]
-        for name, runs in samples.items()
-        if runs and isinstance(runs[0], streaming.Transfer)
-    }
-    ratios = streaming.report(transfers, plan.stream_bytes)
-    if revocations is not None:
-        print(f"\nRevocation sets, {revocations['rows']:,.0f} revoked jtis (SQLite)")
-        for key, label, unit in revocation_memory.FIGURES:
-            print(f"  {label:52} {revocations[key]:10.2f} {unit}")
-
-    targets = Targets()
-    targets.ratio(
-        "proxy: scoped / reference, req/s (1 worker)", results, "scoped-1w", "reference", 2.0
-    )
-    targets.ratio(
-        "proxy: public / reference, req/s (1 worker)", results, "public-1w", "reference", 2.5
-    )
-    targets.ratio("proxy: scoped, 2 workers / 1 worker", results, "scoped-2w", "scoped-1w", 1.8)
-    targets.ratio("proxy: public, 2 workers / 1 worker", results, "public-2w", "public-1w", 1.8)
-    for name in ("scoped-1w", "public-1w"):
-        what = f"proxy: p99 {name.split('-')[0]} / reference p99 (1 worker)"
-        targets.ratio(what, results, name, "reference", 1.0, field="p99_ms")
-    for db in ("sqlite", "postgres"):
-        targets.rate(f"token: client_credentials, {db}", results, f"client-credentials-{db}", 1300)
-        targets.rate(f"token: refresh_token, {db}", results, f"refresh-token-{db}", 500)
-    for db in ("sqlite", "postgres"):
-        targets.rate(f"introspection, {db}", results, f"introspect-{db}", 3000)
-    for what, value in ratios.items():
-        targets.add(f"streaming: {what} gateway / direct", f"{value:.0%}", ">= 80%", value >= 0.8)
-    if revocations is not None:
-        growth, load = revocations["rss_growth_mb"], revocations["load_s"]
-        targets.add(
-            "revocations: RSS growth, 1M jtis", f"{growth:.0f} MB", "<= 150 MB", growth <= 150
-        )
-        targets.add("revocations: load time, 1M jtis", f"{load:.2f} s", "<= 5 s", load <= 5)
-    targets.print()
 
 
 def _wrk_version() -> str:
@@ -479,6 +151,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3; quick: 1)")
     parser.add_argument("--seconds", type=float, help="seconds per load run (default 6; quick: 2)")
     parser.add_argument("--quick", action="store_true", help="a smoke run, under 2 minutes")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the run's folder (configs, server logs)"
+    )
     parser.add_argument(
         "--only",
         nargs="+",
@@ -509,9 +184,16 @@ def main() -> None:
     print(f"rounds: {plan.rounds}, {plan.seconds:g} s per load run, interleaved", flush=True)
     samples: dict[str, list[Run | streaming.Transfer]] = {}
     revocations = None
+    upstream = ""
     try:
-        with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
+        with contextlib.ExitStack() as stack:
+            if args.keep:
+                tmp = tempfile.mkdtemp(prefix="gateway-bench-")
+                print(f"keeping the run's folder: {tmp}")
+            else:
+                tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="gateway-bench-"))
             with set_up(plan, Path(tmp)) as setup:
+                upstream = setup.upstream
                 for note in setup.notes:
                     print(note)
                 if setup.cases:
@@ -523,7 +205,7 @@ def main() -> None:
                 )
     finally:
         cleanup_scripts()
-    report(plan, samples, revocations)
+    report(plan, samples, revocations, upstream)
     print(f"\n(bench took {time.monotonic() - started:.0f} s)")
 
 

@@ -105,6 +105,6 @@ def report(transfers: dict[str, list[Transfer]], size: int) -> dict[str, float]:
     ratios = {}
     for direction in ("download", "upload"):
         direct, through = medians.get(f"{direction}-direct"), medians.get(f"{direction}-gateway")
-        if direct and through:
+        if direct and through is not None:
             ratios[direction] = through / direct
     return ratios

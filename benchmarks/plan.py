@@ -1,0 +1,62 @@
+"""What a ``make bench`` run measures: the cases (by group, as ``--only`` names them), and the
+plan of a run (rounds, seconds, cores)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from benchmarks import streaming
+from benchmarks.load import Cores
+
+PG_ADMIN_URL = os.environ.get(
+    "GATEWAY_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+PROXY_CONNECTIONS = 32
+TOKEN_CONNECTIONS = 16
+
+#: case name -> title; the groups ``--only`` also accepts
+PROXY = {
+    "reference": "reference: uvicorn + aiohttp passthrough, no auth",
+    "public-1w": "gateway public route, 1 worker",
+    "scoped-1w": "gateway scoped route (RS256 + identity headers), 1 worker",
+    "public-2w": "gateway public route, 2 workers",
+    "scoped-2w": "gateway scoped route, 2 workers",
+}
+TOKENS = {
+    "client-credentials-sqlite": "POST /oauth/token client_credentials, SQLite",
+    "refresh-token-sqlite": "POST /oauth/token refresh_token (rotating), SQLite",
+    "client-credentials-postgres": "POST /oauth/token client_credentials, PostgreSQL",
+    "refresh-token-postgres": "POST /oauth/token refresh_token (rotating), PostgreSQL",
+}
+INTROSPECT = {
+    "introspect-sqlite": "POST /oauth/introspect, SQLite",
+    "introspect-postgres": "POST /oauth/introspect, PostgreSQL",
+}
+STREAMING = {name: name for name in streaming.CASES}
+REVOCATIONS = {"revocations-1m": "revocation sets, 1,000,000 jtis"}
+GROUPS = {
+    "proxy": PROXY,
+    "tokens": TOKENS,
+    "introspect": INTROSPECT,
+    "streaming": STREAMING,
+    "revocations": REVOCATIONS,
+}
+ALL = {name: title for group in GROUPS.values() for name, title in group.items()}
+
+
+@dataclass
+class Plan:
+    rounds: int
+    seconds: float
+    stream_bytes: int
+    revoked_jtis: int
+    selected: list[str]
+    cores: Cores = field(default_factory=Cores.plan)
+
+    @property
+    def wrk_threads(self) -> int:
+        return max(1, min(4, len(self.cores.load)))
+
+    def wants(self, *names: str) -> bool:
+        return any(name in self.selected for name in names)

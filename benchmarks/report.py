@@ -1,0 +1,182 @@
+"""The final tables and the targets of issue 7, each "met" or "MISSED" (a rate measured with
+errors is MISSED, whatever its value)."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+from benchmarks import revocation_memory, streaming
+from benchmarks.load import Run
+from benchmarks.plan import INTROSPECT, PROXY, PROXY_CONNECTIONS, TOKEN_CONNECTIONS, TOKENS, Plan
+
+
+def line(name: str, sample: Run | streaming.Transfer) -> str:
+    if isinstance(sample, streaming.Transfer):
+        return f"{name:30} {sample.mb_per_s:9,.0f} MB/s"
+    cpu = ""
+    if sample.cpu_us_per_request is not None and sample.cpu_busy is not None:
+        cpu = f"{sample.cpu_us_per_request:6.0f} µs/req ({sample.cpu_busy:4.0%} busy)"
+    flag = f"  ERRORS {sample.errors} BAD {sample.bad}" if sample.errors or sample.bad else ""
+    return (
+        f"{name:30} {sample.rate:9,.0f} req/s  p50 {sample.p50_ms:6.2f} ms  "
+        f"p99 {sample.p99_ms:6.2f} ms  cpu {cpu}{flag}"
+    )
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The medians over the rounds (errors: summed)."""
+
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    cpu_us: float | None
+    cpu_busy: float | None
+    rss_mb: float | None
+    errors: int
+
+    @classmethod
+    def of(cls, runs: list[Run]) -> Summary:
+        cpus = [r.cpu_us_per_request for r in runs if r.cpu_us_per_request is not None]
+        rss = [r.rss_mb for r in runs if r.rss_mb is not None]
+        busy = [r.cpu_busy for r in runs if r.cpu_busy is not None]
+        return cls(
+            rate=statistics.median(r.rate for r in runs),
+            p50_ms=statistics.median(r.p50_ms for r in runs),
+            p99_ms=statistics.median(r.p99_ms for r in runs),
+            cpu_us=statistics.median(cpus) if cpus else None,
+            cpu_busy=statistics.median(busy) if busy else None,
+            rss_mb=max(rss) if rss else None,
+            errors=sum(r.errors + r.bad for r in runs),
+        )
+
+
+def _table(title: str, names: dict[str, str], results: dict[str, Summary]) -> None:
+    rows = [(name, results[name]) for name in names if name in results]
+    if not rows:
+        return
+    print(f"\n{title}")
+    print(
+        f"  {'case':29} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU µs/req':>11} "
+        f"{'busy':>5} {'RSS MB':>7} {'errors':>7}  what"
+    )
+    for name, s in rows:
+        cpu = f"{s.cpu_us:11.0f}" if s.cpu_us is not None else f"{'':>11}"
+        busy = f"{s.cpu_busy:5.0%}" if s.cpu_busy is not None else f"{'':>5}"
+        rss = f"{s.rss_mb:7.0f}" if s.rss_mb is not None else f"{'':>7}"
+        print(
+            f"  {name:29} {s.rate:9,.0f} {s.p50_ms:8.2f} {s.p99_ms:8.2f} {cpu} {busy} {rss} "
+            f"{s.errors:7}  {names[name]}"
+        )
+
+
+class Targets:
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, str, bool | None]] = []
+
+    def add(self, what: str, value: str, target: str, met: bool | None) -> None:
+        self.rows.append((what, value, target, met))
+
+    def ratio(
+        self,
+        what: str,
+        results: dict[str, Summary],
+        top: str,
+        bottom: str,
+        minimum: float,
+        field: str = "rate",
+    ) -> None:
+        if top not in results or bottom not in results:
+            return
+        a, b = results[top], results[bottom]
+        value = getattr(a, field) / getattr(b, field) if getattr(b, field) else 0.0
+        clean = not (a.errors or b.errors)
+        note = "" if clean else " (errors)"
+        if field == "rate":
+            met = clean and value >= minimum
+            self.add(what, f"{value:.2f}x{note}", f">= {minimum:.2f}x", met)
+        else:  # a latency: at most ``minimum`` times the other's
+            met = clean and 0 < value <= minimum
+            self.add(what, f"{value:.2f}x{note}", f"<= {minimum:.2f}x", met)
+
+    def rate(self, what: str, results: dict[str, Summary], name: str, minimum: float) -> None:
+        if name not in results:
+            return
+        s = results[name]
+        note = f" ({s.errors} errors)" if s.errors else ""
+        met = not s.errors and s.rate >= minimum
+        self.add(what, f"{s.rate:,.0f}/s{note}", f">= {minimum:,.0f}/s", met)
+
+    def print(self) -> None:
+        if not self.rows:
+            return
+        print("\nTargets (issue 7)")
+        for what, value, target, met in self.rows:
+            verdict = "n/a" if met is None else ("met" if met else "MISSED")
+            print(f"  {what:52} {value:>18}  target {target:>11}  {verdict}")
+
+
+def report(
+    plan: Plan,
+    samples: dict[str, list[Run | streaming.Transfer]],
+    revocations: dict[str, float] | None,
+    upstream: str,
+) -> None:
+    results = {
+        name: Summary.of([s for s in runs if isinstance(s, Run)])
+        for name, runs in samples.items()
+        if runs and isinstance(runs[0], Run)
+    }
+    rounds = f"median of {plan.rounds} round(s) of {plan.seconds:g} s"
+    if results:
+        print(
+            "\nCPU µs/req: the server's process tree (all workers), utime + stime from /proc, per "
+            "request;\nbusy: its CPU seconds per second of the run (100%: one core saturated; "
+            "well below: it waited,\non the disk or on another process sharing its core)"
+        )
+    _table(f"Proxy ({rounds}, wrk -c{PROXY_CONNECTIONS}; upstream: {upstream})", PROXY, results)
+    if plan.wants("public-2w", "scoped-2w") and plan.cores.wide_overlaps_load:
+        print(
+            "  note: the 2-worker cases run on cores shared with wrk and the upstream (this "
+            "machine has none to spare), so their figures understate what 2 workers can do"
+        )
+    _table(f"Token endpoint ({rounds}, wrk -c{TOKEN_CONNECTIONS}, RS256)", TOKENS, results)
+    _table(f"Introspection ({rounds}, wrk -c{TOKEN_CONNECTIONS})", INTROSPECT, results)
+    transfers = {
+        name: [s for s in runs if isinstance(s, streaming.Transfer)]
+        for name, runs in samples.items()
+        if runs and isinstance(runs[0], streaming.Transfer)
+    }
+    ratios = streaming.report(transfers, plan.stream_bytes)
+    if revocations is not None:
+        print(f"\nRevocation sets, {revocations['rows']:,.0f} revoked jtis (SQLite)")
+        for key, label, unit in revocation_memory.FIGURES:
+            print(f"  {label:52} {revocations[key]:10.2f} {unit}")
+
+    targets = Targets()
+    targets.ratio(
+        "proxy: scoped / reference, req/s (1 worker)", results, "scoped-1w", "reference", 2.0
+    )
+    targets.ratio(
+        "proxy: public / reference, req/s (1 worker)", results, "public-1w", "reference", 2.5
+    )
+    targets.ratio("proxy: scoped, 2 workers / 1 worker", results, "scoped-2w", "scoped-1w", 1.8)
+    targets.ratio("proxy: public, 2 workers / 1 worker", results, "public-2w", "public-1w", 1.8)
+    for name in ("scoped-1w", "public-1w"):
+        what = f"proxy: p99 {name.split('-')[0]} / reference p99 (1 worker)"
+        targets.ratio(what, results, name, "reference", 1.0, field="p99_ms")
+    for db in ("sqlite", "postgres"):
+        targets.rate(f"token: client_credentials, {db}", results, f"client-credentials-{db}", 1300)
+        targets.rate(f"token: refresh_token, {db}", results, f"refresh-token-{db}", 500)
+    for db in ("sqlite", "postgres"):
+        targets.rate(f"introspection, {db}", results, f"introspect-{db}", 3000)
+    for what, value in ratios.items():
+        targets.add(f"streaming: {what} gateway / direct", f"{value:.0%}", ">= 80%", value >= 0.8)
+    if revocations is not None:
+        growth, load = revocations["rss_growth_mb"], revocations["load_s"]
+        targets.add(
+            "revocations: RSS growth, 1M jtis", f"{growth:.0f} MB", "<= 150 MB", growth <= 150
+        )
+        targets.add("revocations: load time, 1M jtis", f"{load:.2f} s", "<= 5 s", load <= 5)
+    targets.print()
