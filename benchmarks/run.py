@@ -200,9 +200,9 @@ def main() -> None:
                     samples = run_rounds(plan, setup.cases)
             if plan.wants(*REVOCATIONS):
                 print(f"revocation sets: {plan.revoked_jtis:,} jtis ...", flush=True)
-                revocations = revocation_memory.run(
-                    plan.revoked_jtis, plan.cores.pin(plan.cores.server)
-                )
+                # not pinned: nothing of ours loads the machine now, and a core that another
+                # user's process is pinned to would slow it down several times over
+                revocations = revocation_memory.run(plan.revoked_jtis)
     finally:
         cleanup_scripts()
     report(plan, samples, revocations, upstream)
