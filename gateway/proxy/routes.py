@@ -104,10 +104,43 @@ def _ambiguous(a: Route, b: Route, method: str) -> ConfigError:
     )
 
 
+#: up to this many distinct paths per host, a match scans them longest first (no allocation:
+#: ``startswith`` and a boundary check); past it, one dict probe per segment of the request
+SCAN_LIMIT = 16
+
+
+class _Paths:
+    """One host's levels by route path, and the order a match tries them in."""
+
+    __slots__ = ("_by_path", "_longest_first")
+
+    def __init__(self, by_path: dict[str, _Level]) -> None:
+        self._by_path = by_path
+        self._longest_first = (
+            tuple(sorted(by_path.items(), key=lambda item: len(item[0]), reverse=True))
+            if len(by_path) <= SCAN_LIMIT
+            else None
+        )
+
+    def longest_prefix(self, path: str) -> _Level | None:
+        """The level of the longest route path that is ``path`` or a parent segment of it.
+
+        Route paths are normalised at load (no trailing ``/`` but for ``/`` itself)."""
+        if self._longest_first is None:
+            return _probe(self._by_path, path)
+        for prefix, level in self._longest_first:
+            if path.startswith(prefix):
+                end = len(prefix)
+                if len(path) == end or path[end] == "/" or prefix == "/":
+                    return level
+        return None
+
+
 class RouteTable:
     def __init__(self, levels: dict[str | None, dict[str, _Level]]) -> None:
-        #: host (None: any host) -> route path -> level
-        self._levels = levels
+        #: host -> the levels of its routes; then those of the routes for any host
+        self._hosts = {host: _Paths(by_path) for host, by_path in levels.items() if host}
+        self._any_host = _Paths(levels[None]) if None in levels else None
 
     @classmethod
     def from_config(cls, routes: tuple[RouteConfig, ...]) -> RouteTable:
@@ -130,21 +163,20 @@ class RouteTable:
 
     def match(self, host: str | None, path: str, method: str) -> Route:
         """The route for a decoded ``path``; ``RouteNotFound`` or ``MethodNotAllowed``."""
-        if host is not None:
-            by_path = self._levels.get(host) or self._levels.get(_without_port(host))
-            if by_path is not None:
-                level = _longest_prefix(by_path, path)
+        if host is not None and self._hosts:
+            paths = self._hosts.get(host) or self._hosts.get(_without_port(host))
+            if paths is not None:
+                level = paths.longest_prefix(path)
                 if level is not None:
                     return level.select(method)
-        by_path = self._levels.get(None)
-        if by_path is not None:
-            level = _longest_prefix(by_path, path)
+        if self._any_host is not None:
+            level = self._any_host.longest_prefix(path)
             if level is not None:
                 return level.select(method)
         raise RouteNotFound()
 
 
-def _longest_prefix(by_path: dict[str, _Level], path: str) -> _Level | None:
+def _probe(by_path: dict[str, _Level], path: str) -> _Level | None:
     """Look ``path`` and each of its parents up, longest first: one dict probe per segment."""
     candidate = path.rstrip("/") or "/"
     while True:

@@ -8,7 +8,7 @@ import pytest
 
 from gateway.config import Config
 from gateway.errors import ConfigError, MethodNotAllowed, RouteNotFound
-from gateway.proxy import RouteTable
+from gateway.proxy import RouteTable, routes
 from tests.proxy.conftest import GatewayFactory
 
 UP = "http://127.0.0.1:9"
@@ -66,27 +66,41 @@ def table(write_config: Callable[[str], Config]) -> RouteTable:
     return RouteTable.from_config(write_config(TABLE).routes)
 
 
-@pytest.mark.parametrize(
-    ("host", "path", "method", "expected"),
-    [
-        pytest.param("api.example.test", "/orders/1", "GET", "api-host", id="host-before-path"),
-        pytest.param("API.example.test:8443", "/x", "GET", "api-host", id="host-with-port"),
-        pytest.param("other.test", "/orders/1", "GET", "orders", id="hostless-for-other-hosts"),
-        pytest.param(None, "/orders", "GET", "orders", id="exact-path"),
-        pytest.param(None, "/orders/", "GET", "orders", id="trailing-slash"),
-        pytest.param(None, "/orders/special/9", "PUT", "orders-special", id="longer-path"),
-        pytest.param(None, "/orders/specialx", "GET", "orders", id="segment-boundary"),
-        pytest.param(None, "/ordersx", "GET", "root", id="not-a-prefix-match"),
-        pytest.param(None, "/reports/1", "GET", "reports-read", id="method-specific-first"),
-        pytest.param(None, "/reports/1", "HEAD", "reports-read", id="head-with-get"),
-        pytest.param(None, "/reports/1", "POST", "reports-any", id="then-any-method"),
-        pytest.param(None, "/admin/users", "DELETE", "admin-write", id="method-split"),
-    ],
-)
+MATCHES = [
+    pytest.param("api.example.test", "/orders/1", "GET", "api-host", id="host-before-path"),
+    pytest.param("API.example.test:8443", "/x", "GET", "api-host", id="host-with-port"),
+    pytest.param("other.test", "/orders/1", "GET", "orders", id="hostless-for-other-hosts"),
+    pytest.param(None, "/orders", "GET", "orders", id="exact-path"),
+    pytest.param(None, "/orders/", "GET", "orders", id="trailing-slash"),
+    pytest.param(None, "/orders/special/9", "PUT", "orders-special", id="longer-path"),
+    pytest.param(None, "/orders/specialx", "GET", "orders", id="segment-boundary"),
+    pytest.param(None, "/ordersx", "GET", "root", id="not-a-prefix-match"),
+    pytest.param(None, "/reports/1", "GET", "reports-read", id="method-specific-first"),
+    pytest.param(None, "/reports/1", "HEAD", "reports-read", id="head-with-get"),
+    pytest.param(None, "/reports/1", "POST", "reports-any", id="then-any-method"),
+    pytest.param(None, "/admin/users", "DELETE", "admin-write", id="method-split"),
+    pytest.param(None, "/", "GET", "root", id="root"),
+    pytest.param("api.example.test", "/", "GET", "api-host", id="host-root"),
+]
+
+
+@pytest.mark.parametrize(("host", "path", "method", "expected"), MATCHES)
 def test_most_specific_route_wins(
     table: RouteTable, host: str | None, path: str, method: str, expected: str
 ) -> None:
     assert table.match(host and host.lower(), path, method).name == expected
+
+
+@pytest.mark.parametrize("scan_limit", [0, routes.SCAN_LIMIT], ids=["dict-probes", "scan"])
+def test_small_and_large_tables_match_alike(
+    write_config: Callable[[str], Config], monkeypatch: pytest.MonkeyPatch, scan_limit: int
+) -> None:
+    """A small table is scanned longest path first, a large one probed segment by segment."""
+    monkeypatch.setattr(routes, "SCAN_LIMIT", scan_limit)
+    table = RouteTable.from_config(write_config(TABLE).routes)
+    for case in MATCHES:
+        host, path, method, expected = case.values
+        assert table.match(host and host.lower(), path, method).name == expected, case.id
 
 
 def test_method_mismatch_is_405_not_a_fall_through(table: RouteTable) -> None:
