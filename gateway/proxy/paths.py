@@ -37,6 +37,12 @@ def decode_path(raw_path: bytes) -> str:
     """Return the once-decoded path of ``raw_path``; raise ``BadRequestPath`` on any trick."""
     if not raw_path.startswith(b"/") or b"//" in raw_path:
         raise BadRequestPath()
+    if _CANONICAL.fullmatch(raw_path):
+        # the common case: printable ASCII with nothing encoded, no backslash, no control
+        path = raw_path.decode("ascii")
+        if "/." in path:
+            _refuse_dot_segments(path)
+        return path
     if b"%" in raw_path:
         if _ENCODED_SEPARATOR.search(raw_path):
             raise BadRequestPath("encoded '/' or '\\' in the path")
@@ -50,10 +56,14 @@ def decode_path(raw_path: bytes) -> str:
     if _FORBIDDEN_DECODED.search(path):
         raise BadRequestPath()
     if "/." in path:
-        for segment in path.split("/"):
-            if segment in (".", ".."):
-                raise BadRequestPath("dot segments are not allowed in the path")
+        _refuse_dot_segments(path)
     return path
+
+
+def _refuse_dot_segments(path: str) -> None:
+    for segment in path.split("/"):
+        if segment in (".", ".."):
+            raise BadRequestPath("dot segments are not allowed in the path")
 
 
 def encode_path(path: str) -> str:
