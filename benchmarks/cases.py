@@ -9,21 +9,24 @@ from pathlib import Path
 
 from benchmarks import servers
 from benchmarks.load import Case, Run, basic, post_form, wrk
-from benchmarks.plan import PROXY_CONNECTIONS, TOKEN_CONNECTIONS, Plan
+from benchmarks.plan import TOKEN_CONNECTIONS, Plan
 
 
-def proxy_case(plan: Plan, name: str, url: str, pid: int, token: str | None = None) -> Case:
+def proxy_case(
+    plan: Plan, name: str, url: str, pid: int, upstream_pid: int, token: str | None = None
+) -> Case:
     headers = [f"Authorization: Bearer {token}"] if token else []
 
     def load(seconds: float) -> Run:
         return wrk(
             url,
             seconds=seconds,
-            connections=PROXY_CONNECTIONS,
+            connections=plan.proxy_connections,
             threads=plan.wrk_threads,
             headers=headers,
             pin=plan.cores.pin(plan.cores.load),
             cpu_of=pid,
+            load_of=(upstream_pid,),
         )
 
     return Case(name, lambda: load(plan.seconds), lambda: load(1))

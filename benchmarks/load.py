@@ -12,6 +12,7 @@ import base64
 import contextlib
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -113,6 +114,16 @@ def tree_cpu_seconds(root: int) -> float:
     return ticks / CLOCK_TICKS
 
 
+def tree_runqueue_seconds(root: int) -> float:
+    """Seconds the main threads of ``root``'s tree sat runnable, waiting for a CPU (another
+    process had the core): /proc/PID/schedstat's second field."""
+    waited = 0
+    for pid in _tree(root):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            waited += int(Path(f"/proc/{pid}/schedstat").read_text().split()[1])
+    return waited / 1e9
+
+
 def tree_rss_mb(root: int) -> float:
     total = 0
     for pid in _tree(root):
@@ -153,6 +164,11 @@ class Run:
     #: the server's CPU seconds per second of the run: near its cores' count, it was the
     #: limit; well below, it waited (on the disk, or on another process using its cores)
     cpu_busy: float | None
+    #: the same for the load side: wrk and the upstream (near their cores' count: the
+    #: figure is the load's limit, not the server's)
+    load_busy: float | None
+    #: the share of the run the server's main threads waited for a CPU they were ready for
+    runqueue: float | None
     rss_mb: float | None
 
     @property
@@ -192,6 +208,7 @@ def wrk(
     headers: Sequence[str] = (),
     pin: Sequence[str] = (),
     cpu_of: int | None = None,
+    load_of: Sequence[int] = (),
 ) -> Run:
     command = [
         *pin,
@@ -208,8 +225,12 @@ def wrk(
         command += ["-H", header]
     command += [url, "--", *args]
     cpu_before = tree_cpu_seconds(cpu_of) if cpu_of else 0.0
+    queued_before = tree_runqueue_seconds(cpu_of) if cpu_of else 0.0
+    load_before = _children_cpu() + sum(tree_cpu_seconds(pid) for pid in load_of)
     out = subprocess.run(command, capture_output=True, text=True, check=False)
     cpu_after = tree_cpu_seconds(cpu_of) if cpu_of else 0.0
+    queued = tree_runqueue_seconds(cpu_of) - queued_before if cpu_of else 0.0
+    load_used = _children_cpu() + sum(tree_cpu_seconds(pid) for pid in load_of) - load_before
     line = next((x for x in out.stdout.splitlines() if x.startswith("BENCH ")), None)
     if out.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({out.returncode}): {out.stderr.strip() or out.stdout}")
@@ -230,8 +251,16 @@ def wrk(
         if cpu_of and requests
         else None,
         cpu_busy=(cpu_after - cpu_before) / seconds if cpu_of and seconds else None,
+        load_busy=load_used / seconds if seconds else None,
+        runqueue=queued / seconds if cpu_of and seconds else None,
         rss_mb=tree_rss_mb(cpu_of) if cpu_of else None,
     )
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's waited-for children (wrk, once it has exited)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 # --- small HTTP helpers (setup steps, not measurements) -------------------------------------

@@ -12,6 +12,7 @@ from benchmarks.load import Cores
 PG_ADMIN_URL = os.environ.get(
     "GATEWAY_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
+#: wrk connections for the proxy cases (``--connections``)
 PROXY_CONNECTIONS = 32
 TOKEN_CONNECTIONS = 16
 
@@ -52,6 +53,7 @@ class Plan:
     stream_bytes: int
     revoked_jtis: int
     selected: list[str]
+    proxy_connections: int = PROXY_CONNECTIONS
     cores: Cores = field(default_factory=Cores.plan)
 
     @property

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from benchmarks import revocation_memory, streaming
 from benchmarks.load import Run
-from benchmarks.plan import INTROSPECT, PROXY, PROXY_CONNECTIONS, TOKEN_CONNECTIONS, TOKENS, Plan
+from benchmarks.plan import INTROSPECT, PROXY, TOKEN_CONNECTIONS, TOKENS, Plan
 
 
 def line(name: str, sample: Run | streaming.Transfer) -> str:
@@ -17,6 +17,10 @@ def line(name: str, sample: Run | streaming.Transfer) -> str:
     cpu = ""
     if sample.cpu_us_per_request is not None and sample.cpu_busy is not None:
         cpu = f"{sample.cpu_us_per_request:6.0f} µs/req ({sample.cpu_busy:4.0%} busy)"
+        if sample.runqueue is not None:
+            cpu += f", runq {sample.runqueue:4.0%}"
+        if sample.load_busy is not None:
+            cpu += f", load {sample.load_busy:4.0%}"
     flag = f"  ERRORS {sample.errors} BAD {sample.bad}" if sample.errors or sample.bad else ""
     return (
         f"{name:30} {sample.rate:9,.0f} req/s  p50 {sample.p50_ms:6.2f} ms  "
@@ -33,6 +37,8 @@ class Summary:
     p99_ms: float
     cpu_us: float | None
     cpu_busy: float | None
+    load_busy: float | None
+    runqueue: float | None
     rss_mb: float | None
     errors: int
 
@@ -41,12 +47,16 @@ class Summary:
         cpus = [r.cpu_us_per_request for r in runs if r.cpu_us_per_request is not None]
         rss = [r.rss_mb for r in runs if r.rss_mb is not None]
         busy = [r.cpu_busy for r in runs if r.cpu_busy is not None]
+        load = [r.load_busy for r in runs if r.load_busy is not None]
+        queued = [r.runqueue for r in runs if r.runqueue is not None]
         return cls(
             rate=statistics.median(r.rate for r in runs),
             p50_ms=statistics.median(r.p50_ms for r in runs),
             p99_ms=statistics.median(r.p99_ms for r in runs),
             cpu_us=statistics.median(cpus) if cpus else None,
             cpu_busy=statistics.median(busy) if busy else None,
+            load_busy=statistics.median(load) if load else None,
+            runqueue=statistics.median(queued) if queued else None,
             rss_mb=max(rss) if rss else None,
             errors=sum(r.errors + r.bad for r in runs),
         )
@@ -59,15 +69,19 @@ def _table(title: str, names: dict[str, str], results: dict[str, Summary]) -> No
     print(f"\n{title}")
     print(
         f"  {'case':29} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU µs/req':>11} "
-        f"{'busy':>5} {'RSS MB':>7} {'errors':>7}  what"
+        f"{'busy':>5} {'runq':>5} {'load':>5} {'RSS MB':>7} {'errors':>7}  what"
     )
+
+    def share(value: float | None) -> str:
+        return f"{value:5.0%}" if value is not None else f"{'':>5}"
+
     for name, s in rows:
         cpu = f"{s.cpu_us:11.0f}" if s.cpu_us is not None else f"{'':>11}"
-        busy = f"{s.cpu_busy:5.0%}" if s.cpu_busy is not None else f"{'':>5}"
+        busy, queued, load = share(s.cpu_busy), share(s.runqueue), share(s.load_busy)
         rss = f"{s.rss_mb:7.0f}" if s.rss_mb is not None else f"{'':>7}"
         print(
-            f"  {name:29} {s.rate:9,.0f} {s.p50_ms:8.2f} {s.p99_ms:8.2f} {cpu} {busy} {rss} "
-            f"{s.errors:7}  {names[name]}"
+            f"  {name:29} {s.rate:9,.0f} {s.p50_ms:8.2f} {s.p99_ms:8.2f} {cpu} {busy} {queued} "
+            f"{load} {rss} {s.errors:7}  {names[name]}"
         )
 
 
@@ -100,6 +114,15 @@ class Targets:
             met = clean and 0 < value <= minimum
             self.add(what, f"{value:.2f}x{note}", f"<= {minimum:.2f}x", met)
 
+    def cpu_ratio(self, what: str, results: dict[str, Summary], top: str, bottom: str) -> None:
+        """Requests per CPU second, ``top`` over ``bottom``: the ratio a machine where neither
+        waited for the other would show (for reading the req/s ratio on a shared one)."""
+        if top not in results or bottom not in results:
+            return
+        a, b = results[top].cpu_us, results[bottom].cpu_us
+        if a and b:
+            self.add(what, f"{b / a:.2f}x", "", None)
+
     def rate(self, what: str, results: dict[str, Summary], name: str, minimum: float) -> None:
         if name not in results:
             return
@@ -113,7 +136,7 @@ class Targets:
             return
         print("\nTargets (issue 7)")
         for what, value, target, met in self.rows:
-            verdict = "n/a" if met is None else ("met" if met else "MISSED")
+            verdict = "(info)" if met is None else ("met" if met else "MISSED")
             print(f"  {what:52} {value:>18}  target {target:>11}  {verdict}")
 
 
@@ -133,9 +156,13 @@ def report(
         print(
             "\nCPU µs/req: the server's process tree (all workers), utime + stime from /proc, per "
             "request;\nbusy: its CPU seconds per second of the run (100%: one core saturated; "
-            "well below: it waited,\non the disk or on another process sharing its core)"
+            "well below: it waited,\non the disk, the upstream or the load); runq: the share "
+            "of the run its main threads were ready\nbut waited for a CPU (another process had "
+            "the core); load: busy for wrk and the upstream together\n(near 100% per load core: "
+            "the figure is the load side's limit, not the server's)"
         )
-    _table(f"Proxy ({rounds}, wrk -c{PROXY_CONNECTIONS}; upstream: {upstream})", PROXY, results)
+    title = f"Proxy ({rounds}, wrk -c{plan.proxy_connections}; upstream: {upstream})"
+    _table(title, PROXY, results)
     if plan.wants("public-2w", "scoped-2w") and plan.cores.wide_overlaps_load:
         print(
             "  note: the 2-worker cases run on cores shared with wrk and the upstream (this "
@@ -161,6 +188,9 @@ def report(
     targets.ratio(
         "proxy: public / reference, req/s (1 worker)", results, "public-1w", "reference", 2.5
     )
+    for name in ("scoped-1w", "public-1w"):
+        what = f"proxy: {name.split('-')[0]} / reference, requests per CPU second"
+        targets.cpu_ratio(what, results, name, "reference")
     targets.ratio("proxy: scoped, 2 workers / 1 worker", results, "scoped-2w", "scoped-1w", 1.8)
     targets.ratio("proxy: public, 2 workers / 1 worker", results, "public-2w", "public-1w", 1.8)
     for name in ("scoped-1w", "public-1w"):

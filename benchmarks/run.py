@@ -35,6 +35,7 @@ from benchmarks.plan import (
     INTROSPECT,
     PG_ADMIN_URL,
     PROXY,
+    PROXY_CONNECTIONS,
     REVOCATIONS,
     STREAMING,
     TOKENS,
@@ -42,7 +43,7 @@ from benchmarks.plan import (
 )
 from benchmarks.report import line, report
 
-FAILED_RUN = Run(0, 0.0, 0.0, 0.0, 1, 0, None, None, None)
+FAILED_RUN = Run(0, 0.0, 0.0, 0.0, 1, 0, None, None, None, None, None)
 FAILED_TRANSFER = streaming.Transfer(0.0, None)
 
 
@@ -77,7 +78,7 @@ def set_up(plan: Plan, folder: Path) -> Iterator[Setup]:
         upstream = stack.enter_context(servers.upstream(folder, load_pin, blob))
         notes.append(f"upstream: {upstream.label}, on the load core(s)")
         label = upstream.label
-        sink_url = stack.enter_context(servers.sink(folder, load_pin))
+        sink_url = stack.enter_context(servers.sink(folder, load_pin)).url
         sqlite = servers.deploy(
             folder, "sqlite", f"sqlite:///{folder / 'gateway.db'}", upstream.url, sink_url
         )
@@ -86,18 +87,24 @@ def set_up(plan: Plan, folder: Path) -> Iterator[Setup]:
             ref_url, ref_pid = stack.enter_context(
                 servers.reference(folder, server_pin, upstream.url)
             )
-            cases.append(proxy_case(plan, "reference", ref_url + "/public/x", ref_pid))
+            cases.append(
+                proxy_case(plan, "reference", ref_url + "/public/x", ref_pid, upstream.pid)
+            )
         token = access_token(base, sqlite)
         if plan.wants("public-1w"):
-            cases.append(proxy_case(plan, "public-1w", base + "/public/x", pid))
+            cases.append(proxy_case(plan, "public-1w", base + "/public/x", pid, upstream.pid))
         if plan.wants("scoped-1w"):
-            cases.append(proxy_case(plan, "scoped-1w", base + "/scoped/x", pid, token))
+            cases.append(
+                proxy_case(plan, "scoped-1w", base + "/scoped/x", pid, upstream.pid, token)
+            )
         if plan.wants("public-2w", "scoped-2w"):
             base2, pid2 = stack.enter_context(servers.gateway(folder, sqlite, 2, wide_pin))
             if plan.wants("public-2w"):
-                cases.append(proxy_case(plan, "public-2w", base2 + "/public/x", pid2))
+                cases.append(proxy_case(plan, "public-2w", base2 + "/public/x", pid2, upstream.pid))
             if plan.wants("scoped-2w"):
-                cases.append(proxy_case(plan, "scoped-2w", base2 + "/scoped/x", pid2, token))
+                cases.append(
+                    proxy_case(plan, "scoped-2w", base2 + "/scoped/x", pid2, upstream.pid, token)
+                )
         cases += token_cases(plan, "sqlite", base, pid, sqlite, folder)
         if plan.wants(*(n for n in (*TOKENS, *INTROSPECT) if n.endswith("postgres"))):
             if servers.ensure_postgres():
@@ -152,6 +159,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, help="seconds per load run (default 6; quick: 2)")
     parser.add_argument("--quick", action="store_true", help="a smoke run, under 2 minutes")
     parser.add_argument(
+        "--connections",
+        type=int,
+        default=PROXY_CONNECTIONS,
+        help=f"wrk connections for the proxy cases (default {PROXY_CONNECTIONS})",
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the run's folder (configs, server logs)"
     )
     parser.add_argument(
@@ -173,6 +186,7 @@ def main() -> None:
         stream_bytes=(64 if args.quick else 512) << 20,
         revoked_jtis=revocation_memory.ROWS,
         selected=selected,
+        proxy_connections=args.connections,
     )
     started = time.monotonic()
     print(f"gateway benchmarks: {', '.join(selected)}")

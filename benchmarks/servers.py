@@ -97,6 +97,8 @@ def ensure_postgres() -> bool:
 class Upstream:
     url: str
     label: str
+    #: the process (tree) whose CPU counts as the load side's
+    pid: int
 
 
 NGINX_CONF = """worker_processes 1;
@@ -147,17 +149,17 @@ def upstream(folder: Path, pin: Sequence[str], blob: Path) -> Iterator[Upstream]
         command = [*pin, nginx, "-p", str(folder), "-e", str(folder / "nginx-error.log")]
         with running([*command, "-c", str(conf)], folder / "nginx.log", "nginx") as process:
             wait_until_up(url + "/", process, "nginx")
-            yield Upstream(url, version.replace("nginx version: ", ""))
+            yield Upstream(url, version.replace("nginx version: ", ""), process.pid)
         return
-    blob_bytes = blob.stat().st_size
-    with sink(folder, pin, port, blob_bytes) as _:
-        yield Upstream(url, "OUR OWN asyncio upstream (benchmarks/sink.py): nginx unavailable")
+    with sink(folder, pin, port, blob.stat().st_size) as own:
+        label = "OUR OWN asyncio upstream (benchmarks/sink.py): nginx unavailable"
+        yield Upstream(own.url, label, own.pid)
 
 
 @contextlib.contextmanager
 def sink(
     folder: Path, pin: Sequence[str], port: int | None = None, blob_bytes: int = 0
-) -> Iterator[str]:
+) -> Iterator[Upstream]:
     """benchmarks/sink.py: reads each body whole before answering."""
     port = port or free_port()
     command = [*pin, sys.executable, "-m", "benchmarks.sink", "--port", str(port)]
@@ -165,7 +167,7 @@ def sink(
     url = f"http://127.0.0.1:{port}"
     with running(command, folder / f"sink-{port}.log", "the sink", cwd=ROOT) as process:
         wait_until_up(url + "/", process, "the sink")
-        yield url
+        yield Upstream(url, "benchmarks/sink.py", process.pid)
 
 
 @contextlib.contextmanager
