@@ -154,12 +154,12 @@ def report(
     rounds = f"median of {plan.rounds} round(s) of {plan.seconds:g} s"
     if results:
         print(
-            "\nCPU µs/req: the server's process tree (all workers), utime + stime from /proc, per "
-            "request;\nbusy: its CPU seconds per second of the run (100%: one core saturated; "
-            "well below: it waited,\non the disk, the upstream or the load); runq: the share "
-            "of the run its main threads were ready\nbut waited for a CPU (another process had "
-            "the core); load: busy for wrk and the upstream together\n(near 100% per load core: "
-            "the figure is the load side's limit, not the server's)"
+            "\nCPU µs/req: the server's process tree (all workers), utime + stime from /proc, "
+            "per request;\nbusy: its CPU seconds per second of the run (100%: one core "
+            "saturated; well below: it waited,\non the disk, the upstream or the load); runq: "
+            "the share of the run its main threads were ready\nbut waited for a CPU (another "
+            "process, or one of its own threads, had the core); load: busy for\nwrk and the "
+            "upstream together (near 100% per load core: the figure is the load side's limit)"
         )
     title = f"Proxy ({rounds}, wrk -c{plan.proxy_connections}; upstream: {upstream})"
     _table(title, PROXY, results)
