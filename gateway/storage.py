@@ -9,9 +9,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -25,6 +25,8 @@ from gateway.errors import StorageUnavailable
 
 log = logging.getLogger("gateway.storage")
 
+T = TypeVar("T")
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 #: driver errors that mean "the database is not there right now", not "your query is wrong"
@@ -35,18 +37,22 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def create_engine(url: str) -> Engine:
+def create_engine(url: str, **options: Any) -> Engine:
+    """The engine for ``url``; ``options`` go to SQLAlchemy's ``create_engine``."""
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = sa.create_engine(
+            url, connect_args={"timeout": 30, "check_same_thread": False}, **options
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    options = {"pool_pre_ping": True, **options}
     return sa.create_engine(
         url,
-        pool_pre_ping=True,
         pool_size=10,
         max_overflow=10,
         pool_timeout=5,
         connect_args={"connect_timeout": 3},
+        **options,
     )
 
 
@@ -88,6 +94,11 @@ class Storage:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = create_engine(url)
+        # The request path's reads are one statement each, atomic alone: in autocommit they
+        # cost PostgreSQL no BEGIN and COMMIT round trips, and without a ping before each no
+        # third one (see ``read``). A pool of their own: switching a pooled connection's
+        # isolation level at every checkout costs about what it saves.
+        self._reader = create_engine(url, isolation_level="AUTOCOMMIT", pool_pre_ping=False)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # SQLite takes one writer at a time. Writers of this process queue on a lock instead:
         # SQLite's busy handler polls, sleeping 1, 2, 5 ... 100 ms between tries, which under
@@ -108,16 +119,28 @@ class Storage:
             with self._sessions.begin() as session:
                 yield session
 
-    @contextlib.contextmanager
-    def connection(self) -> Iterator[Connection]:
-        """A Core connection in a transaction, for the request path: an ORM session costs
-        more than the query it runs."""
-        with self._outage(), self.engine.begin() as conn:
-            yield conn
+    def read(self, query: Callable[[Connection], T]) -> T:
+        """``query(connection)``, one statement that only reads, for the request path (an ORM
+        session costs more than the query it runs). No transaction: use ``writing`` for what
+        must see one state across statements.
+
+        A connection the database dropped (a restart, a failover, an idle timeout) is found by
+        the read itself rather than by a ping before every read: SQLAlchemy then invalidates
+        the pool, and the read, having changed nothing, runs once more on a new connection."""
+        with self._outage():
+            try:
+                with self._reader.connect() as conn:
+                    return query(conn)
+            except sa.exc.DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+            with self._reader.connect() as conn:
+                return query(conn)
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[Connection]:
-        """``connection`` for a transaction that writes: on SQLite, one at a time."""
+        """A Core connection in a transaction that writes, committed on success; on SQLite,
+        one at a time."""
         with self._outage(), self._writer, self.engine.begin() as conn:
             yield conn
 
@@ -131,3 +154,4 @@ class Storage:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        self._reader.dispose()

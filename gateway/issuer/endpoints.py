@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from gateway.config import GRANT_TYPES
 from gateway.errors import InvalidToken
 from gateway.introspect.revocation import revoked_in_database
+from gateway.issuer.records import load_refresh_token
 from gateway.issuer.server import (
     CLIENT_AUTH_METHODS,
     CONFIDENTIAL_AUTH_METHODS,
@@ -161,10 +162,7 @@ class IssuerEndpoints:
                 if jti and exp + revoker.leeway > time.time():
                     revoker.revoke(lambda s: revoker.jti(s, jti, exp))
         else:
-            with self.server.storage.session() as session:
-                refresh = session.scalar(
-                    sa.select(RefreshToken).where(RefreshToken.token_hash == sha256(token))
-                )
+            refresh = self._refresh_token(token)
             if refresh is not None and refresh.client_id == client.client_id:
                 # RFC 7009 §2.1: revoking a refresh token drops its access tokens too
                 revoker.revoke(lambda s: revoker.grants(s, [refresh.grant_id]))
@@ -223,10 +221,7 @@ class IssuerEndpoints:
         return info
 
     def _refresh_token_info(self, token: str) -> dict[str, Any] | None:
-        with self.server.storage.session() as session:
-            refresh = session.scalar(
-                sa.select(RefreshToken).where(RefreshToken.token_hash == sha256(token))
-            )
+        refresh = self._refresh_token(token)
         if refresh is None or refresh.rotated_at is not None:
             return None
         grant: Grant = refresh.grant
@@ -246,6 +241,10 @@ class IssuerEndpoints:
         if grant.user:
             info["username"] = grant.user.email
         return info
+
+    def _refresh_token(self, token: str) -> RefreshToken | None:
+        token_hash = sha256(token)
+        return self.server.storage.read(lambda conn: load_refresh_token(conn, token_hash))
 
     # --- RFC 8414 and the JWKS -----------------------------------------------------------------
 

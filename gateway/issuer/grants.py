@@ -120,8 +120,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     def authenticate_refresh_token(self, refresh_token: str) -> RefreshToken | None:
         if len(refresh_token) > MAX_CREDENTIAL_LENGTH:
             return None
-        with self.server.storage.connection() as conn:
-            token = load_refresh_token(conn, sha256(refresh_token))
+        token_hash = sha256(refresh_token)
+        token = self.server.storage.read(lambda conn: load_refresh_token(conn, token_hash))
         if token is None:
             return None
         if token.rotated_at is not None:

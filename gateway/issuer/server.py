@@ -128,8 +128,7 @@ class Server(AuthorizationServer):
         once on every replica."""
         if not isinstance(client_id, str) or len(client_id) > 64 or not storable(client_id):
             return None
-        with self.storage.connection() as conn:
-            return load_client(conn, client_id)
+        return self.storage.read(lambda conn: load_client(conn, client_id))
 
     def check_password(self, email: str, password: str, client_addr: str) -> User | None:
         """The user when the password matches, else None, in about the same time either way
