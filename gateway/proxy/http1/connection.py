@@ -19,8 +19,9 @@ Framing of the response, RFC 9112 §6.3, in its order:
    ``chunked``: §6.3 ¶4 makes any other final coding close-delimited, and the field is
    hop-by-hop, so a coding under it would reach the client undeclared. Chunk extensions are
    ignored and trailers dropped (§7.1.1, §7.1.2);
-3. Content-Length must be one decimal number, repeated only identically (§6.3 ¶5; llhttp
-   refuses signs, lists, duplicates and overflow);
+3. Content-Length must be one decimal number (§6.3 ¶5; llhttp refuses signs, lists,
+   repeats and overflow). Past the packet holding the head, such a body's bytes are counted
+   rather than parsed: each packet goes to the consumer as it came, without a copy;
 4. otherwise the body runs until the upstream closes (§6.3 ¶8). httptools cannot be told
    about EOF, so ``connection_lost`` completes such a body on a clean close, and fails every
    other unfinished one: a Content-Length or chunked body cut short is truncated, not done.
@@ -79,6 +80,7 @@ class Connection(asyncio.Protocol):
         "_lost",
         "_parser",
         "_pending",
+        "_remaining",
         "_request_sent",
         "_reusable",
         "_waiter",
@@ -112,7 +114,7 @@ class Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[UpstreamResponse] | None = None
         self._continue: asyncio.Future[None] | None = None
         self._headers: list[tuple[bytes, bytes]] | None = None
-        self._head_size = self._pending = 0
+        self._head_size = self._pending = self._remaining = 0
         self._length: bytes | None = None
         self._coding: bytes | None = None
         self._head_only = self._done = self._close_delimited = False
@@ -143,7 +145,7 @@ class Connection(asyncio.Protocol):
             raise ConnectionResetError(_CLOSED)
         self._parser = HttpResponseParser(self)
         self._headers = []
-        self._head_size = self._pending = 0
+        self._head_size = self._pending = self._remaining = 0
         self._length = self._coding = None
         self._head_only = request.head_only
         self._keep_alive = request.keep_alive
@@ -256,6 +258,9 @@ class Connection(asyncio.Protocol):
             self._reusable = False  # bytes after a complete response: never the next one's
             return
         self.received = True
+        if self._remaining:
+            self._counted_body(data)
+            return
         try:
             parser.feed_data(data)
         except HttpParserUpgrade:
@@ -273,6 +278,23 @@ class Connection(asyncio.Protocol):
             self._pending += len(data)
             if self._pending > MAX_HEAD:
                 self._fail(ProtocolError("the response header block is over 64 KiB"))
+
+    def _counted_body(self, data: bytes) -> None:
+        """RFC 9112 §6.2: a Content-Length body is just the next N bytes. Past the packet
+        holding the head they are counted here rather than parsed: no callback, no copy."""
+        remaining = self._remaining - len(data)
+        response = cast(UpstreamResponse, self.response)
+        if remaining > 0:
+            self._remaining = remaining
+            response.feed(data)
+            return
+        self._remaining = 0
+        self._done = True
+        if remaining < 0:
+            self._reusable = False  # bytes after the body: never the next response's
+            data = data[:remaining]
+        response.feed(data)
+        response.finish()
 
     def eof_received(self) -> None:
         self.closed = True  # RFC 9112 §9.6: the upstream is done; the transport closes
@@ -353,6 +375,8 @@ class Connection(asyncio.Protocol):
             # (a 304 may carry them: they describe the 200 it stands for)
             self._reusable = False
         self._close_delimited = not no_body and coding is None and self._length is None
+        if not no_body and coding is None and self._length is not None:
+            self._remaining = int(self._length)  # llhttp checked it: digits only
         response = self.response = UpstreamResponse(self, self.flow, self._loop, status, headers)
         if no_body:
             self._done = True
@@ -369,6 +393,8 @@ class Connection(asyncio.Protocol):
         if self._done:
             self._reusable = False  # a HEAD response's "body": not one (RFC 9110 §9.3.2)
             return
+        if self._remaining:
+            self._remaining -= len(body)
         cast(UpstreamResponse, self.response).feed(body)
 
     def on_message_complete(self) -> None:

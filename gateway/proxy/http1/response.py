@@ -1,10 +1,11 @@
 """The upstream's response: status and headers at once, then the body as it arrives.
 
 The connection's parser feeds body bytes in (``feed``/``finish``/``fail``); the exchange
-takes them out with ``async for chunk in response.chunks()``. Everything that arrived since
-the last take comes out as one chunk (so a server-sent event is passed on the moment it
-arrives, and a fast download in large pieces). The buffer is bounded: past ``HIGH_WATER``
-the connection stops reading until the consumer has taken what is there.
+takes them out with ``async for chunk in response.chunks()``. What arrived since the last
+take comes out at once: small pieces joined into one chunk (a server-sent event is passed on
+the moment it arrives, a burst of small chunks in one send), large ones one by one as they
+were read, never copied. The buffer is bounded: past ``HIGH_WATER`` the connection stops
+reading until the consumer has taken it down to ``LOW_WATER``.
 
 ``close()`` decides the connection's fate (RFC 9112 §9.3): back to the pool only when the
 whole body was read and the connection may persist; otherwise it is dropped, which also
@@ -23,8 +24,13 @@ from gateway.proxy.http1.flow import FlowControl
 if TYPE_CHECKING:
     from gateway.proxy.http1.connection import Connection
 
-#: bytes buffered before the connection stops reading from the upstream
+#: bytes buffered before the connection stops reading from the upstream, and below which
+#: it reads again
 HIGH_WATER = 512 * 1024
+LOW_WATER = 128 * 1024
+#: pieces buffered up to this size in all come out joined (many small chunks, one send);
+#: larger ones come out one by one, never copied
+JOIN_LIMIT = 64 * 1024
 
 
 class UpstreamResponse:
@@ -111,10 +117,15 @@ class UpstreamResponse:
             except BaseException:
                 self.close()  # cancelled (the exchange's deadline): the connection is spent
                 raise
-        data = buffer[0] if len(buffer) == 1 else b"".join(buffer)
-        buffer.clear()
-        self._size = 0
-        if self._flow.read_paused:
+        if len(buffer) == 1:
+            data = buffer.pop()
+        elif self._size <= JOIN_LIMIT:
+            data = b"".join(buffer)
+            buffer.clear()
+        else:
+            data = buffer.pop(0)
+        self._size -= len(data)
+        if self._flow.read_paused and self._size <= LOW_WATER:
             self._flow.resume_reading()
         return data
 
