@@ -1,9 +1,10 @@
 """``gateway demo``: an echo upstream and routes to try the proxy with, in one process.
 
 The echo upstream answers every request with JSON showing what reached it (method, path,
-query, all as received; headers: so the identity headers the gateway added are visible), and serves
-server-sent events (``text/event-stream``, WHATWG HTML §9.2) at any path ending in
-``/events``: ``?count=N&interval=SECONDS``.
+query, all as received; headers: so the identity headers the gateway added are visible), and
+serves server-sent events (``text/event-stream``, WHATWG HTML §9.2) at any path ending in
+``/events``: ``?count=N&interval=SECONDS``. It is a raw ASGI app under uvicorn (header names
+arrive lower-cased, as uvicorn hands them over).
 """
 
 from __future__ import annotations
@@ -11,17 +12,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
-from aiohttp import web
+import uvicorn
 
 from gateway.config import RouteConfig
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 READ_SCOPE = "demo:read"
 WRITE_SCOPE = "demo:write"
 MAX_EVENTS = 100
+
+Scope = dict[str, Any]
+Receive = Any
+Send = Any
 
 
 def demo_routes(upstream_url: str) -> tuple[RouteConfig, ...]:
@@ -45,64 +56,141 @@ def demo_routes(upstream_url: str) -> tuple[RouteConfig, ...]:
     )
 
 
-async def _echo(request: web.Request) -> web.StreamResponse:
-    if request.path.endswith("/events"):
-        return await _events(request)
-    body = await request.read()
-    path, _, query = request.raw_path.partition("?")
-    return web.json_response(
+def describe(
+    method: str, path: str, query: str, headers: list[list[str]], body_bytes: int
+) -> bytes:
+    """The echo's answer: what reached the upstream."""
+    return json.dumps(
         {
-            "method": request.method,
+            "method": method,
             "path": path,
             "query": query,
-            "headers": [[name, value] for name, value in request.headers.items()],
-            "body_bytes": len(body),
+            "headers": headers,
+            "body_bytes": body_bytes,
         }
-    )
+    ).encode()
 
 
-async def _events(request: web.Request) -> web.StreamResponse:
+def event(n: int, path: str) -> bytes:
+    return f"id: {n}\nevent: tick\ndata: {json.dumps({'n': n, 'path': path})}\n\n".encode()
+
+
+def event_params(query: str) -> tuple[int, float]:
+    """``count`` (capped at ``MAX_EVENTS``) and ``interval``; ``ValueError`` if not numbers."""
+    params = parse_qs(query)
+    count = min(int(params.get("count", ["5"])[0]), MAX_EVENTS)
+    return count, float(params.get("interval", ["1"])[0])
+
+
+async def echo(scope: Scope, receive: Receive, send: Send) -> None:
+    """The echo upstream as a raw ASGI app."""
+    if scope["type"] != "http":
+        return
+    query = scope["query_string"].decode("latin-1")
+    if scope["path"].endswith("/events"):
+        await _events(scope["path"], query, send)
+        return
+    size, more = 0, True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        size += len(message.get("body", b""))
+        more = message.get("more_body", False)
+    raw_path = scope.get("raw_path") or scope["path"].encode()
+    headers = [[n.decode("latin-1"), v.decode("latin-1")] for n, v in scope["headers"]]
+    body = describe(scope["method"], raw_path.decode("latin-1"), query, headers, size)
+    await _respond(send, 200, b"application/json; charset=utf-8", body)
+
+
+async def _events(path: str, query: str, send: Send) -> None:
     try:
-        count = min(int(request.query.get("count", "5")), MAX_EVENTS)
-        interval = float(request.query.get("interval", "1"))
+        count, interval = event_params(query)
     except ValueError:
-        raise web.HTTPBadRequest(text="count and interval must be numbers") from None
-    response = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-    )
-    await response.prepare(request)
+        await _respond(
+            send, 400, b"text/plain; charset=utf-8", b"count and interval must be numbers"
+        )
+        return
+    headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
     for n in range(1, count + 1):
-        data = json.dumps({"n": n, "path": request.path})
-        await response.write(f"id: {n}\nevent: tick\ndata: {data}\n\n".encode())
+        await send({"type": "http.response.body", "body": event(n, path), "more_body": True})
         if n < count:
             await asyncio.sleep(interval)
-    await response.write_eof()
-    return response
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _respond(send: Send, status: int, content_type: bytes, body: bytes) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def echo_app() -> web.Application:
+    """The same echo as an aiohttp application, for test fixtures that serve aiohttp apps
+    (aiohttp comes with the ``test`` extra; the gateway itself never imports it)."""
+    from aiohttp import web
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        path, _, query = request.raw_path.partition("?")
+        if request.path.endswith("/events"):
+            try:
+                count, interval = event_params(query)
+            except ValueError:
+                raise web.HTTPBadRequest(text="count and interval must be numbers") from None
+            response = web.StreamResponse(
+                headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+            )
+            await response.prepare(request)
+            for n in range(1, count + 1):
+                await response.write(event(n, request.path))
+                if n < count:
+                    await asyncio.sleep(interval)
+            await response.write_eof()
+            return response
+        body = await request.read()
+        headers = [[name, value] for name, value in request.headers.items()]
+        return web.Response(
+            body=describe(request.method, path, query, headers, len(body)),
+            content_type="application/json",
+            charset="utf-8",
+        )
+
     app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", _echo)
+    app.router.add_route("*", "/{tail:.*}", handle)
     return app
 
 
 @dataclass(frozen=True)
 class EchoUpstream:
     url: str
-    runner: web.AppRunner
+    server: uvicorn.Server
+    sock: socket.socket
 
     async def stop(self) -> None:
-        await self.runner.cleanup()
+        for listener in self.server.servers:
+            listener.close()
+        for connection in list(self.server.server_state.connections):
+            connection.shutdown()
+        for listener in self.server.servers:
+            await listener.wait_closed()
+        self.sock.close()
 
 
 async def start_echo_upstream(host: str = "127.0.0.1", port: int = 0) -> EchoUpstream:
     """Serve the echo app on ``host:port`` (0: any free port) in the running event loop."""
-    runner = web.AppRunner(echo_app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    bound = runner.addresses[0]
-    return EchoUpstream(url=f"http://{host}:{bound[1]}", runner=runner)
+    # IPPROTO_TCP: asyncio only sets TCP_NODELAY on sockets that say they are TCP
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    config = uvicorn.Config(
+        echo, lifespan="off", proxy_headers=False, log_config=None, access_log=False
+    )
+    config.load()
+    server = uvicorn.Server(config)
+    server.lifespan = config.lifespan_class(config)
+    await server.startup(sockets=[sock])
+    return EchoUpstream(url=f"http://{host}:{sock.getsockname()[1]}", server=server, sock=sock)
 
 
 @contextlib.contextmanager
