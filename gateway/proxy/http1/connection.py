@@ -207,7 +207,12 @@ class Connection(asyncio.Protocol):
 
     def usable(self, idle_since: float, created_since: float) -> bool:
         """Alive, idle since ``idle_since`` at the earliest, created since ``created_since``."""
-        return not self.closed and self.idle_since > idle_since and self.created > created_since
+        return (
+            not self.closed
+            and not self.transport.is_closing()
+            and self.idle_since > idle_since
+            and self.created > created_since
+        )
 
     def idle(self, now: float) -> None:
         self._parser = None
