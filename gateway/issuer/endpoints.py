@@ -199,8 +199,9 @@ class IssuerEndpoints:
         except InvalidToken:
             return None
         # the in-memory sets may trail other replicas by a sync interval; ask the database
-        with self.server.storage.session() as session:
-            revoked = revoked_in_database(session, access.jti, access.sid, access.sub, access.iat)
+        revoked = self.server.storage.read(
+            lambda conn: revoked_in_database(conn, access.jti, access.sid, access.sub, access.iat)
+        )
         if revoked:
             return None
         claims = access.claims
