@@ -16,15 +16,12 @@ import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs
 
 import uvicorn
 
 from gateway.config import RouteConfig
-
-if TYPE_CHECKING:
-    from aiohttp import web
 
 READ_SCOPE = "demo:read"
 WRITE_SCOPE = "demo:write"
@@ -124,41 +121,6 @@ async def _respond(send: Send, status: int, content_type: bytes, body: bytes) ->
     headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def echo_app() -> web.Application:
-    """The same echo as an aiohttp application, for test fixtures that serve aiohttp apps
-    (aiohttp comes with the ``test`` extra; the gateway itself never imports it)."""
-    from aiohttp import web
-
-    async def handle(request: web.Request) -> web.StreamResponse:
-        path, _, query = request.raw_path.partition("?")
-        if request.path.endswith("/events"):
-            try:
-                count, interval = event_params(query)
-            except ValueError:
-                raise web.HTTPBadRequest(text="count and interval must be numbers") from None
-            response = web.StreamResponse(
-                headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-            )
-            await response.prepare(request)
-            for n in range(1, count + 1):
-                await response.write(event(n, request.path))
-                if n < count:
-                    await asyncio.sleep(interval)
-            await response.write_eof()
-            return response
-        body = await request.read()
-        headers = [[name, value] for name, value in request.headers.items()]
-        return web.Response(
-            body=describe(request.method, path, query, headers, len(body)),
-            content_type="application/json",
-            charset="utf-8",
-        )
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    return app
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from gateway.introspect.revocation import RevocationCache
 from gateway.introspect.validator import BearerValidator
 from gateway.keys import KeyRing, create_key
 from gateway.proxy import Proxy
-from gateway.proxy.demo import echo_app
+from gateway.proxy.demo import describe, event, event_params
 from gateway.proxy.forwarder import Forwarder
 
 ISSUER = "https://issuer.test"
@@ -97,6 +97,39 @@ def write_config(tmp_path: Path) -> Callable[[str], Config]:
         return load_config(path)
 
     return write
+
+
+def echo_app() -> web.Application:
+    """The demo's echo as an aiohttp application, for the fixtures that serve aiohttp apps."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        path, _, query = request.raw_path.partition("?")
+        if request.path.endswith("/events"):
+            try:
+                count, interval = event_params(query)
+            except ValueError:
+                raise web.HTTPBadRequest(text="count and interval must be numbers") from None
+            response = web.StreamResponse(
+                headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+            )
+            await response.prepare(request)
+            for n in range(1, count + 1):
+                await response.write(event(n, request.path))
+                if n < count:
+                    await asyncio.sleep(interval)
+            await response.write_eof()
+            return response
+        body = await request.read()
+        headers = [[name, value] for name, value in request.headers.items()]
+        return web.Response(
+            body=describe(request.method, path, query, headers, len(body)),
+            content_type="application/json",
+            charset="utf-8",
+        )
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app
 
 
 @pytest.fixture
