@@ -343,6 +343,9 @@ def _validate_route(route: RouteConfig, prefix: str) -> RouteConfig:
         raise _KeyError(prefix + "upstream", "must be an http:// or https:// URL")
     if up.query or up.fragment:
         raise _KeyError(prefix + "upstream", "must not carry a query or fragment")
+    if up.username is not None or up.password is not None:
+        # credentials in the URL would be silently dropped: say so rather than surprise
+        raise _KeyError(prefix + "upstream", "must not carry credentials (user:password@)")
     try:
         up.port  # noqa: B018 - urlsplit checks the port only when asked for it
     except ValueError:

@@ -16,7 +16,7 @@
     └── StorageUnavailable           503 temporarily_unavailable (database down)
 
 Foreign exceptions are translated once, at the boundary that sees them: JOSE errors in the
-validator, aiohttp errors in the forwarder, SQLAlchemy errors in the storage layer.
+validator, upstream client errors in the forwarder, SQLAlchemy errors in the storage layer.
 """
 
 from __future__ import annotations

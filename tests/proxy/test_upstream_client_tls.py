@@ -252,6 +252,8 @@ def test_tls_verify_false_is_logged_once_naming_the_route(
         ),
         pytest.param("https://h:1", "tls_verify = 0\n", "routes[0].tls_verify", id="not-bool"),
         pytest.param("http://h:99999", "", "routes[0].upstream", id="bad-port"),
+        pytest.param("http://u:p@h:1", "", "routes[0].upstream", id="credentials"),
+        pytest.param("https://u@h:1", "", "routes[0].upstream", id="user-only"),
     ],
 )
 def test_bad_tls_settings_name_the_key(
