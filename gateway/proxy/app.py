@@ -22,7 +22,7 @@ from gateway.errors import GatewayError, UpstreamUnavailable
 from gateway.introspect.validator import BearerValidator
 from gateway.metrics import ProxyMetrics
 from gateway.proxy.auth import authorize
-from gateway.proxy.exchange import Exchange, Receive, Send
+from gateway.proxy.exchange import Deadlines, Exchange, Receive, Send
 from gateway.proxy.forwarded import ForwardedPolicy
 from gateway.proxy.forwarder import Forwarder
 from gateway.proxy.headers import HeaderPolicy
@@ -44,11 +44,13 @@ class Proxy:
         self._idle_timeout = config.proxy.idle_timeout
         self._forwarder = forwarder or Forwarder(config.proxy.connect_timeout, config.proxy.pool)
         self.metrics = ProxyMetrics()
+        self._deadlines = Deadlines()
 
     async def startup(self) -> None:
         await self._forwarder.start()
 
     async def shutdown(self) -> None:
+        self._deadlines.close()
         await self._forwarder.close()
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -78,7 +80,7 @@ class Proxy:
             target = upstream_target(
                 raw_path, path, route.upstream_path(path), scope.get("query_string", b"")
             )
-            exchange = Exchange(receive, send, config.timeout, self._idle_timeout)
+            exchange = Exchange(receive, send, config.timeout, self._idle_timeout, self._deadlines)
             await exchange.run(
                 self._forwarder, route.upstream, scope["method"], target, headers, incoming.has_body
             )

@@ -14,18 +14,18 @@ time limits to the implementation; these follow common reverse-proxy practice):
   connection closes without the final chunk, and the client sees an incomplete response
   rather than a truncated one passed off as complete.
 
-The deadline is one timer per exchange that is moved later by assigning a time, not by
-rearming: when it fires early (the exchange made progress meanwhile) it sets itself again for
-the time now due. A chunk costs a clock read, not a timer cancelled and a new one scheduled;
-only a deadline moved earlier than the armed timer (a short idle limit after a long header
-wait) rearms it.
+Deadlines are not a timer each: an exchange records the loop time by which it must make its
+next step (a float assignment per chunk), and one ``Deadlines`` sweep per ``TICK`` for all
+in-flight exchanges of the proxy cancels those past theirs. A deadline fires up to ``TICK``
+late, which no limit of whole seconds notices; a request costs a set insertion and removal
+instead of a timer scheduled and cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, cast
 
 from gateway.errors import UpstreamTimeout, UpstreamUnavailable
 from gateway.proxy.forwarder import Forwarder, UpstreamResponse
@@ -75,25 +75,64 @@ class RequestBody:
         raise StopAsyncIteration
 
 
+#: how often the in-flight exchanges' deadlines are checked, in seconds
+TICK = 0.05
+
+
+class Deadlines:
+    """The deadlines of one proxy's in-flight exchanges, checked every ``TICK`` by one timer
+    that runs only while some exchange is in flight."""
+
+    __slots__ = ("_handle", "_live", "_loop")
+
+    def __init__(self) -> None:
+        self._live: set[Exchange] = set()
+        self._handle: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def watch(self, exchange: Exchange) -> None:
+        self._live.add(exchange)
+        if self._handle is None or self._loop is not exchange.loop:
+            self._loop = loop = exchange.loop
+            self._handle = loop.call_at(loop.time() + TICK, self._sweep)
+
+    def unwatch(self, exchange: Exchange) -> None:
+        self._live.discard(exchange)
+
+    def _sweep(self) -> None:
+        loop = cast(asyncio.AbstractEventLoop, self._loop)
+        now = loop.time()
+        for exchange in [e for e in self._live if e.deadline <= now]:
+            self._live.discard(exchange)
+            exchange.expire()
+        self._handle = loop.call_at(now + TICK, self._sweep) if self._live else None
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
 class Exchange:
     """Relay one request; ``started`` tells whether an error can still become a response."""
 
     __slots__ = (
-        "_armed_at",
+        "_deadlines",
         "_expired",
-        "_handle",
-        "_loop",
         "_send",
         "_task",
         "deadline",
         "idle",
+        "loop",
         "receive",
         "started",
         "status",
         "wait",
     )
 
-    def __init__(self, receive: Receive, send: Send, wait: float, idle: float) -> None:
+    def __init__(
+        self, receive: Receive, send: Send, wait: float, idle: float, deadlines: Deadlines
+    ) -> None:
         self.receive = receive
         self._send = send
         #: seconds allowed for the upstream's response headers once the request is sent
@@ -102,29 +141,18 @@ class Exchange:
         self.started = False
         #: the upstream's status, once relayed
         self.status = 0
-        self._loop = asyncio.get_running_loop()
+        self.loop = asyncio.get_running_loop()
+        self._deadlines = deadlines
         self._task: asyncio.Task[Any] | None = None
-        self._handle: asyncio.TimerHandle | None = None
-        self._armed_at = 0.0
         self._expired = False
         #: loop time by which the exchange must make its next step
         self.deadline = 0.0
 
     def deadline_in(self, seconds: float) -> None:
-        self.deadline = at = self._loop.time() + seconds
-        if self._handle is not None and at < self._armed_at:
-            self._handle.cancel()
-            self._arm()
+        self.deadline = self.loop.time() + seconds
 
-    def _arm(self) -> None:
-        self._armed_at = self.deadline
-        self._handle = self._loop.call_at(self.deadline, self._check_deadline)
-
-    def _check_deadline(self) -> None:
-        if self._loop.time() < self.deadline:
-            self._arm()
-            return
-        self._handle = None
+    def expire(self) -> None:
+        """The deadline passed: end the exchange (``run`` turns this into a 504 or an abort)."""
         self._expired = True
         if self._task is not None:
             self._task.cancel()
@@ -146,7 +174,7 @@ class Exchange:
         body = RequestBody(self) if has_body else None
         self.deadline_in(self.idle if has_body else self.wait)
         self._task = task = asyncio.current_task()
-        self._arm()
+        self._deadlines.watch(self)
         try:
             upstream = await forwarder.open(origin, method, target, headers, body)
             try:
@@ -165,9 +193,7 @@ class Exchange:
                 return
             raise
         finally:
-            if self._handle is not None:
-                self._handle.cancel()
-                self._handle = None
+            self._deadlines.unwatch(self)
 
     async def _relay_response(self, upstream: UpstreamResponse, watch: bool) -> None:
         send = self._send
@@ -193,7 +219,7 @@ class Exchange:
                 # the last chunk ends the response itself: one message less per exchange
                 more = not upstream.at_eof()
                 await send({"type": "http.response.body", "body": chunk, "more_body": more})
-                self.deadline_in(self.idle)
+                self.deadline = self.loop.time() + self.idle
         except UpstreamUnavailable:
             if watcher is not None and watcher.done():
                 return  # the client left; closing the upstream is what ended the stream
