@@ -67,11 +67,22 @@ class IncomingHeaders:
         self.has_body = False
 
 
-def connection_tokens(values: list[bytes]) -> frozenset[bytes]:
-    """Header names listed in ``Connection`` values (RFC 9110 §7.6.1)."""
-    return frozenset(
-        token.strip().lower() for value in values for token in value.split(b",") if token.strip()
-    )
+#: Connection values seen -> the end-to-end names they list ("keep-alive" lists none that are
+#: not hop-by-hop already); bounded, since the values come from clients and upstreams
+_NAMED: dict[bytes, frozenset[bytes]] = {}
+NAMED_CACHE_SIZE = 256
+
+
+def named_by_connection(value: bytes) -> frozenset[bytes]:
+    """The header names a (joined) ``Connection`` value lists (RFC 9110 §7.6.1), minus the
+    hop-by-hop ones (dropped anyway)."""
+    named = _NAMED.get(value)
+    if named is None:
+        if len(_NAMED) >= NAMED_CACHE_SIZE:
+            _NAMED.clear()
+        tokens = (token.strip().lower() for token in value.split(b","))
+        named = _NAMED[value] = frozenset(token for token in tokens if token) - HOP_BY_HOP
+    return named
 
 
 class HeaderPolicy:
@@ -102,7 +113,7 @@ class HeaderPolicy:
         incoming = IncomingHeaders()
         kept = incoming.kept
         actions = self._actions
-        connection: list[bytes] | None = None
+        connection: bytes | None = None
         for header in raw:
             name = header[0]
             action = actions.get(name)
@@ -119,18 +130,19 @@ class HeaderPolicy:
             elif action == _FORWARDED:
                 incoming.forwarded.setdefault(name, []).append(header[1].decode("latin-1"))
             elif action == _CONNECTION:
-                connection = [*connection, header[1]] if connection else [header[1]]
+                connection = header[1] if connection is None else connection + b"," + header[1]
             elif action == _CHUNKED:
                 incoming.has_body = True
             elif action == _EXPECT and header[1].strip().lower() == b"100-continue":
                 kept.append((b"expect", b"100-continue"))
-        if connection:
-            dropped = connection_tokens(connection)
-            incoming.kept = [h for h in kept if h[0] not in dropped]
-            if b"authorization" in dropped:
-                incoming.authorization = []
-            for name in dropped & FORWARDED:
-                incoming.forwarded.pop(name, None)
+        if connection is not None:
+            dropped = named_by_connection(connection)
+            if dropped:
+                incoming.kept = [h for h in kept if h[0] not in dropped]
+                if b"authorization" in dropped:
+                    incoming.authorization = []
+                for name in dropped & FORWARDED:
+                    incoming.forwarded.pop(name, None)
         return incoming
 
     def identity(self, token: AccessToken) -> list[Header]:
@@ -154,6 +166,16 @@ class HeaderPolicy:
 
 def response_headers(raw: list[Header]) -> list[Header]:
     """The upstream's response headers (names lower-case) minus hop-by-hop ones."""
-    connection = [value for name, value in raw if name == b"connection"]
-    dropped = HOP_BY_HOP | connection_tokens(connection) if connection else HOP_BY_HOP
-    return [header for header in raw if header[0] not in dropped]
+    kept = []
+    connection: bytes | None = None
+    for header in raw:
+        if header[0] in HOP_BY_HOP:
+            if header[0] == b"connection":
+                connection = header[1] if connection is None else connection + b"," + header[1]
+            continue
+        kept.append(header)
+    if connection is not None:
+        named = named_by_connection(connection)
+        if named:
+            return [header for header in kept if header[0] not in named]
+    return kept
