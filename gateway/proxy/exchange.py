@@ -173,7 +173,7 @@ class Exchange:
         """
         body = RequestBody(self) if has_body else None
         self.deadline_in(self.idle if has_body else self.wait)
-        self._task = task = asyncio.current_task()
+        self._task = task = asyncio.current_task(self.loop)
         self._deadlines.watch(self)
         try:
             upstream = await forwarder.open(origin, method, target, headers, body)
@@ -219,6 +219,8 @@ class Exchange:
                 # the last chunk ends the response itself: one message less per exchange
                 more = not upstream.at_eof()
                 await send({"type": "http.response.body", "body": chunk, "more_body": more})
+                if not more:
+                    return  # the body is whole: no need to ask the upstream for the end
                 self.deadline = self.loop.time() + self.idle
         except UpstreamUnavailable:
             if watcher is not None and watcher.done():
