@@ -12,6 +12,7 @@ import httpx
 import pytest
 from aiohttp import web
 
+from gateway.proxy import exchange
 from gateway.proxy.forwarder import Forwarder, UpstreamResponse
 from tests.proxy.conftest import GatewayFactory, RawHandler, read_request_head
 
@@ -206,3 +207,24 @@ async def test_client_leaving_mid_download_closes_the_upstream(
         await anext(chunks)
     async with asyncio.timeout(5):
         await upstream_gone.wait()
+
+
+async def test_one_late_upstream_times_out_alone(
+    gateway: GatewayFactory, raw_upstream: RawUpstream, echo: str
+) -> None:
+    """Deadlines are swept together: the late request gets its 504 while requests to a live
+    upstream in flight meanwhile answer, and no sweep timer outlives the last exchange."""
+    gw = await gateway(
+        f'[[routes]]\nname = "late"\npath = "/late"\npublic = true\ntimeout = 0.2\n'
+        f'upstream = "{await raw_upstream(never_answer)}"\n'
+        f'[[routes]]\nname = "live"\npath = "/live"\npublic = true\nupstream = "{echo}"\n'
+    )
+    late = asyncio.ensure_future(gw.client.get("/late"))
+    live = [await gw.client.get(f"/live/{n}") for n in range(5)]
+    assert [r.status_code for r in live] == [200] * 5
+    assert (await late).status_code == 504
+    deadlines = gw.proxy._deadlines
+    assert not deadlines._live
+    # the sweep that saw the last exchange leave stops without arming another
+    await asyncio.sleep(2 * exchange.TICK)
+    assert deadlines._handle is None
