@@ -62,6 +62,9 @@ class TokensConfig:
     refresh_token_ttl: int = 1209600
     authorization_code_ttl: int = 60
     rotate_refresh_tokens: bool = True
+    #: seconds after a rotation in which the rotated refresh token, presented again, gets the
+    #: same successor (concurrent tabs) instead of revoking the family; 0: never
+    refresh_reuse_grace: float = 0.0
     #: clock skew allowed on exp / nbf / iat when validating, in seconds
     leeway: int = 30
 
@@ -426,6 +429,7 @@ def _validate(config: Config, where: str) -> Config:
         canonical = name.lower().replace("_", "-")
         if not name or not all(c.isalnum() or c in "-_" for c in name):
             raise fail("proxy.identity_headers", f"{name!r} is not a valid header name")
+        ("tokens.refresh_reuse_grace", config.tokens.refresh_reuse_grace),
         if canonical in seen:
             raise fail("proxy.identity_headers", f"{name!r} is used twice")
         seen.add(canonical)

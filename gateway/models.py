@@ -202,8 +202,12 @@ class RefreshToken(Base):
     scope: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[float] = mapped_column(Float, default=now)
     expires_at: Mapped[float] = mapped_column(Float, index=True)
-    #: set when exchanged for a new one; presenting it again is reuse
+    #: set when exchanged for a new one; presenting it again is reuse (but see ``successor_hash``)
     rotated_at: Mapped[float | None] = mapped_column(Float)
+    #: the ``token_hash`` of the one it was exchanged for: within ``tokens.refresh_reuse_grace``
+    #: of ``rotated_at``, and while that one is unused, presenting this one again hands the same
+    #: successor out once more (``gateway.issuer.tokens.successor_token``)
+    successor_hash: Mapped[str | None] = mapped_column(String(64))
 
     grant: Mapped[Grant] = relationship(lazy="joined")
 

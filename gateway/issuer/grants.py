@@ -24,7 +24,8 @@ from gateway.issuer.server import (
     ClientScopes,
     TooManyAttempts,
 )
-from gateway.issuer.tokens import Principal
+from gateway.issuer.tokens import Principal, successor_token
+from gateway.keys import session_secret
 from gateway.models import AuthorizationCode, RefreshToken, sha256
 
 
@@ -124,12 +125,14 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         token = self.server.storage.read(lambda conn: load_refresh_token(conn, token_hash))
         if token is None:
             return None
-        if token.rotated_at is not None:
-            # RFC 9700 §4.14.2: a rotated refresh token presented again means it leaked
+        now = time.time()
+        grace = self.server.config.tokens.refresh_reuse_grace
+        if token.rotated_at is not None and now - token.rotated_at > grace:
+            # RFC 9700 §4.14.2: a rotated refresh token presented again means it leaked.
+            # (Within the grace, ``persist_token`` decides: the same successor, or reuse.)
             revoker = self.server.revoker
             revoker.revoke(lambda s: revoker.grants(s, [token.grant_id]))
             return None
-        now = time.time()
         if token.expires_at <= now or token.grant.revoked_at is not None:
             return None
         return token
@@ -137,6 +140,16 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     def authenticate_user(self, refresh_token: RefreshToken) -> Principal:
         grant = refresh_token.grant
         return Principal(grant.user, grant.id, grant.auth_time, existing=grant)
+
+    def issue_token(self, user: Principal, refresh_token: RefreshToken) -> dict[str, Any]:
+        """With a reuse grace, the new refresh token is derived from the presented one, so a
+        second presentation within the grace computes the same (``successor_token``)."""
+        token: dict[str, Any] = super().issue_token(user, refresh_token)
+        if "refresh_token" in token and self.server.config.tokens.refresh_reuse_grace:
+            # read at each use: every replica derives with the secret on disk now
+            secret = session_secret(self.server.config.keys_dir)
+            token["refresh_token"] = successor_token(secret, self.request.form["refresh_token"])
+        return token
 
     def revoke_old_credential(self, refresh_token: RefreshToken) -> None:
         """Done by ``persist_token`` in the transaction that stores the new one."""

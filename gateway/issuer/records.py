@@ -56,7 +56,25 @@ CONSUME_CODE = (
 ROTATE_REFRESH_TOKEN = (
     sa.update(refresh_tokens)
     .where(refresh_tokens.c.id == sa.bindparam("row_id"), refresh_tokens.c.rotated_at.is_(None))
-    .values(rotated_at=sa.bindparam("now"))
+    .values(rotated_at=sa.bindparam("now"), successor_hash=sa.bindparam("successor"))
+)
+_rotated = refresh_tokens.alias("rotated")
+#: the loser of a rotation, or a later presentation of the rotated token: it may have the
+#: successor again only if that is the one rotated from it within the grace and is still
+#: unused. One statement, and a write: the successor's row stays locked (PostgreSQL) or the
+#: database (SQLite) until commit, so its own rotation cannot slip in between.
+REPRESENT_ROTATED = (
+    sa.update(refresh_tokens)
+    .where(
+        refresh_tokens.c.token_hash == sa.bindparam("successor"),
+        refresh_tokens.c.rotated_at.is_(None),
+        sa.exists().where(
+            _rotated.c.id == sa.bindparam("row_id"),
+            _rotated.c.successor_hash == sa.bindparam("successor"),
+            _rotated.c.rotated_at >= sa.bindparam("rotated_since"),
+        ),
+    )
+    .values(rotated_at=refresh_tokens.c.rotated_at)  # changes nothing; takes the lock
 )
 REFRESH_TOKEN_EXISTS = sa.select(refresh_tokens.c.id).where(
     refresh_tokens.c.id == sa.bindparam("row_id")

@@ -4,13 +4,18 @@ Every grant hands Authlib a ``Principal`` as its "user": who the token is for, a
 (refresh-token family, the ``sid`` claim) it belongs to. ``persist_token`` then stores the grant
 and refresh token in the same transaction that consumes the code or the old refresh token, with
 a conditional update: of two concurrent redemptions exactly one wins, and the other is treated
-as the replay it is (RFC 9700 §4.14.2), which revokes the whole grant. A client_credentials
+as the replay it is (RFC 9700 §4.14.2), which revokes the whole grant; unless
+``tokens.refresh_reuse_grace`` is on and the loser is handed the winner's successor (see
+``successor_token``). A client_credentials
 token is stored nowhere: nothing is redeemed with it, and every way to revoke it names what it
 carries (its ``jti`` and ``exp``, its client's grant, its subject).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -101,6 +106,28 @@ class TokenGenerator:
         return token
 
 
+#: what the successor key is for, so that it can never be mistaken for another use of the secret
+_SUCCESSOR_CONTEXT = b"gateway refresh-token successor v1"
+
+
+def successor_token(secret: bytes, presented: str) -> str:
+    """The refresh token that replaces ``presented``: HMAC-SHA256 of it, URL-safe, as long as a
+    ``random_token``.
+
+    Derived rather than random, so that a second presentation of the same token within
+    ``tokens.refresh_reuse_grace`` (two tabs refreshing at once) recomputes the very token the
+    first was given, while only its hash is stored. The key comes from ``secret``, the
+    ``keys/session.key`` every replica already shares (``gateway.keys.session_secret``):
+    256 random bits, made by ``gateway init``, never sent anywhere; a key of its own is derived
+    from it (HMAC with ``_SUCCESSOR_CONTEXT``), so no successor is ever a valid cookie MAC and no
+    cookie MAC a successor. Without the secret nothing is derivable: a successor is as
+    unguessable as a random token. A replaced secret only breaks the successors of tokens
+    rotated just before, and fails closed: their second presentation counts as reuse."""
+    key = hmac.new(secret, _SUCCESSOR_CONTEXT, hashlib.sha256).digest()
+    digest = hmac.new(key, presented.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
 class _Replay(Exception):
     def __init__(self, grant_id: str | None) -> None:
         super().__init__(grant_id)
@@ -129,10 +156,10 @@ def persist_token(server: Server, token: dict[str, Any], request: Request) -> No
     )
     try:
         with server.storage.writing() as conn:
-            _consume_credential(server, conn, request, now)
+            fresh = _consume_credential(server, conn, request, refresh, now)
             if principal.existing is None:
                 conn.execute(records.INSERT_GRANT, {c.key: getattr(grant, c.key) for c in grants.c})
-            if refresh:
+            if refresh and fresh:
                 conn.execute(
                     records.INSERT_REFRESH_TOKEN,
                     {
@@ -153,7 +180,11 @@ def persist_token(server: Server, token: dict[str, Any], request: Request) -> No
         raise InvalidGrantError("The grant has already been used; it is now revoked.") from None
 
 
-def _consume_credential(server: Server, conn: Connection, request: Request, now: float) -> None:
+def _consume_credential(
+    server: Server, conn: Connection, request: Request, refresh: str | None, now: float
+) -> bool:
+    """Consume the code or old refresh token; False when ``refresh`` is already stored (the
+    successor handed out again within the grace), else True."""
     grant_type = request.payload.grant_type
     if grant_type == "authorization_code":
         code: AuthorizationCode = request.authorization_code
@@ -162,8 +193,19 @@ def _consume_credential(server: Server, conn: Connection, request: Request, now:
     elif grant_type == "refresh_token":
         old: RefreshToken = request.refresh_token
         if server.config.tokens.rotate_refresh_tokens:
-            rotated = conn.execute(records.ROTATE_REFRESH_TOKEN, {"row_id": old.id, "now": now})
-            if rotated.rowcount != 1:
+            successor = {"row_id": old.id, "successor": refresh and sha256(refresh)}
+            if conn.execute(records.ROTATE_REFRESH_TOKEN, {**successor, "now": now}).rowcount:
+                return True
+            # Rotated already, by a concurrent request or an earlier one. Within the grace the
+            # successor (derived from the presented token, so the same string) goes out again,
+            # as long as it is the one stored and is unused; otherwise this is reuse.
+            grace = server.config.tokens.refresh_reuse_grace
+            if not grace or not refresh:
                 raise _Replay(old.grant_id)
-        elif conn.execute(records.REFRESH_TOKEN_EXISTS, {"row_id": old.id}).first() is None:
+            again = {**successor, "rotated_since": now - grace}
+            if conn.execute(records.REPRESENT_ROTATED, again).rowcount:
+                return False
+            raise _Replay(old.grant_id)
+        if conn.execute(records.REFRESH_TOKEN_EXISTS, {"row_id": old.id}).first() is None:
             raise InvalidGrantError("The refresh token is no longer valid.")  # revoked meanwhile
+    return True

@@ -114,6 +114,18 @@ max_failures = 3
             id="negative-throttle",
         ),
         pytest.param("[tokens]\nleeway = -1", "tokens.leeway", "must not be negative", id="leeway"),
+        pytest.param(
+            "[tokens]\nrefresh_reuse_grace = -0.5",
+            "tokens.refresh_reuse_grace",
+            "must not be negative",
+            id="negative-grace",
+        ),
+        pytest.param(
+            "[tokens]\nrefresh_reuse_grace = '5s'",
+            "tokens.refresh_reuse_grace",
+            "must be a number",
+            id="grace-not-a-number",
+        ),
         pytest.param("issuer = 'ftp://x'", "issuer", "http(s) URL", id="issuer-scheme"),
         pytest.param("issuer = 'https://x/?a=b'", "issuer", "http(s) URL", id="issuer-query"),
         pytest.param("[server]\nport = 70000", "server.port", "between 1 and 65535", id="port"),
