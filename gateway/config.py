@@ -412,6 +412,7 @@ def _validate(config: Config, where: str) -> Config:
     for key, value in (
         ("keys.activation_delay", config.keys.activation_delay),
         ("tokens.leeway", config.tokens.leeway),
+        ("tokens.refresh_reuse_grace", config.tokens.refresh_reuse_grace),
     ):
         if value < 0:
             raise fail(key, "must not be negative")
@@ -429,7 +430,6 @@ def _validate(config: Config, where: str) -> Config:
         canonical = name.lower().replace("_", "-")
         if not name or not all(c.isalnum() or c in "-_" for c in name):
             raise fail("proxy.identity_headers", f"{name!r} is not a valid header name")
-        ("tokens.refresh_reuse_grace", config.tokens.refresh_reuse_grace),
         if canonical in seen:
             raise fail("proxy.identity_headers", f"{name!r} is used twice")
         seen.add(canonical)
