@@ -116,6 +116,13 @@ class Server(AuthorizationServer):
         self.throttle = Throttle(config.throttle.max_failures, config.throttle.window)
 
     def authenticate_client(self, request: Any, methods: list[str], endpoint: str = "token") -> Any:
+        authorization = request.headers.get("Authorization")
+        if authorization and len(authorization.split(None, 1)) == 1 and " " in authorization:
+            # "Basic " (a scheme, then only spaces): Authlib unpacks it into scheme and
+            # credentials and fails with a ValueError
+            raise InvalidClientError(
+                status_code=401, description="The Authorization header has no credentials."
+            )
         try:
             return super().authenticate_client(request, methods, endpoint)
         except UnicodeDecodeError:  # Authlib decodes HTTP Basic credentials as strict UTF-8

@@ -62,7 +62,8 @@ class SessionCodec:
         return f"{data}.{self._tag(data)}"
 
     def loads(self, cookie: str | None) -> LoginSession | None:
-        if not cookie or len(cookie) > 1024 or cookie.count(".") != 1:
+        # compare_digest refuses str with non-ASCII characters (TypeError): no tag has them
+        if not cookie or len(cookie) > 1024 or cookie.count(".") != 1 or not cookie.isascii():
             return None
         data, tag = cookie.split(".")
         if not hmac.compare_digest(tag, self._tag(data)):
@@ -92,4 +93,6 @@ class SessionCodec:
         return _b64(hmac.new(self._csrf_key, session.nonce.encode(), hashlib.sha256).digest())
 
     def check_csrf(self, session: LoginSession, token: str | None) -> bool:
-        return bool(token) and hmac.compare_digest(self.csrf_token(session), token or "")
+        if not token or not token.isascii():  # compare_digest refuses non-ASCII str
+            return False
+        return hmac.compare_digest(self.csrf_token(session), token)
