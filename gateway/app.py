@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from email.utils import formatdate
 from typing import Any
 
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -103,6 +104,11 @@ class Gateway:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._upkeep, self.revocations.try_sync, self.storage)
+        self.server.passwords.start()
+        # an admitted verification holds a threadpool thread while it waits (gateway/passwords.py):
+        # grow the threadpool by as many, so password work never takes one from anything else
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        limiter.total_tokens += self.server.passwords.capacity
         jobs = [
             self._every(
                 self.config.revocation.sync_interval,
@@ -132,6 +138,7 @@ class Gateway:
         await self.proxy.shutdown()
         # a job may still be running on its thread: let it finish before the pool closes
         await asyncio.get_running_loop().run_in_executor(None, self._upkeep.shutdown)
+        await asyncio.get_running_loop().run_in_executor(None, self.server.passwords.shutdown)
         self.storage.dispose()
 
     # --- health ------------------------------------------------------------------------------

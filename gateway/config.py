@@ -98,6 +98,21 @@ class ThrottleConfig:
 
 
 @dataclass(frozen=True)
+class PasswordsConfig:
+    """Argon2id verifications (login form, password grant) run on a pool of their own."""
+
+    #: verifications running at once, each on a thread of its own (default: the CPU count)
+    max_concurrent: int = field(default_factory=lambda: os.cpu_count() or 1)
+    #: verifications admitted to wait for a thread; past it, 503 temporarily_unavailable
+    #: (default: 4 x max_concurrent)
+    max_queued: int | None = None
+
+    @property
+    def queue_bound(self) -> int:
+        return 4 * self.max_concurrent if self.max_queued is None else self.max_queued
+
+
+@dataclass(frozen=True)
 class IdentityHeaders:
     user: str = "X-Forwarded-User"
     email: str = "X-Forwarded-Email"
@@ -170,6 +185,7 @@ class Config:
     housekeeping: HousekeepingConfig = field(default_factory=HousekeepingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
+    passwords: PasswordsConfig = field(default_factory=PasswordsConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     routes: tuple[RouteConfig, ...] = ()
     #: folder that relative paths resolve against (the config file's folder)
@@ -401,6 +417,7 @@ def _validate(config: Config, where: str) -> Config:
         ("housekeeping.interval", config.housekeeping.interval),
         ("throttle.max_failures", config.throttle.max_failures),
         ("throttle.window", config.throttle.window),
+        ("passwords.max_concurrent", config.passwords.max_concurrent),
         ("proxy.max_connections_per_origin", config.proxy.max_connections_per_origin),
         ("proxy.pool_idle_timeout", config.proxy.pool_idle_timeout),
         ("proxy.pool_max_age", config.proxy.pool_max_age),
@@ -413,6 +430,7 @@ def _validate(config: Config, where: str) -> Config:
         ("keys.activation_delay", config.keys.activation_delay),
         ("tokens.leeway", config.tokens.leeway),
         ("tokens.refresh_reuse_grace", config.tokens.refresh_reuse_grace),
+        ("passwords.max_queued", config.passwords.queue_bound),
     ):
         if value < 0:
             raise fail(key, "must not be negative")

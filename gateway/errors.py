@@ -13,7 +13,8 @@
     ├── BadRequestPath               400 (path tricks)
     ├── UpstreamUnavailable          502 bad_gateway
     ├── UpstreamTimeout              504 gateway_timeout
-    └── StorageUnavailable           503 temporarily_unavailable (database down)
+    ├── StorageUnavailable           503 temporarily_unavailable (database down)
+    └── PasswordsBusy                503 temporarily_unavailable (password work queue full)
 
 Foreign exceptions are translated once, at the boundary that sees them: JOSE errors in the
 validator, upstream client errors in the forwarder, SQLAlchemy errors in the storage layer.
@@ -150,6 +151,19 @@ class StorageUnavailable(GatewayError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": "5"}
+
+
+class PasswordsBusy(GatewayError):
+    """More password verifications waiting than ``[passwords] max_queued``: refused at once,
+    not queued without end. RFC 6749 defines ``temporarily_unavailable`` for the authorization
+    endpoint (§4.1.2.1); the token endpoint answers it too, as JSON with ``Retry-After``."""
+
+    error = "temporarily_unavailable"
+    status_code = 503
+    description = "the server is busy checking passwords; retry shortly"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
 
 
 def _quote(value: str) -> str:

@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import RedirectResponse, Response
 
+from gateway.errors import PasswordsBusy
 from gateway.issuer.endpoints import oauth_request
 from gateway.issuer.server import Request, Server, TooManyAttempts
 from gateway.issuer.session import COOKIE, LoginSession, SessionCodec
@@ -183,6 +184,17 @@ class AuthorizePages:
         except TooManyAttempts:
             message = "Too many failed attempts. Wait a few minutes and try again."
             return await self._show(http, session, grant, error=message, email=email[:320])
+        except PasswordsBusy as busy:
+            response = self.render(
+                "error.html",
+                session,
+                status=busy.status_code,
+                error=busy.error,
+                description=busy.description,
+                busy=True,
+            )
+            response.headers.update(busy.headers())
+            return response
         if user is None:
             message = "The email or password is not correct."
             return await self._show(http, session, grant, error=message, email=email[:320])

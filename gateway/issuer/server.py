@@ -26,7 +26,7 @@ from gateway.issuer.records import load_client
 from gateway.issuer.tokens import persist_token
 from gateway.keys import KeyRing
 from gateway.models import Client, User
-from gateway.passwords import verify_password
+from gateway.passwords import PasswordPool
 from gateway.storage import Storage
 from gateway.throttle import Throttle
 
@@ -114,6 +114,7 @@ class Server(AuthorizationServer):
         self.validator = validator
         self.revoker = revoker
         self.throttle = Throttle(config.throttle.max_failures, config.throttle.window)
+        self.passwords = PasswordPool(config.passwords.max_concurrent, config.passwords.queue_bound)
 
     def authenticate_client(self, request: Any, methods: list[str], endpoint: str = "token") -> Any:
         authorization = request.headers.get("Authorization")
@@ -139,7 +140,8 @@ class Server(AuthorizationServer):
 
     def check_password(self, email: str, password: str, client_addr: str) -> User | None:
         """The user when the password matches, else None, in about the same time either way
-        (RFC 6749 §10.10); raises ``TooManyAttempts`` once the throttle is exceeded."""
+        (RFC 6749 §10.10); raises ``TooManyAttempts`` once the throttle is exceeded, and
+        ``PasswordsBusy`` (counted as no attempt) when the password pool's queue is full."""
         user_key, addr_key = "user:" + normalize_email(email), "addr:" + client_addr
         if self.throttle.blocked(user_key, addr_key):
             raise TooManyAttempts()
@@ -147,7 +149,10 @@ class Server(AuthorizationServer):
         if len(email) <= MAX_CREDENTIAL_LENGTH and len(password) <= MAX_CREDENTIAL_LENGTH:
             with self.storage.session() as session:
                 user = find_user(session, email)
-        if not verify_password(user.password_hash if user else None, password) or user is None:
+        if (
+            not self.passwords.verify(user.password_hash if user else None, password)
+            or user is None
+        ):
             self.throttle.fail(user_key, addr_key)
             return None
         self.throttle.succeed(user_key)
