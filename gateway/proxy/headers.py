@@ -25,6 +25,8 @@ Response: hop-by-hop headers and those the upstream's ``Connection`` names are d
 
 from __future__ import annotations
 
+import functools
+
 from gateway.config import IdentityHeaders
 from gateway.errors import InvalidToken
 from gateway.introspect.validator import AccessToken
@@ -67,22 +69,13 @@ class IncomingHeaders:
         self.has_body = False
 
 
-#: Connection values seen -> the end-to-end names they list ("keep-alive" lists none that are
-#: not hop-by-hop already); bounded, since the values come from clients and upstreams
-_NAMED: dict[bytes, frozenset[bytes]] = {}
-NAMED_CACHE_SIZE = 256
-
-
+@functools.lru_cache(maxsize=256)  # the values come from clients and upstreams: bounded
 def named_by_connection(value: bytes) -> frozenset[bytes]:
     """The header names a (joined) ``Connection`` value lists (RFC 9110 §7.6.1), minus the
-    hop-by-hop ones (dropped anyway)."""
-    named = _NAMED.get(value)
-    if named is None:
-        if len(_NAMED) >= NAMED_CACHE_SIZE:
-            _NAMED.clear()
-        tokens = (token.strip().lower() for token in value.split(b","))
-        named = _NAMED[value] = frozenset(token for token in tokens if token) - HOP_BY_HOP
-    return named
+    hop-by-hop ones (dropped anyway); resolved once per distinct value ("keep-alive" lists
+    none that are not hop-by-hop already)."""
+    tokens = (token.strip().lower() for token in value.split(b","))
+    return frozenset(token for token in tokens if token) - HOP_BY_HOP
 
 
 class HeaderPolicy:

@@ -33,8 +33,6 @@ class Route:
 
     config: RouteConfig
     name: str
-    #: ``scheme://host:port`` of the upstream
-    origin: str
     #: where the upstream client connects: host, port, Host field, TLS settings
     upstream: Origin
     #: the upstream URL's path without a trailing slash ("" for none)
@@ -43,15 +41,14 @@ class Route:
     scope_sets: tuple[frozenset[str], ...]
 
     @classmethod
-    def from_config(cls, config: RouteConfig, upstream: Origin | None = None) -> Route:
-        """The route for ``config``; ``upstream`` when its ``Origin`` is already built."""
-        url = urlsplit(config.upstream)
+    def from_config(cls, config: RouteConfig, upstream: Origin) -> Route:
+        """The route for ``config``, connecting to ``upstream`` (shared by routes to one
+        origin with the same TLS settings)."""
         return cls(
             config=config,
             name=config.name,
-            origin=f"{url.scheme}://{url.netloc}",
-            upstream=upstream or _origin(config),
-            base_path=url.path.rstrip("/"),
+            upstream=upstream,
+            base_path=urlsplit(config.upstream).path.rstrip("/"),
             scope_sets=tuple(frozenset(s) for s in config.scopes),
         )
 

@@ -218,7 +218,7 @@ def test_tls_ca_resolves_against_the_config_folder(
     assert config.routes[0].tls_ca == str(ca_file)
     [route] = [RouteTable.from_config(config.routes).match(None, "/secure", "GET")]
     assert route.upstream.ssl is not None and route.upstream.server_hostname == "localhost"
-    assert route.origin == "https://localhost:8443"  # the string form stays as it was
+    assert (route.upstream.scheme, route.upstream.port) == ("https", 8443)
 
 
 def test_routes_to_one_upstream_share_one_origin(write_config: WriteConfig) -> None:
