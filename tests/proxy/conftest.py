@@ -28,6 +28,7 @@ from gateway.keys import KeyRing, create_key
 from gateway.proxy import Proxy
 from gateway.proxy.demo import describe, event, event_params
 from gateway.proxy.forwarder import Forwarder
+from tests.proxy.upstreams import Upstreams
 
 ISSUER = "https://issuer.test"
 AUDIENCE = "https://gateway.test"
@@ -272,3 +273,10 @@ async def raw_upstream() -> AsyncIterator[Callable[[RawHandler], Awaitable[str]]
 
 async def read_request_head(reader: asyncio.StreamReader) -> bytes:
     return await reader.readuntil(b"\r\n\r\n")
+
+
+@pytest.fixture
+async def upstreams() -> AsyncIterator[Upstreams]:
+    """Raw-socket upstreams and forwarders for the upstream client's tests, closed after."""
+    async with Upstreams() as started:
+        yield started

@@ -12,7 +12,7 @@ import pytest
 from gateway.config import PoolConfig
 from gateway.errors import UpstreamUnavailable
 from gateway.proxy.http1.connection import EXPECT_TIMEOUT
-from tests.proxy.test_upstream_client import (
+from tests.proxy.upstreams import (
     OK_2,
     PROMPT,
     Upstreams,
@@ -29,12 +29,6 @@ OFFERED = 128 * MiB
 #: is that nothing happens, which no event can signal
 STALL = 0.3
 EXPECT = [(b"expect", b"100-continue"), (b"content-length", b"4")]
-
-
-@pytest.fixture
-async def upstreams() -> AsyncIterator[Upstreams]:
-    async with Upstreams() as started:
-        yield started
 
 
 class Body:

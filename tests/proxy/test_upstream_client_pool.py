@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -14,7 +13,7 @@ from gateway.config import PoolConfig
 from gateway.errors import UpstreamTimeout, UpstreamUnavailable
 from gateway.proxy.forwarder import Forwarder, Origin
 from gateway.proxy.http1.connection import Connection
-from tests.proxy.test_upstream_client import (
+from tests.proxy.upstreams import (
     OK_2,
     PROMPT,
     Upstreams,
@@ -23,12 +22,6 @@ from tests.proxy.test_upstream_client import (
     read_request,
     replies,
 )
-
-
-@pytest.fixture
-async def upstreams() -> AsyncIterator[Upstreams]:
-    async with Upstreams() as started:
-        yield started
 
 
 def idle_connections(forwarder: Forwarder, origin: Origin) -> list[Connection]:

@@ -4,14 +4,15 @@ client sees of a misbehaving upstream, 100-continue end to end, a stale keep-ali
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.proxy.conftest import GatewayFactory
-from tests.proxy.test_upstream_client import (
+from tests.proxy.test_upstream_client_pool import ClosesOnReuse
+from tests.proxy.test_upstream_client_tls import make_pki
+from tests.proxy.upstreams import (
     OK_2,
     PROMPT,
     Handler,
@@ -20,14 +21,6 @@ from tests.proxy.test_upstream_client import (
     read_request,
     replies,
 )
-from tests.proxy.test_upstream_client_pool import ClosesOnReuse
-from tests.proxy.test_upstream_client_tls import make_pki
-
-
-@pytest.fixture
-async def upstreams() -> AsyncIterator[Upstreams]:
-    async with Upstreams() as started:
-        yield started
 
 
 def route(upstream: str, extra: str = "") -> str:

@@ -22,15 +22,9 @@ from gateway.config import Config, PoolConfig
 from gateway.errors import ConfigError, UpstreamUnavailable
 from gateway.proxy.forwarder import Origin
 from gateway.proxy.routes import RouteTable
-from tests.proxy.test_upstream_client import OK_2, Upstreams, fetch, read_request
+from tests.proxy.upstreams import OK_2, Upstreams, fetch, read_request
 
 WriteConfig = Callable[[str], Config]
-
-
-@pytest.fixture
-async def upstreams() -> AsyncIterator[Upstreams]:
-    async with Upstreams() as started:
-        yield started
 
 
 def _name(common_name: str) -> x509.Name:
