@@ -37,6 +37,11 @@ class GatewayError(Exception):
             self.description = description
         super().__init__(self.description or self.error)
 
+    @property
+    def reason(self) -> str:
+        """Why, as a short fixed word for access logs and metric labels (never free text)."""
+        return self.error
+
     def headers(self) -> dict[str, str]:
         return {}
 
@@ -81,13 +86,24 @@ class MissingToken(BearerError):
     error = "unauthorized"
     description = "an access token is required"
 
+    @property
+    def reason(self) -> str:
+        return "missing_token"
+
     def challenge(self) -> str:
         return f'Bearer realm="{REALM}"'
 
 
 class InvalidToken(BearerError):
+    """Raised only with one of a few fixed descriptions ("token expired", "bad signature"):
+    the reason is the description as one word, a label of bounded cardinality."""
+
     error = "invalid_token"
     description = "invalid token"
+
+    @property
+    def reason(self) -> str:
+        return self.description.replace(" ", "_").lower()
 
 
 class InsufficientScope(BearerError):
