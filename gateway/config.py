@@ -91,10 +91,23 @@ class HousekeepingConfig:
 
 @dataclass(frozen=True)
 class ThrottleConfig:
-    """Failed password logins allowed per user and per client address within ``window``."""
+    """Failed password logins, counted in the database over a sliding ``window`` (seconds);
+    the policy is gateway/throttle.py's and the README's.
+
+    ``max_failures``: per (user, client address); ``max_address_failures``: per client address
+    over all users (default four times ``max_failures``); past ``max_failures`` for one user
+    over all addresses, a growing delay between attempts, at most ``max_user_delay`` seconds."""
 
     max_failures: int = 5
     window: int = 300
+    max_address_failures: int | None = None
+    max_user_delay: float = 5.0
+
+    @property
+    def address_budget(self) -> int:
+        if self.max_address_failures is None:
+            return 4 * self.max_failures
+        return self.max_address_failures
 
 
 @dataclass(frozen=True)
@@ -417,6 +430,7 @@ def _validate(config: Config, where: str) -> Config:
         ("housekeeping.interval", config.housekeeping.interval),
         ("throttle.max_failures", config.throttle.max_failures),
         ("throttle.window", config.throttle.window),
+        ("throttle.max_address_failures", config.throttle.address_budget),
         ("passwords.max_concurrent", config.passwords.max_concurrent),
         ("proxy.max_connections_per_origin", config.proxy.max_connections_per_origin),
         ("proxy.pool_idle_timeout", config.proxy.pool_idle_timeout),
@@ -430,6 +444,7 @@ def _validate(config: Config, where: str) -> Config:
         ("keys.activation_delay", config.keys.activation_delay),
         ("tokens.leeway", config.tokens.leeway),
         ("tokens.refresh_reuse_grace", config.tokens.refresh_reuse_grace),
+        ("throttle.max_user_delay", config.throttle.max_user_delay),
         ("passwords.max_queued", config.passwords.queue_bound),
     ):
         if value < 0:

@@ -235,3 +235,22 @@ class Revocation(Base):
     value: Mapped[str] = mapped_column(String(128))
     not_before: Mapped[float] = mapped_column(Float)
     expires_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class LoginFailure(Base):
+    """One password check that failed: the login throttle's evidence (gateway/throttle.py),
+    shared by every replica and worker. ``user_key`` is a keyed hash of the normalised user
+    name, never the name: people type passwords into the email field. ``address`` is the
+    client's (IPv6 by its /64). Pruned by housekeeping once past the throttle's window."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (
+        Index("ix_login_failures_address_at", "address", "at"),
+        Index("ix_login_failures_user_key_at", "user_key", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_key: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(String(64))
+    at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)

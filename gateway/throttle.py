@@ -1,45 +1,159 @@
-"""Failed-login throttling per key (a user name, a client address) over a sliding window.
+"""Login throttling that holds across replicas and cannot be used to lock a user out.
 
-In memory, per process: with N replicas an attacker gets at most N times the budget, which
-still bounds online guessing; a shared store would buy little for its cost here.
+Every password check that fails is one ``login_failures`` row (the user's keyed hash, the
+client's address, the time), so all replicas and workers count together. A check that
+succeeds writes nothing, unless that user had failed from that address (its rows go: the
+user typed it right in the end). Before a password is checked, one read decides, over the
+last ``window`` seconds:
+
+1. **the address**: ``max_address_failures`` failures from it, for any users, refuse it for
+   the rest of the window (until the oldest of those leaves it);
+2. **the user from that address**: ``max_failures`` failures refuse that pair likewise;
+3. **the user from anywhere**: past ``max_failures`` failures over all addresses, an attempt
+   from an address that has failed recently must wait ``2 ** (n - max_failures)`` seconds,
+   at most ``max_user_delay``, after the user's last failure. Never a lock: an attempt that
+   is refused writes nothing and so never extends a wait, and an address with no recent
+   failures is never delayed. A guesser spread over many addresses gets one quick guess per
+   fresh address, then one per delay for the user across all of them; the real user, from
+   an address of their own, signs in at once.
+
+An address is the peer's, or the right-most untrusted ``X-Forwarded-For`` entry from a peer in
+``[proxy] trusted_proxies`` (``ForwardedPolicy.client_address``); IPv6 addresses count by /64,
+which one host can usually fill. Unknown users are counted exactly like known ones, so the
+answers never tell them apart. Concurrent attempts all read before any writes: the budget can
+be exceeded by the attempts in flight at once (bounded by ``[passwords] max_concurrent`` and
+``max_queued`` per process), never more.
 """
 
 from __future__ import annotations
 
-import threading
+import hashlib
+import hmac
+import ipaddress
+import math
 import time
-from collections import deque
+from dataclasses import dataclass
+from typing import cast
+
+import sqlalchemy as sa
+
+from gateway.config import ThrottleConfig
+from gateway.models import LoginFailure
+from gateway.storage import Storage
+
+failures = cast(sa.Table, LoginFailure.__table__)
+
+_USER_CONTEXT = b"gateway login-throttle user v1"
+#: what counts as one address: IPv6 networks of this prefix
+IPV6_PREFIX = 64
 
 
-class Throttle:
-    def __init__(self, max_failures: int, window: float) -> None:
-        self.max_failures = max_failures
-        self.window = window
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()  # the issuer's sync core runs in a threadpool
+class TooManyAttempts(Exception):
+    """Refused by the throttle without checking the password; retry in ``retry_after`` s."""
 
-    def _recent(self, key: str, now: float) -> deque[float]:
-        times = self._failures.get(key)
-        if times is None:
-            return deque()
-        while times and times[0] <= now - self.window:
-            times.popleft()
-        if not times:
-            del self._failures[key]
-        return times
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(retry_after)
+        #: whole seconds, at least 1 (RFC 9110 §10.2.3 delay-seconds)
+        self.retry_after = max(1, math.ceil(retry_after))
 
-    def blocked(self, *keys: str) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            return any(len(self._recent(k, now)) >= self.max_failures for k in keys)
 
-    def fail(self, *keys: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for key in keys:
-                self._recent(key, now)
-                self._failures.setdefault(key, deque()).append(now)
+@dataclass(frozen=True)
+class Attempt:
+    """Who is trying, as the throttle counts them; ``pair_failures``: recent failures of this
+    user from this address, read when the attempt was admitted."""
 
-    def succeed(self, key: str) -> None:
-        with self._lock:
-            self._failures.pop(key, None)
+    user_key: str
+    address: str
+    pair_failures: int
+
+
+def address_key(address: str) -> str:
+    """The throttle's unit for a client address: an IPv4 address, an IPv6 /64 network (an
+    IPv4-mapped IPv6 address is the IPv4 one); anything else (a test client's name) as is."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:64]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        network = ipaddress.IPv6Network((ip, IPV6_PREFIX), strict=False)
+        return str(network)
+    return str(ip)
+
+
+def _nth_latest(where: sa.ColumnElement[bool], n: int) -> sa.ScalarSelect[float]:
+    """The time of the n-th most recent failure matching ``where`` (NULL if fewer)."""
+    return (
+        sa.select(failures.c.at)
+        .where(where)
+        .order_by(failures.c.at.desc())
+        .limit(1)
+        .offset(n - 1)
+        .scalar_subquery()
+    )
+
+
+class LoginThrottle:
+    def __init__(self, storage: Storage, config: ThrottleConfig, secret: bytes) -> None:
+        self.storage = storage
+        self.config = config
+        # a key of its own from the deployment's session secret: a user_key is no cookie MAC
+        self._key = hmac.new(secret, _USER_CONTEXT, hashlib.sha256).digest()
+        since = sa.bindparam("since", type_=sa.Float)
+        address = (failures.c.address == sa.bindparam("address")) & (failures.c.at > since)
+        user = (failures.c.user_key == sa.bindparam("user_key")) & (failures.c.at > since)
+        pair = user & (failures.c.address == sa.bindparam("address"))
+        count = sa.func.count(failures.c.id)
+        self._standing = sa.select(
+            sa.select(count).where(address).scalar_subquery().label("address_n"),
+            _nth_latest(address, config.address_budget).label("address_nth"),
+            sa.select(count).where(pair).scalar_subquery().label("pair_n"),
+            _nth_latest(pair, config.max_failures).label("pair_nth"),
+            sa.select(count).where(user).scalar_subquery().label("user_n"),
+            sa.select(sa.func.max(failures.c.at)).where(user).scalar_subquery().label("user_last"),
+        )
+
+    def user_key(self, normalized_email: str) -> str:
+        return hmac.new(self._key, normalized_email.encode(), hashlib.sha256).hexdigest()
+
+    def admit(self, normalized_email: str, address: str, now: float | None = None) -> Attempt:
+        """The attempt, if the password may be checked now; else ``TooManyAttempts``."""
+        now = time.time() if now is None else now
+        attempt = Attempt(self.user_key(normalized_email), address_key(address), 0)
+        window = self.config.window
+        params = {"since": now - window, "address": attempt.address, "user_key": attempt.user_key}
+        row = self.storage.read(lambda conn: conn.execute(self._standing, params).one())
+        if row.address_nth is not None:
+            raise TooManyAttempts(row.address_nth + window - now)
+        if row.pair_nth is not None:
+            raise TooManyAttempts(row.pair_nth + window - now)
+        excess = row.user_n - self.config.max_failures
+        if excess >= 0 and row.address_n > 0:
+            delay = min(self.config.max_user_delay, 2.0**excess)
+            wait = row.user_last + delay - now
+            if wait > 0:
+                raise TooManyAttempts(wait)
+        return Attempt(attempt.user_key, attempt.address, row.pair_n)
+
+    def failed(self, attempt: Attempt, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        row = {
+            "user_key": attempt.user_key,
+            "address": attempt.address,
+            "at": now,
+            "expires_at": now + self.config.window,
+        }
+        with self.storage.writing() as conn:
+            conn.execute(failures.insert(), row)
+
+    def succeeded(self, attempt: Attempt) -> None:
+        if not attempt.pair_failures:
+            return  # the common case writes nothing
+        with self.storage.writing() as conn:
+            conn.execute(
+                failures.delete().where(
+                    (failures.c.user_key == attempt.user_key)
+                    & (failures.c.address == attempt.address)
+                )
+            )

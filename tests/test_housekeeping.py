@@ -57,6 +57,7 @@ def test_prunes_expired_rows_in_batches_and_keeps_live_ones(storage: Storage, us
         "refresh_tokens": BATCH + 3,
         "grants": BATCH + 3,
         "revocations": BATCH + 3,
+        "login_failures": 0,
     }
     assert set(counts(storage).values()) == {2}
     assert prune_expired(storage, now) == dict.fromkeys(pruned, 0)

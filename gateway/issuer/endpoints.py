@@ -85,7 +85,7 @@ def parse_form(body: bytes) -> list[tuple[str, str]]:
 
 
 async def oauth_request(
-    http: HTTPRequest, issuer: str, *, query: bool, form: bool = True
+    http: HTTPRequest, server: Server, *, query: bool, form: bool = True
 ) -> Request:
     """Read the form and/or the query string into Authlib's shape.
 
@@ -100,7 +100,7 @@ async def oauth_request(
     args = list(http.query_params.multi_items()) if query else []
     _check_syntax(args + fields)
     # the public URL, not the one a TLS-terminating proxy forwarded to
-    uri = issuer.rstrip("/") + http.url.path
+    uri = server.config.issuer.rstrip("/") + http.url.path
     if http.url.query:
         uri += "?" + http.url.query
     request = Request(
@@ -109,7 +109,9 @@ async def oauth_request(
         http.headers,
         args,
         fields,
-        http.client.host if http.client else "",
+        server.forwarded.client_address(
+            http.client.host if http.client else None, http.headers.getlist("x-forwarded-for")
+        ),
     )
     repeated = request.payload.repeated()
     if repeated:
@@ -131,7 +133,7 @@ class IssuerEndpoints:
     async def _handle(self, http: HTTPRequest, handler: Callable[[Request], Response]) -> Response:
         """Read the form, then run ``handler`` (sync, Authlib's world) in the threadpool."""
         try:
-            request = await oauth_request(http, self.server.config.issuer, query=False)
+            request = await oauth_request(http, self.server, query=False)
             return await run_in_threadpool(handler, request)
         except OAuth2Error as error:
             return error_response(self.server, error)

@@ -22,11 +22,11 @@ from gateway.issuer.server import (
     CONFIDENTIAL_AUTH_METHODS,
     MAX_CREDENTIAL_LENGTH,
     ClientScopes,
-    TooManyAttempts,
 )
 from gateway.issuer.tokens import Principal, successor_token
 from gateway.keys import session_secret
 from gateway.models import AuthorizationCode, RefreshToken, sha256
+from gateway.throttle import TooManyAttempts
 
 
 class PKCE(CodeChallenge):
@@ -97,14 +97,26 @@ class AuthorizationCodeGrant(ClientScopes, grants.AuthorizationCodeGrant):
         )
 
 
+class Throttled(InvalidGrantError):
+    """RFC 6749 §5.2 ``invalid_grant``, the answer for a wrong password too, plus when to retry
+    (RFC 9110 §10.2.3); the same for an unknown user."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("Too many failed attempts; try again later.")
+        self.retry_after = retry_after
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        return [*super().get_headers(), ("Retry-After", str(self.retry_after))]
+
+
 class PasswordGrant(ClientScopes, grants.ResourceOwnerPasswordCredentialsGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
 
     def authenticate_user(self, username: str, password: str) -> Principal:
         try:
             user = self.server.check_password(username, password, self.request.client_addr)
-        except TooManyAttempts:
-            raise InvalidGrantError("Too many failed attempts; try again later.") from None
+        except TooManyAttempts as refused:
+            raise Throttled(refused.retry_after) from None
         if user is None:
             # one answer for an unknown user and a wrong password
             raise InvalidGrantError("Invalid username or password.")

@@ -23,10 +23,11 @@ from starlette.responses import RedirectResponse, Response
 
 from gateway.errors import PasswordsBusy
 from gateway.issuer.endpoints import oauth_request
-from gateway.issuer.server import Request, Server, TooManyAttempts
+from gateway.issuer.server import Request, Server
 from gateway.issuer.session import COOKIE, LoginSession, SessionCodec
 from gateway.issuer.tokens import Principal
 from gateway.models import User
+from gateway.throttle import TooManyAttempts
 
 TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -92,7 +93,7 @@ class AuthorizePages:
     async def authorize(self, http: HTTPRequest) -> Response:
         session = self.codec.loads(http.cookies.get(COOKIE)) or LoginSession.anonymous()
         try:
-            request = await oauth_request(http, self.server.config.issuer, query=True, form=False)
+            request = await oauth_request(http, self.server, query=True, form=False)
             grant = await run_in_threadpool(self.server.get_consent_grant, request)
         except OAuth2Error as error:
             if error.redirect_uri:
@@ -181,9 +182,13 @@ class AuthorizePages:
             user = await run_in_threadpool(
                 self.server.check_password, email, fields.get("password", ""), client_addr
             )
-        except TooManyAttempts:
-            message = "Too many failed attempts. Wait a few minutes and try again."
-            return await self._show(http, session, grant, error=message, email=email[:320])
+        except TooManyAttempts as refused:
+            wait = refused.retry_after
+            unit = "second" if wait == 1 else "seconds"
+            message = f"Too many failed attempts. Wait {wait} {unit} and try again."
+            response = await self._show(http, session, grant, error=message, email=email[:320])
+            response.headers["Retry-After"] = str(wait)
+            return response
         except PasswordsBusy as busy:
             response = self.render(
                 "error.html",

@@ -24,11 +24,12 @@ from gateway.introspect.revoker import Revoker
 from gateway.introspect.validator import BearerValidator
 from gateway.issuer.records import load_client
 from gateway.issuer.tokens import persist_token
-from gateway.keys import KeyRing
+from gateway.keys import KeyRing, session_secret
 from gateway.models import Client, User
 from gateway.passwords import PasswordPool
+from gateway.proxy.forwarded import ForwardedPolicy
 from gateway.storage import Storage
-from gateway.throttle import Throttle
+from gateway.throttle import LoginThrottle
 
 #: RFC 6749 §5.1 and RFC 7009/7662 responses carry credentials: never cache them
 NO_STORE = [("Cache-Control", "no-store"), ("Pragma", "no-cache")]
@@ -41,10 +42,6 @@ MAX_CREDENTIAL_LENGTH = 512
 VSCHAR = frozenset(chr(c) for c in range(0x20, 0x7F))
 #: NQSCHAR, %x20-21 / %x23-5B / %x5D-7E: also all that an error description may hold (§5.2)
 NQSCHAR = VSCHAR - {'"', "\\"}
-
-
-class TooManyAttempts(Exception):
-    """Failed logins for this user name or from this address exceeded the throttle."""
 
 
 class Payload(OAuth2Payload):
@@ -113,7 +110,9 @@ class Server(AuthorizationServer):
         self.keyring = keyring
         self.validator = validator
         self.revoker = revoker
-        self.throttle = Throttle(config.throttle.max_failures, config.throttle.window)
+        self.throttle = LoginThrottle(storage, config.throttle, session_secret(config.keys_dir))
+        #: who the client is, by the proxy's rule for X-Forwarded-For
+        self.forwarded = ForwardedPolicy(config.proxy.trusted_proxies)
         self.passwords = PasswordPool(config.passwords.max_concurrent, config.passwords.queue_bound)
 
     def authenticate_client(self, request: Any, methods: list[str], endpoint: str = "token") -> Any:
@@ -140,11 +139,10 @@ class Server(AuthorizationServer):
 
     def check_password(self, email: str, password: str, client_addr: str) -> User | None:
         """The user when the password matches, else None, in about the same time either way
-        (RFC 6749 §10.10); raises ``TooManyAttempts`` once the throttle is exceeded, and
-        ``PasswordsBusy`` (counted as no attempt) when the password pool's queue is full."""
-        user_key, addr_key = "user:" + normalize_email(email), "addr:" + client_addr
-        if self.throttle.blocked(user_key, addr_key):
-            raise TooManyAttempts()
+        (RFC 6749 §10.10); raises ``TooManyAttempts`` when the throttle refuses the attempt
+        (gateway/throttle.py), and ``PasswordsBusy`` (counted as no attempt) when the
+        password pool's queue is full."""
+        attempt = self.throttle.admit(normalize_email(email), client_addr)
         user = None
         if len(email) <= MAX_CREDENTIAL_LENGTH and len(password) <= MAX_CREDENTIAL_LENGTH:
             with self.storage.session() as session:
@@ -153,9 +151,9 @@ class Server(AuthorizationServer):
             not self.passwords.verify(user.password_hash if user else None, password)
             or user is None
         ):
-            self.throttle.fail(user_key, addr_key)
+            self.throttle.failed(attempt)
             return None
-        self.throttle.succeed(user_key)
+        self.throttle.succeeded(attempt)
         return user
 
     def save_token(self, token: dict[str, Any], request: Request) -> None:

@@ -5,6 +5,9 @@ dropped unless the connection comes from a proxy listed in ``[proxy] trusted_pro
 gateway then appends its hop to the trusted chain (RFC 7239 §7.1) and keeps the proto and
 host the trusted proxy reported. From anyone else, the gateway's view replaces them: those
 headers depend only on (peer, scheme, host), so they are built once per triple and remembered.
+
+The same trust decides who the client is where the gateway itself must know (the login
+throttle): ``client_address``.
 """
 
 from __future__ import annotations
@@ -32,11 +35,21 @@ class ForwardedPolicy:
     def is_trusted(self, peer: str | None) -> bool:
         if not self._networks or peer is None:
             return False
-        try:
-            address = ipaddress.ip_address(peer)
-        except ValueError:
-            return False
-        return any(address in network for network in self._networks)
+        address = _ip(peer)
+        return address is not None and any(address in network for network in self._networks)
+
+    def client_address(self, peer: str | None, forwarded_for: list[str]) -> str:
+        """The client: the peer, or from a trusted peer the right-most ``X-Forwarded-For``
+        entry that is not itself a trusted proxy (each proxy appends the address it saw, so
+        entries left of the first untrusted one are whatever the client chose to send).
+        When every entry is trusted, the left-most: the farthest hop anyone vouched for."""
+        if not self.is_trusted(peer) or not forwarded_for:
+            return peer or "unknown"
+        entries = [e.strip() for e in ",".join(forwarded_for).split(",") if e.strip()]
+        for entry in reversed(entries):
+            if not self.is_trusted(entry):
+                return entry
+        return entries[0] if entries else peer or "unknown"
 
     def headers(
         self,
@@ -74,6 +87,15 @@ class ForwardedPolicy:
         if forwarded_host:
             headers.append(("X-Forwarded-Host", forwarded_host))
         return [(name.encode(), value.encode("utf-8")) for name, value in headers]
+
+
+def _ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address as a peer or an ``X-Forwarded-For`` entry gives it (``[v6]`` bracketed or
+    not), else None."""
+    try:
+        return ipaddress.ip_address(value.removeprefix("[").removesuffix("]"))
+    except ValueError:
+        return None
 
 
 def _join(values: list[str] | None, last: str | None = None) -> str:

@@ -113,6 +113,18 @@ max_failures = 3
             "must be positive",
             id="negative-throttle",
         ),
+        pytest.param(
+            "[throttle]\nmax_address_failures = 0",
+            "throttle.max_address_failures",
+            "must be positive",
+            id="zero-address-budget",
+        ),
+        pytest.param(
+            "[throttle]\nmax_user_delay = -1",
+            "throttle.max_user_delay",
+            "must not be negative",
+            id="negative-user-delay",
+        ),
         pytest.param("[tokens]\nleeway = -1", "tokens.leeway", "must not be negative", id="leeway"),
         pytest.param(
             "[tokens]\nrefresh_reuse_grace = -0.5",

@@ -13,13 +13,14 @@ from typing import Any
 
 import anyio.to_thread
 import pytest
+import sqlalchemy as sa
 from argon2 import PasswordHasher
 from starlette.testclient import TestClient
 
 from gateway import passwords
 from gateway.config import Config, PasswordsConfig, load_config
 from gateway.errors import ConfigError
-from gateway.models import User
+from gateway.models import LoginFailure, User
 from gateway.passwords import PasswordPool
 from tests.conftest import Registered
 from tests.issuer.conftest import (
@@ -126,7 +127,9 @@ def test_a_refusal_is_not_a_failed_attempt(busy, confidential: Registered) -> No
     for _ in range(10):
         oauth_error(password_grant(client, confidential), 503, "temporarily_unavailable")
     server = client.app.gateway.server  # type: ignore[attr-defined]
-    assert not server.throttle.blocked("user:alice@example.com", "addr:testclient")
+    server.throttle.admit("alice@example.com", "testclient")  # admitted: nothing counted
+    with server.storage.engine.connect() as conn:
+        assert conn.scalar(sa.select(sa.func.count()).select_from(LoginFailure)) == 0
 
 
 def test_the_pool_serves_again_once_work_drains(busy, confidential: Registered, gated) -> None:

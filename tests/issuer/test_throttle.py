@@ -1,0 +1,267 @@
+"""Login throttling (gateway/throttle.py): counted in the database, keyed by (user, address) and
+by address, a capped per-user delay instead of a lock, the same answers for unknown users.
+
+Time is moved by ageing the ``login_failures`` rows, never by sleeping."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Any, cast
+
+import pytest
+import sqlalchemy as sa
+from starlette.testclient import TestClient
+
+from gateway.app import GatewayApp, create_app
+from gateway.config import Config, ProxyConfig, ThrottleConfig
+from gateway.housekeeping import prune_expired
+from gateway.models import LoginFailure
+from gateway.proxy.forwarded import ForwardedPolicy
+from gateway.storage import Storage
+from gateway.throttle import LoginThrottle, TooManyAttempts, address_key
+from tests.conftest import ISSUER, Registered
+from tests.issuer.conftest import authorize_url, login, oauth_error, password_grant, tokens
+
+failures = cast(sa.Table, LoginFailure.__table__)
+WRONG = "not the password"
+
+
+def from_(app: GatewayApp, address: str, **kwargs: Any) -> TestClient:
+    return TestClient(app, base_url=ISSUER, client=(address, 4000), **kwargs)
+
+
+def rows(storage: Storage) -> int:
+    with storage.engine.connect() as conn:
+        return int(conn.scalar(sa.select(sa.func.count()).select_from(failures)) or 0)
+
+
+def age(storage: Storage, seconds: float) -> None:
+    """As if ``seconds`` had passed since every failure so far."""
+    with storage.engine.begin() as conn:
+        conn.execute(
+            failures.update().values(
+                at=failures.c.at - seconds, expires_at=failures.c.expires_at - seconds
+            )
+        )
+
+
+def throttled(response: Any) -> int:
+    """The Retry-After of a throttled password grant (the same invalid_grant as a bad one)."""
+    body = oauth_error(response, 400, "invalid_grant")
+    assert "Too many failed attempts" in body["error_description"]
+    return int(response.headers["retry-after"])
+
+
+def wrong(response: Any) -> None:
+    body = oauth_error(response, 400, "invalid_grant")
+    assert body["error_description"] == "Invalid username or password."
+    assert "retry-after" not in response.headers
+
+
+# --- the lock-out attack fails ---------------------------------------------------------------
+
+
+def test_a_distributed_attacker_cannot_lock_the_user_out(app, storage, user, confidential):
+    """Today's complaint: five failures used to lock the account for everyone. Now 40 guesses
+    from 8 addresses leave the real user, from an address of their own, signing in at once."""
+    for i in range(8):
+        attacker = from_(app, f"10.0.0.{i + 1}")
+        for _ in range(5):
+            response = password_grant(attacker, confidential, password=WRONG)
+            assert response.status_code == 400
+    victim = from_(app, "192.0.2.10")
+    tokens(password_grant(victim, confidential))
+
+
+def test_a_distributed_guesser_is_slowed_by_a_growing_capped_delay(
+    app, storage, user, confidential
+):
+    max_failures = app.gateway.config.throttle.max_failures
+    for i in range(max_failures):  # one guess from each of five fresh addresses: all checked
+        wrong(password_grant(from_(app, f"10.0.1.{i + 1}"), confidential, password=WRONG))
+    again = from_(app, "10.0.1.1")  # an address that failed: must wait for the user's delay
+    before = rows(storage)
+    assert throttled(password_grant(again, confidential)) == 1
+    assert rows(storage) == before, "a refused attempt must write nothing"
+    age(storage, 1.01)
+    wrong(password_grant(again, confidential, password=WRONG))  # checked once the wait passed
+    assert throttled(password_grant(again, confidential, password=WRONG)) == 2
+
+
+def test_the_per_user_delay_doubles_up_to_its_cap(storage: Storage) -> None:
+    throttle = LoginThrottle(storage, ThrottleConfig(max_failures=3, max_user_delay=5), b"k" * 32)
+    now = 1_000_000.0
+    waits = []
+    for n in range(8):
+        address = f"10.2.0.{n + 1}"
+        if n >= 3:  # a failed address asks again at once: refused, for how long?
+            with pytest.raises(TooManyAttempts) as refused:
+                throttle.admit("alice@example.com", f"10.2.0.{n}", now)
+            waits.append(refused.value.retry_after)
+        throttle.failed(throttle.admit("alice@example.com", address, now), now)
+    assert waits == [1, 2, 4, 5, 5]
+
+
+def test_refused_attempts_never_extend_the_wait(storage: Storage) -> None:
+    throttle = LoginThrottle(storage, ThrottleConfig(max_failures=2, max_user_delay=5), b"k" * 32)
+    now = 2_000_000.0
+    for i in range(6):
+        throttle.failed(
+            throttle.admit("bob@example.com", f"10.3.0.{i + 1}", now + i * 6), now + i * 6
+        )
+    last = now + 30
+    seen = []
+    for t in (0.0, 1.0, 2.5, 4.0):
+        with pytest.raises(TooManyAttempts) as refused:
+            throttle.admit("bob@example.com", "10.3.0.1", last + t)
+        seen.append(refused.value.retry_after)
+    assert seen == [5, 4, 3, 1]
+    throttle.admit("bob@example.com", "10.3.0.1", last + 5.01)  # admitted: no lock
+
+
+# --- the (user, address) and address budgets ------------------------------------------------
+
+
+def test_a_user_failing_from_one_address_is_refused_there_for_the_window(
+    app, storage, user, confidential
+):
+    here = from_(app, "10.0.2.1")
+    for _ in range(5):
+        wrong(password_grant(here, confidential, password=WRONG))
+    retry = throttled(password_grant(here, confidential))  # even the right password
+    window = app.gateway.config.throttle.window
+    assert window - 2 <= retry <= window
+    tokens(password_grant(from_(app, "10.0.2.2"), confidential))  # elsewhere: at once
+    age(storage, window + 1)
+    tokens(password_grant(here, confidential))  # the window has passed
+
+
+def test_an_address_guessing_many_users_is_refused_for_any_user(app, storage, user, confidential):
+    budget = app.gateway.config.throttle.address_budget
+    assert budget == 20  # four times max_failures by default
+    attacker = from_(app, "10.0.3.1")
+    for i in range(budget):
+        wrong(password_grant(attacker, confidential, email=f"user{i}@example.com"))
+    assert throttled(password_grant(attacker, confidential)) > 0
+    tokens(password_grant(from_(app, "10.0.3.2"), confidential))
+
+
+def test_unknown_users_get_the_same_answers(app, storage, user, confidential):
+    """No enumeration: an unknown user is counted and refused exactly like a known one."""
+    answers = {}
+    for n, email in enumerate((user.email, "nobody@example.com")):
+        here = from_(app, f"10.0.4.{n + 1}")
+        seen = [password_grant(here, confidential, email=email, password=WRONG) for _ in range(6)]
+        answers[email] = [(r.status_code, r.json(), r.headers.get("retry-after")) for r in seen]
+    assert answers[user.email] == answers["nobody@example.com"]
+    assert answers[user.email][-1][2] is not None
+
+
+def test_success_clears_that_address_and_otherwise_writes_nothing(app, storage, user, confidential):
+    here = from_(app, "10.0.5.1")
+    for _ in range(3):
+        wrong(password_grant(here, confidential, password=WRONG))
+    other = from_(app, "10.0.5.2")
+    wrong(password_grant(other, confidential, password=WRONG))
+    assert rows(storage) == 4
+    tokens(password_grant(here, confidential))
+    assert rows(storage) == 1  # this address's failures for this user went; the other stays
+
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    sa.event.listen(app.gateway.storage.engine, "before_cursor_execute", record)
+    try:
+        tokens(password_grant(from_(app, "10.0.5.3"), confidential))
+    finally:
+        sa.event.remove(app.gateway.storage.engine, "before_cursor_execute", record)
+    assert not [s for s in statements if "login_failures" in s], statements
+
+
+def test_the_login_page_shares_the_throttle(app, storage, user, confidential):
+    here = from_(app, "10.0.6.1", follow_redirects=False)
+    for _ in range(5):
+        wrong(password_grant(here, confidential, password=WRONG))
+    response = login(here, authorize_url(confidential), user.email)
+    assert response.status_code == 401
+    assert "Too many failed attempts" in response.text
+    assert int(response.headers["retry-after"]) > 0
+
+
+# --- who the client is --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "key"),
+    [
+        ("192.0.2.1", "192.0.2.1"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+        ("::ffff:192.0.2.7", "192.0.2.7"),
+        ("testclient", "testclient"),
+    ],
+)
+def test_addresses_count_one_by_one_and_ipv6_by_64(address: str, key: str) -> None:
+    assert address_key(address) == key
+
+
+def test_ipv6_addresses_of_one_64_share_a_budget(app, storage, user, confidential):
+    for host in range(1, 6):
+        wrong(password_grant(from_(app, f"2001:db8:7::{host}"), confidential, password=WRONG))
+    throttled(password_grant(from_(app, "2001:db8:7::ffff"), confidential))
+    tokens(password_grant(from_(app, "2001:db8:8::1"), confidential))  # another /64
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded_for", "client"),
+    [
+        ("127.0.0.1", ["203.0.113.9"], "203.0.113.9"),
+        ("127.0.0.1", ["6.6.6.6, 203.0.113.9"], "203.0.113.9"),  # left of it: the client's say
+        ("127.0.0.1", ["6.6.6.6", "203.0.113.9, 10.8.0.2"], "203.0.113.9"),  # a trusted hop
+        ("127.0.0.1", ["10.8.0.1, 10.8.0.2"], "10.8.0.1"),  # all trusted: the farthest
+        ("127.0.0.1", [], "127.0.0.1"),
+        ("198.51.100.4", ["203.0.113.9"], "198.51.100.4"),  # not trusted: its say is ignored
+        ("127.0.0.1", ["[2001:db8::5]"], "[2001:db8::5]"),
+    ],
+)
+def test_client_address_is_the_rightmost_untrusted_forwarded_for(
+    peer: str, forwarded_for: list[str], client: str
+) -> None:
+    policy = ForwardedPolicy(("127.0.0.1", "10.8.0.0/16"))
+    assert policy.client_address(peer, forwarded_for) == client
+
+
+@pytest.fixture
+def behind_proxy(config: Config, storage: Storage) -> Iterator[GatewayApp]:
+    trusting = dataclasses.replace(config, proxy=ProxyConfig(trusted_proxies=("127.0.0.1",)))
+    app = create_app(trusting)
+    yield app
+    app.gateway.storage.dispose()
+
+
+def test_behind_a_trusted_proxy_the_forwarded_client_is_counted(
+    behind_proxy: GatewayApp, storage: Storage, user: Any, confidential: Registered
+) -> None:
+    def via_proxy(forwarded_for: str) -> TestClient:
+        return from_(behind_proxy, "127.0.0.1", headers={"X-Forwarded-For": forwarded_for})
+
+    for n in range(5):  # the attacker varies the part it controls: still one address
+        wrong(password_grant(via_proxy(f"1.2.3.{n}, 203.0.113.50"), confidential, password=WRONG))
+    throttled(password_grant(via_proxy("9.9.9.9, 203.0.113.50"), confidential))
+    tokens(password_grant(via_proxy("203.0.113.51"), confidential))
+
+
+# --- housekeeping --------------------------------------------------------------------------------
+
+
+def test_housekeeping_prunes_failures_past_the_window(app, storage, user, confidential):
+    here = from_(app, "10.0.9.1")
+    for _ in range(2):
+        wrong(password_grant(here, confidential, password=WRONG))
+    assert prune_expired(storage)["login_failures"] == 0
+    age(storage, app.gateway.config.throttle.window + 1)
+    assert prune_expired(storage)["login_failures"] == 2
+    assert rows(storage) == 0
