@@ -78,8 +78,9 @@ def test_password_grant(
     assert (info["username"], info["client_id"]) == (alice, confidential["client_id"])
 
 
-# Each failure counts against 127.0.0.1 on the shared server, whose throttle blocks the address
-# after [throttle] max_failures (5) failures: keep failed logins in the live suite below that.
+# Each failure counts against 127.0.0.1 on the shared server, whose throttle refuses a user there
+# after [throttle] max_failures (5) failures and the address after 20: keep failed logins in the
+# live suite below that.
 @pytest.mark.parametrize(
     ("username", "password"),
     [
