@@ -7,6 +7,9 @@ These run in one process (values in memory); ``tests/live/test_metrics_workers.p
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -17,7 +20,7 @@ from starlette.testclient import TestClient
 
 from gateway.app import create_app
 from gateway.config import Config, DatabaseConfig, MetricsConfig, RouteConfig
-from gateway.metrics import GAUGES, Metrics
+from gateway.metrics import GAUGES, Metrics, _forget_exited_workers
 from gateway.storage import Storage
 from tests.conftest import ISSUER, Registered
 from tests.issuer.conftest import get_code, password_grant, redeem, refresh, tokens
@@ -99,6 +102,29 @@ def test_histogram_buckets_are_cumulative() -> None:
     assert value(found, bucket, route="r", le="+Inf") == 4
     assert value(found, "gateway_proxy_request_duration_seconds_count", route="r") == 4
     assert value(found, "gateway_proxy_requests_total", route="r", status="200") == 4
+
+
+def test_a_scrape_drops_the_gauges_of_workers_that_are_gone(tmp_path) -> None:
+    """Under N workers: a worker killed (uvicorn replaces it) never marked itself dead."""
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead, alive = int(gone.stdout), os.getpid()
+    for name in (
+        f"gauge_livemax_{dead}.db",
+        f"gauge_livemin_{dead}.db",
+        f"gauge_livemax_{alive}.db",
+        f"counter_{dead}.db",
+    ):
+        (tmp_path / name).write_bytes(b"")
+    _forget_exited_workers(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f"counter_{dead}.db",  # what a worker counted always counts
+        f"gauge_livemax_{alive}.db",
+    ]
 
 
 # --- the issuer ---------------------------------------------------------------------------------
