@@ -147,7 +147,10 @@ class Gateway:
         self.storage.dispose()
         self.metrics.close()
 
-    # --- metrics -----------------------------------------------------------------------------
+    # --- health ------------------------------------------------------------------------------
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
 
     def _gauge_values(self) -> dict[str, float]:
         return {
@@ -170,11 +173,6 @@ class Gateway:
         return Response(
             self.metrics.render(), headers={"Cache-Control": "no-store"}, media_type=CONTENT_TYPE
         )
-
-    # --- health ------------------------------------------------------------------------------
-
-    async def healthz(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
 
     async def readyz(self, request: Request) -> Response:
         staleness = self.revocations.staleness()

@@ -75,7 +75,7 @@ class Metrics:
 
     def __init__(self, read_gauges: Callable[[], dict[str, float]]) -> None:
         self._read_gauges = read_gauges
-        self._directory = os.environ.get(MULTIPROC_DIR)
+        self._directory = os.environ.get(MULTIPROC_DIR) or None
         registry = CollectorRegistry()
         self._requests = Counter(
             "gateway_proxy_requests",
