@@ -44,7 +44,7 @@ from gateway.issuer.server import Server
 from gateway.issuer.session import SessionCodec
 from gateway.issuer.tokens import TokenGenerator
 from gateway.keys import KeyRing, session_secret
-from gateway.metrics import gauges
+from gateway.metrics import CONTENT_TYPE, STALENESS, Metrics
 from gateway.proxy import Proxy
 from gateway.storage import Storage
 
@@ -56,7 +56,9 @@ class Gateway:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.metrics = Metrics(self._gauge_values)
         self.storage = Storage(config.database_url)
+        self.storage.on_outage = self.metrics.database_error
         self.keyring = KeyRing(config.keys_dir)
         if not self.keyring.keys:
             raise ConfigError(f"{config.keys_dir}: no signing key; run 'gateway init'")
@@ -78,7 +80,8 @@ class Gateway:
         self.server.register_grant(PasswordGrant)
         self.server.register_grant(RefreshTokenGrant)
         self.server.register_grant(ClientCredentialsGrant)
-        self.proxy = Proxy(config, self.validator)
+        self.server.passwords.on_refusal = self.metrics.password_refused
+        self.proxy = Proxy(config, self.validator, metrics=self.metrics)
         # Blocking upkeep (database syncs, pruning, key reloads) runs on threads of its own, so
         # that stopping can wait for a job in flight instead of abandoning it mid-query.
         self._upkeep = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gateway-upkeep")
@@ -126,6 +129,8 @@ class Gateway:
         ]
         if self.listener is not None:
             jobs.append(self.listener.run())
+        if self.metrics.multiprocess:
+            jobs.append(self._refresh_gauges())
         self._tasks = [asyncio.create_task(job) for job in jobs]
         await self.proxy.startup()
 
@@ -140,35 +145,33 @@ class Gateway:
         await asyncio.get_running_loop().run_in_executor(None, self._upkeep.shutdown)
         await asyncio.get_running_loop().run_in_executor(None, self.server.passwords.shutdown)
         self.storage.dispose()
+        self.metrics.close()
 
     # --- health ------------------------------------------------------------------------------
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
 
-    async def metrics(self, request: Request) -> Response:
-        staleness = self.revocations.staleness()
-        lines = self.proxy.metrics.render() + gauges(
-            {
-                "gateway_revocation_entries": (
-                    "Entries in this process's revocation sets.",
-                    lambda: len(self.revocations),
-                ),
-                "gateway_revocation_staleness_seconds": (
-                    "Seconds since the revocation sets were last synced with the database.",
-                    lambda: -1 if staleness == float("inf") else staleness,
-                ),
-                "gateway_revocation_listener_connected": (
-                    "1 while the LISTEN connection for revocation pushes is up (PostgreSQL).",
-                    lambda: int(self.listener is not None and self.listener.connected.is_set()),
-                ),
-                "gateway_signing_keys": ("Published signing keys.", lambda: len(self.keyring.keys)),
-            }
-        )
+    def _gauge_values(self) -> dict[str, float]:
+        return {
+            "gateway_revocation_entries": len(self.revocations),
+            STALENESS: self.revocations.staleness(),
+            "gateway_revocation_listener_connected": int(
+                self.listener is not None and self.listener.connected.is_set()
+            ),
+            "gateway_signing_keys": len(self.keyring.keys),
+            "gateway_password_verifications": self.server.passwords.admitted,
+        }
+
+    async def _refresh_gauges(self) -> None:
+        """Under N workers, this worker's gauges for the scrapes other workers answer."""
+        while True:
+            self.metrics.refresh()
+            await asyncio.sleep(1.0)
+
+    async def scrape(self, request: Request) -> Response:
         return Response(
-            "\n".join(lines) + "\n",
-            headers={"Cache-Control": "no-store"},
-            media_type="text/plain; version=0.0.4",
+            self.metrics.render(), headers={"Cache-Control": "no-store"}, media_type=CONTENT_TYPE
         )
 
     async def readyz(self, request: Request) -> Response:
@@ -204,7 +207,7 @@ def create_app(config: Config, freeze_heap: bool = False) -> GatewayApp:
     """The gateway; ``freeze_heap`` (for serving processes, not tests) moves everything alive
     once start-up is done out of the cyclic collector's sight (``gc.freeze``)."""
     gateway = Gateway(config)
-    endpoints = IssuerEndpoints(gateway.server)
+    endpoints = IssuerEndpoints(gateway.server, gateway.metrics)
     codec = SessionCodec(
         session_secret(config.keys_dir), secure=config.issuer.startswith("https://")
     )
@@ -225,7 +228,7 @@ def create_app(config: Config, freeze_heap: bool = False) -> GatewayApp:
         finally:
             await gateway.stop()
 
-    ops = [Route("/metrics", gateway.metrics, methods=["GET"])] if config.metrics.enabled else []
+    ops = [Route("/metrics", gateway.scrape, methods=["GET"])] if config.metrics.enabled else []
     issuer = Starlette(
         routes=[
             Route("/.well-known/oauth-authorization-server", endpoints.metadata, methods=["GET"]),

@@ -1,72 +1,209 @@
-"""Counters for ``GET /metrics``, in the Prometheus text exposition format (version 0.0.4).
+"""``GET /metrics`` with prometheus-client: one scrape reports every worker process of a serve.
 
-The proxy records one observation per request: two dict probes and a bisection over the
-buckets on the event loop, no lock, no allocation beyond the first request of a
-(route, status) pair. Gauges are read when scraped.
-Each worker process keeps its own counters (scrape each, or run one worker per replica).
+One process keeps its values in memory. Under ``gateway serve --workers N`` the parent makes a
+fresh private directory and names it in ``$PROMETHEUS_MULTIPROC_DIR`` before the workers start
+(``gateway.serve``); each worker's values are then memory-mapped files in it
+(prometheus-client's multiprocess mode), and a scrape, whichever worker answers it, reads and
+combines them all:
+
+- counters and the histogram: summed over every worker that ran since ``serve`` started (a
+  worker that exited or was replaced still counts, so totals never go back);
+- gauges: over the live workers, each by the mode in ``GAUGES``. A worker that exits drops out
+  (it marks itself dead; a scrape also drops any worker whose process is gone).
+
+Gauges are read from the gateway's state (``refresh``) when a worker answers a scrape, and by
+every worker once a second, so another worker's gauge is at most a second old.
+
+The proxy records one observation per request (``observe``): one dict probe for the children
+pre-bound to its (route, status), a counter increment and a histogram observation.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections.abc import Callable
+import math
+import os
+from collections.abc import Callable, Iterable
+from typing import Literal
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
+
+from gateway.config import GRANT_TYPES
+
+#: names the directory of the workers' files; read when prometheus-client is imported
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+#: the Prometheus text format, version 0.0.4
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 #: upper bounds of the latency histogram, in seconds
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: what a login throttle keyed on (the ``key`` label's values)
+ThrottleKey = Literal["address", "user"]
+THROTTLE_KEYS: tuple[ThrottleKey, ...] = ("address", "user")
+
+STALENESS = "gateway_revocation_staleness_seconds"
+#: name -> (help, how the live workers' values combine under ``--workers N``)
+GAUGES: dict[str, tuple[str, Literal["livemax", "livemin", "livesum"]]] = {
+    "gateway_revocation_entries": (
+        "Entries in the revocation sets (of the worker holding the most).",
+        "livemax",
+    ),
+    STALENESS: (
+        "Seconds since the revocation sets were last synced with the database "
+        "(of the stalest worker; -1 while one has never synced).",
+        "livemax",
+    ),
+    "gateway_revocation_listener_connected": (
+        "1 while the LISTEN connection for revocation pushes is up (PostgreSQL) in every worker.",
+        "livemin",
+    ),
+    "gateway_signing_keys": (
+        "Published signing keys (of the worker holding the fewest).",
+        "livemin",
+    ),
+    "gateway_password_verifications": (
+        "Password verifications running or waiting (all workers together).",
+        "livesum",
+    ),
+}
 
 
-class ProxyMetrics:
-    def __init__(self) -> None:
-        self.requests: dict[tuple[str, str], int] = {}
-        #: per route: counts per bucket (cumulative when rendered), then +Inf, sum
-        self._latency: dict[str, list[float]] = {}
+class Metrics:
+    """Every metric of one gateway process; ``read_gauges`` returns ``GAUGES``' values now."""
+
+    def __init__(self, read_gauges: Callable[[], dict[str, float]]) -> None:
+        self._read_gauges = read_gauges
+        self._directory = os.environ.get(MULTIPROC_DIR) or None
+        registry = CollectorRegistry()
+        self._requests = Counter(
+            "gateway_proxy_requests",
+            "Proxied requests by route and response status.",
+            ["route", "status"],
+            registry=registry,
+        )
+        self._latency = Histogram(
+            "gateway_proxy_request_duration_seconds",
+            "Time to the end of each response.",
+            ["route"],
+            buckets=BUCKETS,
+            registry=registry,
+        )
+        #: (route, status) -> its pre-bound children: ``.labels()`` costs more than the rest
+        self._children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+        self._issued = Counter(
+            "gateway_tokens_issued",
+            "Token responses by grant type.",
+            ["grant_type"],
+            registry=registry,
+        )
+        self._failures = Counter(
+            "gateway_token_failures",
+            "Bearer tokens the proxy refused, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self._throttled = Counter(
+            "gateway_login_throttled",
+            "Password logins refused by the throttle, by what it keyed on.",
+            ["key"],
+            registry=registry,
+        )
+        # shown at 0 from the start, so that a rate over them is defined
+        for grant in GRANT_TYPES:
+            self._issued.labels(grant)
+        for key in THROTTLE_KEYS:
+            self._throttled.labels(key)
+        self.password_refused: Callable[[], None] = Counter(
+            "gateway_password_pool_refusals",
+            "Password verifications refused because the pool and its queue were full.",
+            registry=registry,
+        ).inc
+        self.database_error: Callable[[], None] = Counter(
+            "gateway_database_errors",
+            "Database operations that failed because the database was unavailable.",
+            registry=registry,
+        ).inc
+        self._gauges = {
+            name: Gauge(name, text, multiprocess_mode=mode, registry=registry)
+            for name, (text, mode) in GAUGES.items()
+        }
+        source: Collector = registry
+        if self._directory:
+            source = MultiProcessCollector(None, self._directory)
+        self._exposed = _Exposed(source)
+
+    @property
+    def multiprocess(self) -> bool:
+        return self._directory is not None
 
     def observe(self, route: str, status: str, seconds: float) -> None:
-        key = (route, status)
-        self.requests[key] = self.requests.get(key, 0) + 1
-        row = self._latency.get(route)
-        if row is None:
-            row = self._latency[route] = [0.0] * (len(BUCKETS) + 2)
-        # the first bucket whose bound is >= seconds; len(BUCKETS) is +Inf
-        row[bisect_left(BUCKETS, seconds)] += 1
-        row[-1] += seconds
-
-    def render(self) -> list[str]:
-        lines = [
-            "# HELP gateway_proxy_requests_total Proxied requests by route and response status.",
-            "# TYPE gateway_proxy_requests_total counter",
-        ]
-        for (route, status), count in sorted(self.requests.items()):
-            lines.append(
-                f'gateway_proxy_requests_total{{route="{_label(route)}",status="{status}"}} {count}'
+        """One proxied request: counted by route and status, its duration by route."""
+        children = self._children.get((route, status))
+        if children is None:
+            children = self._children[(route, status)] = (
+                self._requests.labels(route, status),
+                self._latency.labels(route),
             )
-        lines += [
-            "# HELP gateway_proxy_request_duration_seconds Time to the end of each response.",
-            "# TYPE gateway_proxy_request_duration_seconds histogram",
-        ]
-        for route, row in sorted(self._latency.items()):
-            label = _label(route)
-            cumulative = 0.0
-            for bound, in_bucket in zip((*BUCKETS, "+Inf"), row[:-1], strict=True):
-                cumulative += in_bucket
-                lines.append(
-                    f'gateway_proxy_request_duration_seconds_bucket{{route="{label}",'
-                    f'le="{bound}"}} {cumulative:g}'
-                )
-            lines.append(f'gateway_proxy_request_duration_seconds_sum{{route="{label}"}} {row[-1]}')
-            lines.append(
-                f'gateway_proxy_request_duration_seconds_count{{route="{label}"}} {cumulative:g}'
-            )
-        return lines
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def token_issued(self, grant_type: str) -> None:
+        """A token response was sent; ``grant_type``: one the server has registered."""
+        self._issued.labels(grant_type).inc()
+
+    def token_failed(self, reason: str) -> None:
+        """``reason``: a ``GatewayError.reason``, a fixed word (a bounded label)."""
+        self._failures.labels(reason).inc()
+
+    def login_throttled(self, key: ThrottleKey) -> None:
+        """A login refused by the throttle (for ``gateway.throttle`` to call)."""
+        self._throttled.labels(key).inc()
+
+    def refresh(self) -> None:
+        """Set the gauges from the gateway's state (under N workers: this worker's file)."""
+        for name, value in self._read_gauges().items():
+            self._gauges[name].set(value)
+
+    def render(self) -> bytes:
+        """The exposition of this process, or of every worker's files."""
+        self.refresh()
+        if self._directory:
+            _forget_exited_workers(self._directory)
+        return generate_latest(self._exposed)
+
+    def close(self) -> None:
+        """This worker stops: its gauges no longer count (its counters always will)."""
+        if self._directory:
+            mark_process_dead(os.getpid(), self._directory)
 
 
-def gauges(values: dict[str, tuple[str, Callable[[], float]]]) -> list[str]:
-    """``name -> (help, read)`` rendered as gauges, read now."""
-    lines = []
-    for name, (text, read) in values.items():
-        lines += [f"# HELP {name} {text}", f"# TYPE {name} gauge", f"{name} {read():g}"]
-    return lines
+class _Exposed:
+    """The same series whether read from memory or from files: no ``_created`` samples (the
+    files have none), and an infinite staleness (never synced) as -1."""
+
+    def __init__(self, source: Collector) -> None:
+        self._source = source
+
+    def collect(self) -> Iterable[Metric]:
+        for metric in self._source.collect():
+            metric.samples = [s for s in metric.samples if not s.name.endswith("_created")]
+            if metric.name == STALENESS:
+                metric.samples = [
+                    s._replace(value=-1.0) if math.isinf(s.value) else s for s in metric.samples
+                ]
+            yield metric
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+def _forget_exited_workers(directory: str) -> None:
+    """Drop the live gauges of workers that are gone (killed, or replaced by uvicorn)."""
+    # the live gauges' files are named like gauge_livemax_1234.db
+    names = (n.removesuffix(".db") for n in os.listdir(directory) if n.startswith("gauge_live"))
+    for pid in {int(n.rpartition("_")[2]) for n in names}:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            mark_process_dead(pid, directory)
+        except PermissionError:  # alive: another user's process (the pid was reused)
+            pass

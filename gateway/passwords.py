@@ -20,6 +20,7 @@ limiter, 40 threads) by that many, so the 40 stay free for every other request.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from argon2 import PasswordHasher
@@ -66,6 +67,8 @@ class PasswordPool:
         self._lock = threading.Lock()
         self._admitted = 0
         self._executor: ThreadPoolExecutor | None = None
+        #: called once per ``PasswordsBusy`` raised (the gateway counts them)
+        self.on_refusal: Callable[[], None] = lambda: None
 
     @property
     def admitted(self) -> int:
@@ -96,6 +99,7 @@ class PasswordPool:
         user (``password_hash=None``) is admitted and refused exactly like a known one."""
         with self._lock:
             if self._admitted >= self.capacity:
+                self.on_refusal()
                 raise PasswordsBusy()
             # submitted under the lock: a concurrent shutdown waits for it instead of refusing it
             future = self._start().submit(verify_password, password_hash, password)

@@ -4,9 +4,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import uvicorn
@@ -14,6 +18,7 @@ import uvloop
 
 from gateway.app import GatewayApp, create_app
 from gateway.config import Config, load_config
+from gateway.metrics import MULTIPROC_DIR
 from gateway.proxy.demo import demo_routes, start_echo_upstream
 
 
@@ -47,11 +52,28 @@ def _log_to_stderr() -> None:
 def serve(config: Config, host: str, port: int, workers: int) -> None:
     _log_to_stderr()
     options = _options(host, port)
-    if workers > 1:
-        # each worker builds its own app (and caches) from the same config file
-        uvicorn.run("gateway.serve:app_factory", factory=True, workers=workers, **options)
-    else:
-        uvicorn.run(create_app(config, freeze_heap=True), **options)
+    # N workers share a metrics directory; one inherited is replaced, never added to
+    shared = workers > 1 or MULTIPROC_DIR in os.environ
+    with _metrics_directory() if shared else contextlib.nullcontext():
+        if workers > 1:
+            # each worker builds its own app (and caches) from the same config file
+            uvicorn.run("gateway.serve:app_factory", factory=True, workers=workers, **options)
+        else:
+            uvicorn.run(create_app(config, freeze_heap=True), **options)
+
+
+@contextlib.contextmanager
+def _metrics_directory() -> Iterator[None]:
+    """A fresh private ``$PROMETHEUS_MULTIPROC_DIR`` for this run's workers (spawned, they
+    import prometheus-client with it set; see ``gateway.metrics``), removed at exit: a scrape
+    sums this run's workers, never the files of an earlier one."""
+    directory = tempfile.mkdtemp(prefix="gateway-metrics-")  # mode 0700
+    os.environ[MULTIPROC_DIR] = directory
+    try:
+        yield
+    finally:
+        del os.environ[MULTIPROC_DIR]
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def serve_demo(

@@ -106,6 +106,8 @@ class Storage:
         self._writer: contextlib.AbstractContextManager[Any] = (
             threading.Lock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext()
         )
+        #: called once per ``StorageUnavailable`` raised (the gateway counts them)
+        self.on_outage: Callable[[], None] = lambda: None
 
     @property
     def is_postgres(self) -> bool:
@@ -150,6 +152,7 @@ class Storage:
             yield
         except OUTAGE_ERRORS as exc:
             log.warning("database unavailable: %s", exc.__class__.__name__)
+            self.on_outage()
             raise StorageUnavailable() from exc
 
     def dispose(self) -> None:

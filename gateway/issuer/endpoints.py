@@ -28,6 +28,7 @@ from gateway.issuer.server import (
     Request,
     Server,
 )
+from gateway.metrics import Metrics
 from gateway.models import Client, Grant, RefreshToken, sha256
 
 FORM = "application/x-www-form-urlencoded"
@@ -125,8 +126,9 @@ def error_response(server: Server, error: OAuth2Error) -> Response:
 
 
 class IssuerEndpoints:
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, metrics: Metrics) -> None:
         self.server = server
+        self.metrics = metrics
 
     # --- RFC 6749 §3.2 ---------------------------------------------------------------------
 
@@ -139,7 +141,13 @@ class IssuerEndpoints:
             return error_response(self.server, error)
 
     async def token(self, http: HTTPRequest) -> Response:
-        return await self._handle(http, self.server.create_token_response)
+        return await self._handle(http, self._token)
+
+    def _token(self, request: Request) -> Response:
+        response = self.server.create_token_response(request)
+        if response.status_code == 200:  # every grant's tokens are issued here, and only here
+            self.metrics.token_issued(request.payload.grant_type)
+        return response
 
     # --- RFC 7009 ----------------------------------------------------------------------------
 

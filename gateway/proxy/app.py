@@ -18,9 +18,9 @@ import time
 from typing import Any
 
 from gateway.config import Config
-from gateway.errors import GatewayError, UpstreamUnavailable
+from gateway.errors import BearerError, GatewayError, UpstreamUnavailable
 from gateway.introspect.validator import BearerValidator
-from gateway.metrics import ProxyMetrics
+from gateway.metrics import Metrics
 from gateway.proxy.auth import authorize
 from gateway.proxy.exchange import Deadlines, Exchange, Receive, Send
 from gateway.proxy.forwarded import ForwardedPolicy
@@ -34,7 +34,11 @@ log = logging.getLogger("gateway.proxy")
 
 class Proxy:
     def __init__(
-        self, config: Config, validator: BearerValidator, forwarder: Forwarder | None = None
+        self,
+        config: Config,
+        validator: BearerValidator,
+        forwarder: Forwarder | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.routes = RouteTable.from_config(config.routes)
         self._validator = validator
@@ -43,7 +47,7 @@ class Proxy:
         self._forwarded = ForwardedPolicy(config.proxy.trusted_proxies)
         self._idle_timeout = config.proxy.idle_timeout
         self._forwarder = forwarder or Forwarder(config.proxy.connect_timeout, config.proxy.pool)
-        self.metrics = ProxyMetrics()
+        self.metrics = metrics or Metrics(dict)
         self._deadlines = Deadlines()
 
     async def startup(self) -> None:
@@ -87,6 +91,8 @@ class Proxy:
             # a normal return before any response means the client left while we waited
             status = str(exchange.status) if exchange.started else "client_closed"
         except GatewayError as exc:
+            if isinstance(exc, BearerError):
+                self.metrics.token_failed(exc.reason)
             if route is not None and exc.status_code >= 500:
                 cause = f" ({exc.__cause__})" if exc.__cause__ else ""
                 log.warning("route %r: %s%s", route.name, exc.description, cause)

@@ -92,6 +92,15 @@ def test_past_the_queue_the_token_endpoint_answers_503(busy, confidential: Regis
     assert pool.admitted == 2  # refused, not queued
 
 
+def test_refusals_are_counted(busy, confidential: Registered) -> None:
+    client, _ = busy
+    for _ in range(3):
+        oauth_error(password_grant(client, confidential), 503, "temporarily_unavailable")
+    metrics = client.get("/metrics").text
+    assert "gateway_password_pool_refusals_total 3.0" in metrics
+    assert "gateway_password_verifications 2.0" in metrics  # running and waiting, admitted
+
+
 def test_an_unknown_user_is_refused_the_same(busy, confidential: Registered) -> None:
     client, _ = busy
     known = password_grant(client, confidential)
