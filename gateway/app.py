@@ -81,6 +81,7 @@ class Gateway:
         self.server.register_grant(RefreshTokenGrant)
         self.server.register_grant(ClientCredentialsGrant)
         self.server.passwords.on_refusal = self.metrics.password_refused
+        self.server.throttle.on_refusal = self.metrics.login_throttled
         self.proxy = Proxy(config, self.validator, metrics=self.metrics)
         # Blocking upkeep (database syncs, pruning, key reloads) runs on threads of its own, so
         # that stopping can wait for a job in flight instead of abandoning it mid-query.

@@ -31,6 +31,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from prometheus_client.registry import Collector
 
 from gateway.config import GRANT_TYPES
+from gateway.throttle import THROTTLE_KEYS, ThrottleKey
 
 #: names the directory of the workers' files; read when prometheus-client is imported
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -39,9 +40,6 @@ CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 #: upper bounds of the latency histogram, in seconds
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-#: what a login throttle keyed on (the ``key`` label's values)
-ThrottleKey = Literal["address", "user"]
-THROTTLE_KEYS: tuple[ThrottleKey, ...] = ("address", "user")
 
 STALENESS = "gateway_revocation_staleness_seconds"
 #: name -> (help, how the live workers' values combine under ``--workers N``)
@@ -106,7 +104,8 @@ class Metrics:
         )
         self._throttled = Counter(
             "gateway_login_throttled",
-            "Password logins refused by the throttle, by what it keyed on.",
+            "Password logins refused by the throttle, by the budget that refused them "
+            "(address, user_address, user).",
             ["key"],
             registry=registry,
         )
@@ -158,7 +157,7 @@ class Metrics:
         self._failures.labels(reason).inc()
 
     def login_throttled(self, key: ThrottleKey) -> None:
-        """A login refused by the throttle (for ``gateway.throttle`` to call)."""
+        """A login refused by the throttle (``LoginThrottle.on_refusal``)."""
         self._throttled.labels(key).inc()
 
     def refresh(self) -> None:

@@ -32,8 +32,9 @@ import hmac
 import ipaddress
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, Literal, cast
 
 import sqlalchemy as sa
 
@@ -48,11 +49,17 @@ _USER_CONTEXT = b"gateway login-throttle user v1"
 IPV6_PREFIX = 64
 
 
+#: which budget refused an attempt (the ``key`` label of ``gateway_login_throttled_total``)
+ThrottleKey = Literal["address", "user_address", "user"]
+THROTTLE_KEYS: tuple[ThrottleKey, ...] = ("address", "user_address", "user")
+
+
 class TooManyAttempts(Exception):
     """Refused by the throttle without checking the password; retry in ``retry_after`` s."""
 
-    def __init__(self, retry_after: float) -> None:
-        super().__init__(retry_after)
+    def __init__(self, key: ThrottleKey, retry_after: float) -> None:
+        super().__init__(key, retry_after)
+        self.key = key
         #: whole seconds, at least 1 (RFC 9110 §10.2.3 delay-seconds)
         self.retry_after = max(1, math.ceil(retry_after))
 
@@ -100,6 +107,8 @@ class LoginThrottle:
         self.config = config
         # a key of its own from the deployment's session secret: a user_key is no cookie MAC
         self._key = hmac.new(secret, _USER_CONTEXT, hashlib.sha256).digest()
+        #: called with the budget that refused an attempt (the gateway's metrics)
+        self.on_refusal: Callable[[ThrottleKey], None] = lambda key: None
         since = sa.bindparam("since", type_=sa.Float)
         address = (failures.c.address == sa.bindparam("address")) & (failures.c.at > since)
         user = (failures.c.user_key == sa.bindparam("user_key")) & (failures.c.at > since)
@@ -124,17 +133,25 @@ class LoginThrottle:
         window = self.config.window
         params = {"since": now - window, "address": attempt.address, "user_key": attempt.user_key}
         row = self.storage.read(lambda conn: conn.execute(self._standing, params).one())
+        refusal = self._refusal(row, now)
+        if refusal is not None:
+            self.on_refusal(refusal.key)
+            raise refusal
+        return Attempt(attempt.user_key, attempt.address, row.pair_n)
+
+    def _refusal(self, row: sa.Row[Any], now: float) -> TooManyAttempts | None:
+        window = self.config.window
         if row.address_nth is not None:
-            raise TooManyAttempts(row.address_nth + window - now)
+            return TooManyAttempts("address", row.address_nth + window - now)
         if row.pair_nth is not None:
-            raise TooManyAttempts(row.pair_nth + window - now)
+            return TooManyAttempts("user_address", row.pair_nth + window - now)
         excess = row.user_n - self.config.max_failures
         if excess >= 0 and row.address_n > 0:
             delay = min(self.config.max_user_delay, 2.0**excess)
             wait = row.user_last + delay - now
             if wait > 0:
-                raise TooManyAttempts(wait)
-        return Attempt(attempt.user_key, attempt.address, row.pair_n)
+                return TooManyAttempts("user", wait)
+        return None
 
     def failed(self, attempt: Attempt, now: float | None = None) -> None:
         now = time.time() if now is None else now

@@ -19,10 +19,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from gateway.app import create_app
-from gateway.config import Config, DatabaseConfig, MetricsConfig, RouteConfig
+from gateway.config import Config, DatabaseConfig, MetricsConfig, RouteConfig, ThrottleConfig
 from gateway.metrics import GAUGES, Metrics, _forget_exited_workers
 from gateway.storage import Storage
-from tests.conftest import ISSUER, Registered
+from tests.conftest import ISSUER, PASSWORD, Registered, make_client, make_user
 from tests.issuer.conftest import get_code, password_grant, redeem, refresh, tokens
 
 CLOSED_PORT = "http://127.0.0.1:9"  # discard: nothing listens there on a test machine
@@ -175,14 +175,37 @@ def test_token_failures_at_the_proxy_are_counted_by_reason(
     assert failures == {"missing_token": 1, "token_expired": 2, "insufficient_scope": 1}
 
 
-def test_login_throttling_is_counted_by_key() -> None:
-    metrics = Metrics(dict)
-    metrics.login_throttled("address")
-    metrics.login_throttled("address")
-    metrics.login_throttled("user")
-    found = samples(metrics.render().decode())
-    assert value(found, "gateway_login_throttled_total", key="address") == 2
-    assert value(found, "gateway_login_throttled_total", key="user") == 1
+def test_login_throttling_is_counted_by_the_budget_that_refused(
+    config: Config, storage: Storage
+) -> None:
+    """Each refusal of the real throttle, once, under the budget that made it."""
+    make_user(storage, "alice@example.com")
+    app_client = make_client(storage)
+    throttling = dataclasses.replace(
+        config, throttle=ThrottleConfig(max_failures=2, max_address_failures=3)
+    )
+    app = create_app(throttling)
+
+    def guess(address: str, email: str = "alice@example.com", password: str = "guess") -> int:
+        client = TestClient(app, base_url=ISSUER, client=(address, 4000))  # no second lifespan
+        form = {"grant_type": "password", "username": email, "password": password}
+        return client.post("/oauth/token", data=form, auth=app_client.auth).status_code
+
+    with TestClient(app, base_url=ISSUER) as client:
+        assert [guess("10.0.0.1") for _ in range(2)] == [400, 400]  # checked, wrong
+        guess("10.0.0.1")  # alice at 10.0.0.1 again: the (user, address) budget refuses
+        guess("10.0.0.2", email="bob@example.com")  # checked: 10.0.0.2 has failed now
+        guess("10.0.0.1", email="carol@example.com")  # checked: 10.0.0.1's third failure
+        guess("10.0.0.1", email="dave@example.com")  # the address budget refuses
+        guess("10.0.0.2", password=PASSWORD)  # alice, past max_failures: the user's delay
+        found = scrape(client)
+    app.gateway.storage.dispose()
+    throttled = {
+        dict(labels)["key"]: count
+        for (name, labels), count in found.items()
+        if name == "gateway_login_throttled_total"
+    }
+    assert throttled == {"address": 1, "user_address": 1, "user": 1}
 
 
 def test_database_errors_are_counted(config: Config, storage: Storage, tmp_path) -> None:
