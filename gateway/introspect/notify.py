@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from gateway.errors import StorageUnavailable
 from gateway.introspect.revocation import Entry, RevocationCache
 from gateway.storage import Storage
 
@@ -70,7 +71,8 @@ class RevocationListener:
         while True:
             try:
                 await self._listen()
-            except (psycopg.Error, OSError) as exc:
+            except (psycopg.Error, OSError, StorageUnavailable) as exc:
+                # StorageUnavailable: the catch-up sync lost the database after LISTEN worked
                 log.warning("revocation listener disconnected: %s", exc.__class__.__name__)
             self.connected.clear()
             await asyncio.sleep(RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)])

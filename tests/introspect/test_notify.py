@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from gateway.config import Config
+from gateway.errors import StorageUnavailable
 from gateway.introspect.notify import RevocationListener
 from gateway.introspect.revocation import RevocationCache
 from gateway.introspect.revoker import Revoker
@@ -94,3 +95,33 @@ async def test_what_was_missed_while_disconnected_is_caught_up(
             await task
         outage.stop()
         through.dispose()
+
+
+class LosesTheDatabaseOnce(RevocationCache):
+    """The database lost between LISTEN and the catch-up read: a window too narrow to hit with
+    a real outage deterministically, so the first full sync fails as ``Storage`` would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    def sync(self, storage: Storage, full: bool = False) -> int:
+        if not self.failed:
+            self.failed = True
+            raise StorageUnavailable()
+        return super().sync(storage, full)
+
+
+async def test_a_catch_up_sync_that_loses_the_database_reconnects(
+    postgres: Storage, executor: ThreadPoolExecutor
+) -> None:
+    """It used to end the listener task (and its error surfaced at shutdown)."""
+    listener = RevocationListener(postgres, LosesTheDatabaseOnce(), executor)
+    task = asyncio.create_task(listener.run())
+    try:
+        await asyncio.wait_for(listener.connected.wait(), 10)
+        assert not task.done()
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
