@@ -149,7 +149,11 @@ def run_rounds(plan: Plan, cases: list[Case]) -> dict[str, list[Run | streaming.
 
 
 def _wrk_version() -> str:
-    out = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
+    """wrk's version line; "wrk not yet installed" on a fresh machine (``set_up`` installs it)."""
+    try:
+        out = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        return "wrk not yet installed"
     return (out.stdout or out.stderr or "wrk ?").splitlines()[0]
 
 
