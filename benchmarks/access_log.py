@@ -5,10 +5,10 @@
 Requests finish in batches of 32 per loop iteration (wrk -c32), each filling an ``Entry``
 the way the proxy does for a scoped route (request id, route, upstream status and time,
 client, subject, bytes) and writing its line; the buffer goes to /dev/null once per
-iteration, as in the gateway. Figures, in µs per request (best of 5 runs): the request id and entry alone
-(paid with the log off too), the line built and written (JSON, text), and, for comparison,
-the same line through ``logging`` (a ``StreamHandler`` with a formatter calling
-``json.dumps``), the option the gateway does not take.
+iteration, as in the gateway. Figures, in µs per request (best of 5 runs): the request id
+and entry alone (paid with the log off too), the line built and written (JSON, text), and,
+for comparison, the same line through ``logging`` (a ``StreamHandler`` with a formatter
+calling ``json.dumps``), the option the gateway does not take.
 """
 
 from __future__ import annotations
