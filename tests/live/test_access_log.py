@@ -15,7 +15,6 @@ import httpx
 import pytest
 
 from tests.accesslog import assert_shape
-from tests.databases import fresh_database_url
 from tests.live.support import LiveGateway, running_gateway, wait_until
 
 pytestmark = pytest.mark.live
@@ -53,14 +52,10 @@ def upstream() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def logged_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    yield from fresh_database_url(tmp_path_factory.mktemp("logged-db"))
-
-
-@pytest.fixture(scope="module")
 def logged_gateway(
-    tmp_path_factory: pytest.TempPathFactory, logged_database_url: str
+    tmp_path_factory: pytest.TempPathFactory, live_database_url: str
 ) -> Iterator[LiveGateway]:
+    """A server of its own (two workers, routes to ``upstream``) on the live suite's database."""
     folder = tmp_path_factory.mktemp("logged")
     with upstream() as url:
         routes = f"""
@@ -77,7 +72,7 @@ scopes = ["orders:read"]
 """
         with running_gateway(
             folder / "gateway",
-            logged_database_url,
+            live_database_url,
             extra_toml=routes,
             serve_args=("--workers", "2"),
         ) as gateway:
