@@ -6,16 +6,27 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
+import re
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.accesslog import assert_shape
-from tests.live.support import LiveGateway, running_gateway, wait_until
+from tests.live.support import (
+    START_TIMEOUT,
+    LiveGateway,
+    free_port,
+    running_gateway,
+    wait_until,
+    write_config,
+)
 
 pytestmark = pytest.mark.live
 
@@ -137,3 +148,45 @@ def test_lines_of_two_workers_never_interleave(logged_gateway: LiveGateway) -> N
     assert len(ids) == BURST
     lines = logged(gateway, before + BURST)  # each one parses: none was cut or mixed
     assert ids <= {line["request_id"] for line in lines}
+
+
+def test_demo_logs_text_lines(tmp_path: Path) -> None:
+    """``gateway demo`` (``make run``) writes the access log as text unless told otherwise."""
+    port, upstream_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{port}"
+    config = write_config(
+        tmp_path / "gateway.toml", base, f"sqlite:///{tmp_path / 'demo.db'}", tmp_path / "keys"
+    )
+    log = tmp_path / "demo.log"
+    command = [sys.executable, "-m", "gateway", "--config", str(config), "demo"]
+    command += ["--port", str(port), "--upstream-port", str(upstream_port)]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+
+        def up() -> bool:
+            assert process.poll() is None, log.read_text()
+            with contextlib.suppress(httpx.TransportError):
+                return httpx.get(f"{base}/healthz", timeout=1.0).status_code == 200
+            return False
+
+        wait_until(up, "gateway demo", timeout=START_TIMEOUT)
+        response = httpx.get(f"{base}/demo/public/x?q=q-secret")
+        assert response.status_code == 200
+        line = wait_until(
+            lambda: next((x for x in log.read_text().splitlines() if " /demo/public/x " in x), ""),
+            "the demo's access-log line",
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+    request_id = response.headers["x-request-id"]
+    assert re.fullmatch(
+        rf"\S+Z GET /demo/public/x 200 [\d.]+ms request_id={request_id} route=demo-public"
+        r" upstream_status=200 upstream_ms=[\d.]+ client_id=- sub=- reason=- bytes_in=0"
+        rf" bytes_out={len(response.content)}",
+        line,
+    ), line
+    assert "q-secret" not in log.read_text()
