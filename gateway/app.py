@@ -48,7 +48,6 @@ from gateway.issuer.tokens import TokenGenerator
 from gateway.keys import KeyRing, session_secret
 from gateway.metrics import gauges
 from gateway.proxy import Proxy
-from gateway.proxy.forwarded import ForwardedPolicy
 from gateway.storage import Storage
 
 log = logging.getLogger("gateway")
@@ -259,7 +258,6 @@ class GatewayApp:
         self.issuer = issuer
         self.proxy = gateway.proxy
         self.access_log = gateway.proxy.access_log
-        self._forwarded = ForwardedPolicy(gateway.config.proxy.trusted_proxies)
         #: the gateway's own endpoints: a request's path is its route in the access log
         self._endpoints = frozenset(r.path for r in issuer.routes if isinstance(r, Route))
 
@@ -271,7 +269,7 @@ class GatewayApp:
                 return
             received = received_id(scope["headers"])
             entry = Entry(
-                request_id(received, scope.get("client"), self._forwarded.is_trusted),
+                request_id(received, scope.get("client"), self.gateway.server.forwarded.is_trusted),
                 time.perf_counter(),
             )
             if path in self._endpoints:
