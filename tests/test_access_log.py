@@ -84,13 +84,13 @@ async def test_lines_wait_for_company_but_not_long() -> None:
         pipe.close()
 
 
-async def test_a_full_buffer_is_written_at_once_in_whole_lines() -> None:
+async def test_a_full_batch_is_written_at_once_in_whole_lines() -> None:
     pipe = LogPipe()
     try:
         count = 4 * PIPE_BUF // 300
         for n in range(count):
             pipe.log.write(SCOPE, entry(n))
-        assert pipe.readable()  # more than PIPE_BUF waiting: written without the timer
+        assert pipe.readable()  # full batches went out without waiting for the timer
         entries = await asyncio.to_thread(pipe.entries, count)
     finally:
         pipe.close()
