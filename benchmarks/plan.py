@@ -21,6 +21,8 @@ PROXY = {
     "reference": "reference: uvicorn + aiohttp passthrough, no auth",
     "public-1w": "gateway public route, 1 worker",
     "scoped-1w": "gateway scoped route (RS256 + identity headers), 1 worker",
+    "public-1w-nolog": "gateway public route, 1 worker, access log off",
+    "scoped-1w-nolog": "gateway scoped route, 1 worker, access log off",
     "public-2w": "gateway public route, 2 workers",
     "scoped-2w": "gateway scoped route, 2 workers",
 }
@@ -36,8 +38,10 @@ INTROSPECT = {
 }
 STREAMING = {name: name for name in streaming.CASES}
 REVOCATIONS = {"revocations-1m": "revocation sets, 1,000,000 jtis"}
+ACCESS_LOG = {"access-log": "access log per request (micro-benchmark)"}
 GROUPS = {
     "proxy": PROXY,
+    "accesslog": ACCESS_LOG,
     "tokens": TOKENS,
     "introspect": INTROSPECT,
     "streaming": STREAMING,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from benchmarks import revocation_memory, streaming
+from benchmarks import access_log, revocation_memory, streaming
 from benchmarks.load import Run
 from benchmarks.plan import INTROSPECT, PROXY, TOKEN_CONNECTIONS, TOKENS, Plan
 
@@ -145,6 +145,7 @@ def report(
     samples: dict[str, list[Run | streaming.Transfer]],
     revocations: dict[str, float] | None,
     upstream: str,
+    access_log_cost: dict[str, float] | None = None,
 ) -> None:
     results = {
         name: Summary.of([s for s in runs if isinstance(s, Run)])
@@ -180,6 +181,8 @@ def report(
         print(f"\nRevocation sets, {revocations['rows']:,.0f} revoked jtis (SQLite)")
         for key, label, unit in revocation_memory.FIGURES:
             print(f"  {label:52} {revocations[key]:10.2f} {unit}")
+    if access_log_cost is not None:
+        access_log.report(access_log_cost)
 
     targets = Targets()
     targets.ratio(
@@ -196,6 +199,21 @@ def report(
     for name in ("scoped-1w", "public-1w"):
         what = f"proxy: p99 {name.split('-')[0]} / reference p99 (1 worker)"
         targets.ratio(what, results, name, "reference", 1.0, field="p99_ms")
+    targets.ratio(
+        "proxy: public, access log on / off, req/s", results, "public-1w", "public-1w-nolog", 0.9
+    )
+    targets.ratio(
+        "proxy: scoped, access log on / off, req/s", results, "scoped-1w", "scoped-1w-nolog", 0.9
+    )
+    for name in ("public", "scoped"):
+        on, off = results.get(f"{name}-1w"), results.get(f"{name}-1w-nolog")
+        if on and off and on.cpu_us and off.cpu_us:
+            what = f"proxy: {name}, CPU µs/req, access log on - off"
+            targets.add(what, f"{on.cpu_us - off.cpu_us:+.1f} µs", "", None)
+    if access_log_cost is not None:
+        cost = access_log_cost["json_us"]
+        what = "access log: JSON line built and written, µs/request"
+        targets.add(what, f"{cost:.2f} µs", "<= 5 µs", cost <= 5)
     for db in ("sqlite", "postgres"):
         targets.rate(f"token: client_credentials, {db}", results, f"client-credentials-{db}", 1300)
         targets.rate(f"token: refresh_token, {db}", results, f"refresh-token-{db}", 500)

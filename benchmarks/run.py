@@ -26,10 +26,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks import revocation_memory, servers, streaming
+from benchmarks import access_log, revocation_memory, servers, streaming
 from benchmarks.cases import access_token, proxy_case, token_cases
 from benchmarks.load import Case, Run, cleanup_scripts
 from benchmarks.plan import (
+    ACCESS_LOG,
     ALL,
     GROUPS,
     INTROSPECT,
@@ -97,6 +98,15 @@ def set_up(plan: Plan, folder: Path) -> Iterator[Setup]:
             cases.append(
                 proxy_case(plan, "scoped-1w", base + "/scoped/x", pid, upstream.pid, token)
             )
+        if plan.wants("public-1w-nolog", "scoped-1w-nolog"):
+            quiet = servers.without_access_log(sqlite)
+            base_q, pid_q = stack.enter_context(servers.gateway(folder, quiet, 1, server_pin))
+            for route, bearer in (("public", None), ("scoped", token)):
+                if plan.wants(f"{route}-1w-nolog"):
+                    url = f"{base_q}/{route}/x"
+                    cases.append(
+                        proxy_case(plan, f"{route}-1w-nolog", url, pid_q, upstream.pid, bearer)
+                    )
         if plan.wants("public-2w", "scoped-2w"):
             base2, pid2 = stack.enter_context(servers.gateway(folder, sqlite, 2, wide_pin))
             if plan.wants("public-2w"):
@@ -202,6 +212,7 @@ def main() -> None:
     print(f"rounds: {plan.rounds}, {plan.seconds:g} s per load run, interleaved", flush=True)
     samples: dict[str, list[Run | streaming.Transfer]] = {}
     revocations = None
+    access_log_cost = None
     upstream = ""
     try:
         with contextlib.ExitStack() as stack:
@@ -221,9 +232,12 @@ def main() -> None:
                 # not pinned: nothing of ours loads the machine now, and a core that another
                 # user's process is pinned to would slow it down several times over
                 revocations = revocation_memory.run(plan.revoked_jtis)
+            if plan.wants(*ACCESS_LOG):
+                print("access log: micro-benchmark ...", flush=True)
+                access_log_cost = access_log.run()
     finally:
         cleanup_scripts()
-    report(plan, samples, revocations, upstream)
+    report(plan, samples, revocations, upstream, access_log_cost)
     print(f"\n(bench took {time.monotonic() - started:.0f} s)")
 
 

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from benchmarks.load import free_port, running, wait_until_up
@@ -270,6 +270,13 @@ public = true
         introspector["client_id"],
         introspector["client_secret"],
     )
+
+
+def without_access_log(deployment: Deployment) -> Deployment:
+    """The same deployment (database, keys, clients) with ``[logging] format = "off"``."""
+    config = deployment.config.with_name("gateway-nolog.toml")
+    config.write_text(deployment.config.read_text() + '[logging]\nformat = "off"\n')
+    return replace(deployment, name=deployment.name + "-nolog", config=config)
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import formatdate
@@ -24,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gateway.accesslog import REQUEST_ID, Entry, error_code, received_id, request_id
 from gateway.config import Config, is_reserved
 from gateway.errors import ConfigError, GatewayError
 from gateway.housekeeping import prune_expired
@@ -259,6 +261,9 @@ class GatewayApp:
         self.gateway = gateway
         self.issuer = issuer
         self.proxy = gateway.proxy
+        self.access_log = gateway.proxy.access_log
+        #: the gateway's own endpoints: a request's path is its route in the access log
+        self._endpoints = frozenset(r.path for r in issuer.routes if isinstance(r, Route))
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -266,16 +271,38 @@ class GatewayApp:
             if not is_reserved(path):
                 await self.proxy(scope, receive, send)
                 return
+            received = received_id(scope["headers"])
+            entry = Entry(
+                request_id(received, scope.get("client"), self.gateway.server.forwarded.is_trusted),
+                time.perf_counter(),
+            )
+            if path in self._endpoints:
+                entry.route = path
+
+            async def receive_counted() -> Any:
+                message = await receive()
+                entry.bytes_in += len(message.get("body", b""))
+                return message
 
             async def send_dated(message: MutableMapping[str, Any]) -> None:
                 # uvicorn's own Date is off so proxied responses keep just the upstream's
                 if message["type"] == "http.response.start":
+                    entry.status = message["status"]
                     message["headers"] = [
                         *message.get("headers", []),
                         (b"date", formatdate(usegmt=True).encode()),
+                        (REQUEST_ID, entry.request_id),
                     ]
+                elif message["type"] == "http.response.body":
+                    body = message.get("body", b"")
+                    entry.bytes_out += len(body)
+                    if entry.status >= 400 and entry.reason is None:
+                        entry.reason = error_code(body)
                 await send(message)
 
-            await self.issuer(scope, receive, send_dated)
+            try:
+                await self.issuer(scope, receive_counted, send_dated)
+            finally:
+                self.access_log.write(scope, entry)
             return
         await self.issuer(scope, receive, send)

@@ -22,6 +22,7 @@ from gateway.errors import ConfigError
 
 DEFAULT_ISSUER = "http://127.0.0.1:8000"
 SIGNING_ALGORITHMS = ("RS256", "ES256", "EdDSA", "Ed25519")
+LOG_FORMATS = ("json", "text", "off")
 GRANT_TYPES = ("authorization_code", "password", "refresh_token", "client_credentials")
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 #: the gateway's own paths: routes may not claim them, and requests there never reach the proxy
@@ -81,6 +82,13 @@ class RevocationConfig:
 class MetricsConfig:
     #: serve GET /metrics (Prometheus text format) on the gateway's port
     enabled: bool = True
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    #: the access log on stderr: "json", "text" or "off"; unset: json under ``serve``, text
+    #: under ``demo``
+    format: str | None = None
 
 
 @dataclass(frozen=True)
@@ -197,6 +205,7 @@ class Config:
     revocation: RevocationConfig = field(default_factory=RevocationConfig)
     housekeeping: HousekeepingConfig = field(default_factory=HousekeepingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
     throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
     passwords: PasswordsConfig = field(default_factory=PasswordsConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
@@ -451,6 +460,8 @@ def _validate(config: Config, where: str) -> Config:
             raise fail(key, "must not be negative")
     if not config.database.url:
         raise fail("database.url", "must not be empty")
+    if config.logging.format is not None and config.logging.format not in LOG_FORMATS:
+        raise fail("logging.format", 'must be "json", "text" or "off"')
     for peer in config.proxy.trusted_proxies:
         try:
             ipaddress.ip_network(peer, strict=False)

@@ -17,7 +17,7 @@ import uvicorn
 import uvloop
 
 from gateway.app import GatewayApp, create_app
-from gateway.config import Config, load_config
+from gateway.config import Config, LoggingConfig, load_config
 from gateway.metrics import MULTIPROC_DIR
 from gateway.proxy.demo import demo_routes, start_echo_upstream
 
@@ -86,7 +86,12 @@ def serve_demo(
     async def main() -> None:
         upstream = await start_echo_upstream("127.0.0.1", upstream_port)
         try:
-            demo = dataclasses.replace(config, routes=config.routes + demo_routes(upstream.url))
+            demo = dataclasses.replace(
+                config,
+                routes=config.routes + demo_routes(upstream.url),
+                # someone trying the gateway out reads the log in a terminal
+                logging=LoggingConfig(config.logging.format or "text"),
+            )
             server = uvicorn.Server(
                 uvicorn.Config(create_app(demo, freeze_heap=True), **_options(host, port))
             )

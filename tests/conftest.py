@@ -22,6 +22,7 @@ from gateway.cli import init
 from gateway.config import Config, DatabaseConfig, KeysConfig, TokensConfig
 from gateway.models import Client, User
 from gateway.storage import Storage
+from tests.accesslog import LogPipe
 from tests.databases import drop_template, fresh_database_url
 
 ISSUER = "http://127.0.0.1:8000"
@@ -78,6 +79,14 @@ def app(config: Config, storage: Storage) -> Iterator[GatewayApp]:
 def client(app: GatewayApp) -> Iterator[TestClient]:
     with TestClient(app, base_url=ISSUER, follow_redirects=False) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def access_log() -> Iterator[LogPipe]:
+    """An access log (JSON) read back through a pipe: pass ``access_log.log`` to the app."""
+    pipe = LogPipe()
+    yield pipe
+    pipe.close()
 
 
 @pytest.fixture

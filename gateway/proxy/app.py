@@ -3,7 +3,9 @@
 Every step before forwarding answers a failure with its ``GatewayError`` as JSON (404, 405,
 400, 401, 403). Upstream failures answer 502 / 504 while no response has started, and abort
 the client's response once one has. Nothing raises out of ``__call__``: an unexpected error
-is logged with the route's name and answered 502 (or aborts), never a traceback.
+is logged with the route's name and answered 502 (or aborts), never a traceback. Every
+request ends with one access-log line (``gateway.accesslog``) and carries one request id:
+forwarded upstream and returned to the client, on errors too.
 
 The hot path touches no database and does no blocking I/O: the route table, key ring and
 revocation set are in memory, and the upstream client keeps pooled connections per origin.
@@ -17,15 +19,16 @@ import logging
 import time
 from typing import Any
 
+from gateway.accesslog import AccessLog, Entry, request_id
 from gateway.config import Config
 from gateway.errors import BearerError, GatewayError, UpstreamUnavailable
 from gateway.introspect.validator import BearerValidator
 from gateway.metrics import Metrics
-from gateway.proxy.auth import authorize
+from gateway.proxy.auth import authenticate, authorize
 from gateway.proxy.exchange import Deadlines, Exchange, Receive, Send
 from gateway.proxy.forwarded import ForwardedPolicy
 from gateway.proxy.forwarder import Forwarder
-from gateway.proxy.headers import HeaderPolicy
+from gateway.proxy.headers import REQUEST_ID, HeaderPolicy
 from gateway.proxy.paths import decode_path, encode_path, upstream_target
 from gateway.proxy.routes import Route, RouteTable
 
@@ -39,6 +42,7 @@ class Proxy:
         validator: BearerValidator,
         forwarder: Forwarder | None = None,
         metrics: Metrics | None = None,
+        access_log: AccessLog | None = None,
     ) -> None:
         self.routes = RouteTable.from_config(config.routes)
         self._validator = validator
@@ -48,6 +52,7 @@ class Proxy:
         self._idle_timeout = config.proxy.idle_timeout
         self._forwarder = forwarder or Forwarder(config.proxy.connect_timeout, config.proxy.pool)
         self.metrics = metrics or Metrics(dict)
+        self.access_log = access_log or AccessLog(config.logging.format or "json")
         self._deadlines = Deadlines()
 
     async def startup(self) -> None:
@@ -56,6 +61,7 @@ class Proxy:
     async def shutdown(self) -> None:
         self._deadlines.close()
         await self._forwarder.close()
+        self.access_log.close()
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         """Serve one HTTP request; other scope types are not proxied and end at once."""
@@ -65,15 +71,20 @@ class Proxy:
         exchange: Exchange | None = None
         started = time.perf_counter()
         status = "502"
+        incoming = self._headers.split_request(scope["headers"])
+        rid = request_id(incoming.request_id, scope.get("client"), self._forwarded.is_trusted)
+        entry = Entry(rid, started)
         try:
             raw_path = scope.get("raw_path") or encode_path(scope["path"]).encode()
             path = decode_path(raw_path)
-            incoming = self._headers.split_request(scope["headers"])
             route = self.routes.match(incoming.host, path, scope["method"])
+            entry.route = route.name
             headers = incoming.kept
             config = route.config
             if not config.public:
-                token = authorize(self._validator, route, incoming.authorization, self._audience)
+                token = authenticate(self._validator, route, incoming.authorization, self._audience)
+                entry.client_id, entry.sub = token.client_id, token.sub
+                authorize(route, token)
                 headers += self._headers.identity(token)
             if config.forward_token:
                 headers += [(b"authorization", v.encode("latin-1")) for v in incoming.authorization]
@@ -81,15 +92,22 @@ class Proxy:
             headers += self._forwarded.headers(
                 incoming.forwarded, client[0] if client else None, scope["scheme"], incoming.host
             )
+            headers.append((REQUEST_ID, entry.request_id))
             target = upstream_target(
                 raw_path, path, route.upstream_path(path), scope.get("query_string", b"")
             )
-            exchange = Exchange(receive, send, config.timeout, self._idle_timeout, self._deadlines)
+            exchange = Exchange(
+                receive, send, config.timeout, self._idle_timeout, self._deadlines, entry
+            )
             await exchange.run(
                 self._forwarder, route.upstream, scope["method"], target, headers, incoming.has_body
             )
-            # a normal return before any response means the client left while we waited
-            status = str(exchange.status) if exchange.started else "client_closed"
+            if exchange.started:
+                status = str(entry.status)
+            else:
+                # a normal return before any response means the client left while we waited
+                status = entry.reason = "client_closed"
+                entry.status = 499  # nginx's code for it, which log pipelines know
         except GatewayError as exc:
             if isinstance(exc, BearerError):
                 self.metrics.token_failed(exc.reason)
@@ -97,16 +115,19 @@ class Proxy:
                 cause = f" ({exc.__cause__})" if exc.__cause__ else ""
                 log.warning("route %r: %s%s", route.name, exc.description, cause)
             status = _error_status(exchange, exc)
+            entry.reason = exc.reason
             if exchange is None or not exchange.started:
-                await _send_error(send, exc)
+                await _send_error(send, exc, entry)
         except Exception:
             log.exception("route %r: unexpected error while proxying", route and route.name)
             status = _error_status(exchange, UpstreamUnavailable())
+            entry.reason = UpstreamUnavailable().reason
             if exchange is None or not exchange.started:
-                await _send_error(send, UpstreamUnavailable())
+                await _send_error(send, UpstreamUnavailable(), entry)
         finally:
             name = route.name if route is not None else "(no route)"
             self.metrics.observe(name, status, time.perf_counter() - started)
+            self.access_log.write(scope, entry)
 
 
 def _error_status(exchange: Exchange | None, error: GatewayError) -> str:
@@ -114,7 +135,9 @@ def _error_status(exchange: Exchange | None, error: GatewayError) -> str:
     return "aborted" if exchange is not None and exchange.started else str(error.status_code)
 
 
-async def _send_error(send: Send, error: GatewayError) -> None:
-    status, headers, body = error.response_parts()
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+async def _send_error(send: Send, error: GatewayError, entry: Entry) -> None:
+    entry.status, headers, body = error.response_parts()
+    headers.append((REQUEST_ID, entry.request_id))
+    await send({"type": "http.response.start", "status": entry.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+    entry.bytes_out = len(body)

@@ -32,11 +32,14 @@ def bearer_token(authorization: list[str]) -> str:
     return token
 
 
-def authorize(
+def authenticate(
     validator: BearerValidator, route: Route, authorization: list[str], audience: str
 ) -> AccessToken:
-    """The validated token of a request to a non-public ``route`` that grants access to it."""
-    token = validator.validate(bearer_token(authorization), route.config.audience or audience)
+    """The validated token of a request to a non-public ``route``."""
+    return validator.validate(bearer_token(authorization), route.config.audience or audience)
+
+
+def authorize(route: Route, token: AccessToken) -> None:
+    """Raise ``InsufficientScope`` unless ``token`` grants access to ``route``."""
     if route.scope_sets and not any(need <= token.scopes for need in route.scope_sets):
         raise InsufficientScope(" ".join(route.config.scopes[0]))
-    return token

@@ -27,6 +27,7 @@ import asyncio
 import logging
 from typing import Any, cast
 
+from gateway.accesslog import Entry
 from gateway.errors import UpstreamTimeout, UpstreamUnavailable
 from gateway.proxy.forwarder import Forwarder, UpstreamResponse
 from gateway.proxy.headers import response_headers
@@ -65,6 +66,7 @@ class RequestBody:
                 raise ClientDisconnected()
             self._more = message.get("more_body", False)
             chunk: bytes = message.get("body", b"")
+            exchange.entry.bytes_in += len(chunk)
             if self._more:
                 exchange.deadline_in(exchange.idle)
             else:
@@ -114,7 +116,10 @@ class Deadlines:
 
 
 class Exchange:
-    """Relay one request; ``started`` tells whether an error can still become a response."""
+    """Relay one request; ``started`` tells whether an error can still become a response.
+
+    What the access log says of the exchange (upstream status and time, bytes each way) is
+    recorded on its ``entry``."""
 
     __slots__ = (
         "_deadlines",
@@ -122,16 +127,22 @@ class Exchange:
         "_send",
         "_task",
         "deadline",
+        "entry",
         "idle",
         "loop",
         "receive",
         "started",
-        "status",
         "wait",
     )
 
     def __init__(
-        self, receive: Receive, send: Send, wait: float, idle: float, deadlines: Deadlines
+        self,
+        receive: Receive,
+        send: Send,
+        wait: float,
+        idle: float,
+        deadlines: Deadlines,
+        entry: Entry,
     ) -> None:
         self.receive = receive
         self._send = send
@@ -139,8 +150,7 @@ class Exchange:
         self.wait = wait
         self.idle = idle
         self.started = False
-        #: the upstream's status, once relayed
-        self.status = 0
+        self.entry = entry
         self.loop = asyncio.get_running_loop()
         self._deadlines = deadlines
         self._task: asyncio.Task[Any] | None = None
@@ -197,15 +207,16 @@ class Exchange:
 
     async def _relay_response(self, upstream: UpstreamResponse, watch: bool) -> None:
         send = self._send
+        entry = self.entry
+        entry.upstream_answered(upstream.status)
         await send(
             {
                 "type": "http.response.start",
                 "status": upstream.status,
-                "headers": response_headers(upstream.headers),
+                "headers": response_headers(upstream.headers, entry.request_id),
             }
         )
         self.started = True
-        self.status = upstream.status
         watcher: asyncio.Future[Any] | None = None
         chunks = 0
         more = True
@@ -219,6 +230,7 @@ class Exchange:
                 # the last chunk ends the response itself: one message less per exchange
                 more = not upstream.at_eof()
                 await send({"type": "http.response.body", "body": chunk, "more_body": more})
+                entry.bytes_out += len(chunk)
                 if not more:
                     return  # the body is whole: no need to ask the upstream for the end
                 self.deadline = self.loop.time() + self.idle

@@ -11,7 +11,8 @@ Request, in one pass over the client's headers:
   ...): many servers (CGI, WSGI, nginx with ``underscores_in_headers``) fold ``_`` into ``-``,
   so a client could smuggle one past a case-only comparison;
 - ``X-Forwarded-For/-Proto/-Host`` and ``Forwarded`` (RFC 7239) are set aside for
-  ``forwarded.py``, which extends them for a trusted proxy and replaces them for anyone else.
+  ``forwarded.py``, which extends them for a trusted proxy and replaces them for anyone else;
+  ``X-Request-Id`` is set aside for ``accesslog.request_id``, and the request's own id is sent.
 
 The gateway then adds the identity headers it vouches for, from the validated token: built
 once per verified token and remembered with it.
@@ -20,13 +21,15 @@ Names and values stay bytes as the ASGI server gave them (names lower-case): eac
 one dict probe in a table built once per config, and only ``Host`` and ``Authorization`` are
 decoded (``Authorization`` as latin-1, so a forwarded token goes on byte for byte).
 
-Response: hop-by-hop headers and those the upstream's ``Connection`` names are dropped.
+Response: hop-by-hop headers and those the upstream's ``Connection`` names are dropped, and
+the upstream's ``X-Request-Id`` is replaced by the request's.
 """
 
 from __future__ import annotations
 
 import functools
 
+from gateway.accesslog import REQUEST_ID
 from gateway.config import IdentityHeaders
 from gateway.errors import InvalidToken
 from gateway.introspect.validator import AccessToken
@@ -49,14 +52,17 @@ HOP_BY_HOP = frozenset(
 )
 FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"})
 
+#: dropped from responses: the request's own id is sent instead
+_RESPONSE_DROP = HOP_BY_HOP | {REQUEST_ID}
+
 # what split_request does with a header, by its lower-case name
-_DROP, _CONNECTION, _CHUNKED, _EXPECT, _HOST, _AUTHORIZATION, _FORWARDED, _LENGTH = range(8)
+_DROP, _CONNECTION, _CHUNKED, _EXPECT, _HOST, _AUTHORIZATION, _FORWARDED, _LENGTH, _ID = range(9)
 
 
 class IncomingHeaders:
     """What one pass over the client's headers yields."""
 
-    __slots__ = ("authorization", "forwarded", "has_body", "host", "kept")
+    __slots__ = ("authorization", "forwarded", "has_body", "host", "kept", "request_id")
 
     def __init__(self) -> None:
         #: end-to-end headers to pass on, as received
@@ -67,6 +73,8 @@ class IncomingHeaders:
         self.forwarded: dict[bytes, list[str]] = {}
         #: RFC 9112 §6.3: a request has a body only when it says so
         self.has_body = False
+        #: ``X-Request-Id`` as received; ``b""`` (never valid) when sent more than once
+        self.request_id: bytes | None = None
 
 
 @functools.lru_cache(maxsize=256)  # the values come from clients and upstreams: bounded
@@ -98,6 +106,7 @@ class HeaderPolicy:
                 b"host": _HOST,
                 b"authorization": _AUTHORIZATION,
                 b"content-length": _LENGTH,
+                REQUEST_ID: _ID,
             }
         )
         self._actions = actions
@@ -126,6 +135,8 @@ class HeaderPolicy:
                 connection = header[1] if connection is None else connection + b"," + header[1]
             elif action == _CHUNKED:
                 incoming.has_body = True
+            elif action == _ID:
+                incoming.request_id = header[1] if incoming.request_id is None else b""
             elif action == _EXPECT and header[1].strip().lower() == b"100-continue":
                 kept.append((b"expect", b"100-continue"))
         if connection is not None:
@@ -157,12 +168,13 @@ class HeaderPolicy:
         return headers
 
 
-def response_headers(raw: list[Header]) -> list[Header]:
-    """The upstream's response headers (names lower-case) minus hop-by-hop ones."""
+def response_headers(raw: list[Header], request_id: bytes) -> list[Header]:
+    """The upstream's response headers (names lower-case) minus hop-by-hop ones, with the
+    request's ``X-Request-Id``."""
     kept = []
     connection: bytes | None = None
     for header in raw:
-        if header[0] in HOP_BY_HOP:
+        if header[0] in _RESPONSE_DROP:
             if header[0] == b"connection":
                 connection = header[1] if connection is None else connection + b"," + header[1]
             continue
@@ -170,5 +182,6 @@ def response_headers(raw: list[Header]) -> list[Header]:
     if connection is not None:
         named = named_by_connection(connection)
         if named:
-            return [header for header in kept if header[0] not in named]
+            kept = [header for header in kept if header[0] not in named]
+    kept.append((REQUEST_ID, request_id))
     return kept

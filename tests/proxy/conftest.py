@@ -21,6 +21,7 @@ import pytest
 import uvicorn
 from aiohttp import web
 
+from gateway.accesslog import AccessLog
 from gateway.config import Config, RouteConfig, load_config
 from gateway.introspect.revocation import RevocationCache
 from gateway.introspect.validator import BearerValidator
@@ -175,18 +176,20 @@ GatewayFactory = Callable[..., Awaitable[Gateway]]
 async def gateway(
     write_config: Callable[[str], Config], validator: BearerValidator
 ) -> AsyncIterator[GatewayFactory]:
-    """``await gateway(toml, forwarder=, routes=)``: the Proxy under uvicorn on 127.0.0.1."""
+    """``await gateway(toml, forwarder=, routes=, access_log=)``: the Proxy under uvicorn on
+    127.0.0.1."""
     running: list[tuple[uvicorn.Server, socket.socket, Gateway]] = []
 
     async def start(
         toml: str,
         forwarder: Forwarder | None = None,
         routes: tuple[RouteConfig, ...] | None = None,
+        access_log: AccessLog | None = None,
     ) -> Gateway:
         config = write_config(toml)
         if routes is not None:
             config = dataclasses.replace(config, routes=routes)
-        proxy = Proxy(config, validator, forwarder)
+        proxy = Proxy(config, validator, forwarder, access_log)
         await proxy.startup()
         # IPPROTO_TCP: asyncio only sets TCP_NODELAY on sockets that say they are TCP
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
