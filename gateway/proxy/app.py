@@ -41,6 +41,7 @@ class Proxy:
         config: Config,
         validator: BearerValidator,
         forwarder: Forwarder | None = None,
+        *,
         metrics: Metrics | None = None,
         access_log: AccessLog | None = None,
     ) -> None:

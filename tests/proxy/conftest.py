@@ -189,7 +189,7 @@ async def gateway(
         config = write_config(toml)
         if routes is not None:
             config = dataclasses.replace(config, routes=routes)
-        proxy = Proxy(config, validator, forwarder, access_log)
+        proxy = Proxy(config, validator, forwarder, access_log=access_log)
         await proxy.startup()
         # IPPROTO_TCP: asyncio only sets TCP_NODELAY on sockets that say they are TCP
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
