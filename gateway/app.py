@@ -2,8 +2,9 @@
 
 Paths the gateway owns (``/oauth``, ``/.well-known``, ``/healthz``, ``/readyz``) go to a Starlette
 app; everything else goes straight to the proxy, a raw ASGI app, so the hot path pays for no
-framework routing. The lifespan owns the shared resources on ``Gateway``: the database, the key
-ring, the revocation cache and the background tasks that keep the last two fresh.
+framework routing; so does ``/decisions``, the proxy's decisions for an edge in front. The
+lifespan owns the shared resources on ``Gateway``: the database, the key ring, the revocation
+cache and the background tasks that keep the last two fresh.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from gateway.issuer.tokens import TokenGenerator
 from gateway.keys import KeyRing, session_secret
 from gateway.metrics import gauges
 from gateway.proxy import Proxy
+from gateway.proxy.decisions import DecisionEndpoint, is_decision_path
 from gateway.storage import Storage
 
 log = logging.getLogger("gateway")
@@ -79,6 +81,7 @@ class Gateway:
         self.server.register_grant(RefreshTokenGrant)
         self.server.register_grant(ClientCredentialsGrant)
         self.proxy = Proxy(config, self.validator)
+        self.decisions = DecisionEndpoint(config, self.proxy.decisions)
         # Blocking upkeep (database syncs, pruning, key reloads) runs on threads of its own, so
         # that stopping can wait for a job in flight instead of abandoning it mid-query.
         self._upkeep = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gateway-upkeep")
@@ -261,6 +264,9 @@ class GatewayApp:
             path = scope["path"]
             if not is_reserved(path):
                 await self.proxy(scope, receive, send)
+                return
+            if is_decision_path(path):
+                await self.gateway.decisions(scope, receive, send)
                 return
 
             async def send_dated(message: MutableMapping[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""The proxy as a raw ASGI app: match -> authenticate -> authorize -> rewrite -> forward.
+"""The proxy as a raw ASGI app: decide (``decision.py``) -> rewrite -> forward.
 
 Every step before forwarding answers a failure with its ``GatewayError`` as JSON (404, 405,
 400, 401, 403). Upstream failures answer 502 / 504 while no response has started, and abort
@@ -21,13 +21,13 @@ from gateway.config import Config
 from gateway.errors import GatewayError, UpstreamUnavailable
 from gateway.introspect.validator import BearerValidator
 from gateway.metrics import ProxyMetrics
-from gateway.proxy.auth import authorize
+from gateway.proxy.decision import DecisionCore, Denied
 from gateway.proxy.exchange import Deadlines, Exchange, Receive, Send
 from gateway.proxy.forwarded import ForwardedPolicy
 from gateway.proxy.forwarder import Forwarder
 from gateway.proxy.headers import HeaderPolicy
-from gateway.proxy.paths import decode_path, encode_path, upstream_target
-from gateway.proxy.routes import Route, RouteTable
+from gateway.proxy.paths import encode_path, upstream_target
+from gateway.proxy.routes import Route
 
 log = logging.getLogger("gateway.proxy")
 
@@ -36,10 +36,9 @@ class Proxy:
     def __init__(
         self, config: Config, validator: BearerValidator, forwarder: Forwarder | None = None
     ) -> None:
-        self.routes = RouteTable.from_config(config.routes)
-        self._validator = validator
-        self._audience = config.audience
-        self._headers = HeaderPolicy(config.proxy.identity_headers)
+        self._headers = HeaderPolicy(config.proxy.identity_headers, config.proxy.assertion.header)
+        #: shared with the decision endpoint (gateway/proxy/decisions.py)
+        self.decisions = DecisionCore(config, validator, self._headers)
         self._forwarded = ForwardedPolicy(config.proxy.trusted_proxies)
         self._idle_timeout = config.proxy.idle_timeout
         self._forwarder = forwarder or Forwarder(config.proxy.connect_timeout, config.proxy.pool)
@@ -63,14 +62,16 @@ class Proxy:
         status = "502"
         try:
             raw_path = scope.get("raw_path") or encode_path(scope["path"]).encode()
-            path = decode_path(raw_path)
             incoming = self._headers.split_request(scope["headers"])
-            route = self.routes.match(incoming.host, path, scope["method"])
-            headers = incoming.kept
+            decision = self.decisions.decide(
+                raw_path, incoming.host, scope["method"], incoming.authorization
+            )
+            if isinstance(decision, Denied):
+                route = decision.route  # named in the metrics and the log
+                raise decision.error
+            route, path = decision.route, decision.path
+            headers = incoming.kept + decision.identity
             config = route.config
-            if not config.public:
-                token = authorize(self._validator, route, incoming.authorization, self._audience)
-                headers += self._headers.identity(token)
             if config.forward_token:
                 headers += [(b"authorization", v.encode("latin-1")) for v in incoming.authorization]
             client = scope.get("client")
