@@ -24,6 +24,11 @@ PROXY = {
     "public-2w": "gateway public route, 2 workers",
     "scoped-2w": "gateway scoped route, 2 workers",
 }
+#: the decision endpoint, and nginx in front of it, against the own proxy's scoped-1w
+EDGE = {
+    "decisions-1w": "GET /decisions as nginx's auth_request asks (RS256 + identity headers)",
+    "nginx-edge-1w": "nginx auth_request + /decisions, then nginx to the upstream, 1 worker",
+}
 TOKENS = {
     "client-credentials-sqlite": "POST /oauth/token client_credentials, SQLite",
     "refresh-token-sqlite": "POST /oauth/token refresh_token (rotating), SQLite",
@@ -38,6 +43,7 @@ STREAMING = {name: name for name in streaming.CASES}
 REVOCATIONS = {"revocations-1m": "revocation sets, 1,000,000 jtis"}
 GROUPS = {
     "proxy": PROXY,
+    "edge": EDGE,
     "tokens": TOKENS,
     "introspect": INTROSPECT,
     "streaming": STREAMING,

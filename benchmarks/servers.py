@@ -156,6 +156,60 @@ def upstream(folder: Path, pin: Sequence[str], blob: Path) -> Iterator[Upstream]
         yield Upstream(own.url, label, own.pid)
 
 
+EDGE_CONF = """worker_processes 1;
+daemon off;
+pid {tmp}/edge.pid;
+error_log {tmp}/edge-error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+    client_body_temp_path {tmp}/edge-body;
+    proxy_temp_path {tmp}/edge-proxy;
+    fastcgi_temp_path {tmp}/edge-fastcgi;
+    uwsgi_temp_path {tmp}/edge-uwsgi;
+    scgi_temp_path {tmp}/edge-scgi;
+    upstream edge_upstream {{
+        server {upstream};
+        keepalive 64;
+    }}
+{snippet}
+}}
+"""
+
+
+@contextlib.contextmanager
+def edge_nginx(
+    folder: Path, pin: Sequence[str], deployment: Deployment, gateway_url: str, upstream_url: str
+) -> Iterator[tuple[str, int]]:
+    """nginx in front of the gateway, configured by ``gateway edge-config nginx`` (its
+    upstream kept alive, as a deployment would); yields (its URL, its pid)."""
+    nginx = find_nginx()
+    if nginx is None:
+        raise SystemExit("bench: the edge cases need nginx")
+    port = free_port()
+    snippet = _cli(
+        deployment.config,
+        *("edge-config", "nginx", "--gateway", gateway_url, "--listen", str(port)),
+        *("--upstream", "http://edge_upstream"),
+    )
+    snippet = snippet.replace(f"listen {port};", f"listen 127.0.0.1:{port} backlog=4096;")
+    snippet = snippet.replace(
+        "        proxy_pass http://edge_upstream;",
+        "        proxy_pass http://edge_upstream;\n        proxy_http_version 1.1;\n"
+        '        proxy_set_header Connection "";',
+    )
+    conf = folder / "edge.conf"
+    upstream = upstream_url.removeprefix("http://")
+    conf.write_text(EDGE_CONF.format(tmp=folder, upstream=upstream, snippet=snippet))
+    url = f"http://127.0.0.1:{port}"
+    command = [*pin, nginx, "-p", str(folder), "-e", str(folder / "edge-error.log")]
+    with running([*command, "-c", str(conf)], folder / "edge.log", "edge nginx") as process:
+        wait_until_up(url + "/public/", process, "edge nginx")
+        yield url, process.pid
+
+
 @contextlib.contextmanager
 def sink(
     folder: Path, pin: Sequence[str], port: int | None = None, blob_bytes: int = 0

@@ -113,6 +113,12 @@ def _parser() -> argparse.ArgumentParser:
     edge.add_argument(
         "--listen", type=int, default=DEFAULT_LISTEN, metavar="PORT", help="the edge's port"
     )
+    edge.add_argument(
+        "--gateway",
+        metavar="URL",
+        help="http://host:port where the edge reaches the gateway "
+        "(default: [server] host and port)",
+    )
 
     db = sub.add_parser("db", help="database schema").add_subparsers(
         dest="action", required=True, parser_class=_Parser
@@ -390,7 +396,7 @@ def cmd_db(config: Config, args: argparse.Namespace) -> None:
 
 
 def cmd_edge_config(config: Config, args: argparse.Namespace) -> None:
-    print(edge_config(args.edge, config, args.upstream, args.listen), end="")
+    print(edge_config(args.edge, config, args.upstream, args.listen, args.gateway), end="")
 
 
 COMMANDS: dict[str, Command] = {

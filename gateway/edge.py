@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from gateway.config import DECISIONS_PREFIX, Config
+from gateway.errors import ConfigError
 
 EDGES = ("nginx", "caddy", "traefik", "envoy")
 DEFAULT_UPSTREAM = "http://127.0.0.1:9001"
@@ -40,12 +41,19 @@ class _Edge:
     listen: int
 
 
-def edge_config(edge: str, config: Config, upstream: str | None, listen: int) -> str:
-    """The snippet for ``edge`` (one of ``EDGES``) in front of the gateway ``config`` serves."""
-    host = config.server.host
+def edge_config(
+    edge: str, config: Config, upstream: str | None, listen: int, gateway: str | None = None
+) -> str:
+    """The snippet for ``edge`` (one of ``EDGES``) in front of the gateway ``config`` serves,
+    reached at ``gateway`` (``http://host:port``; default: ``[server]`` host and port)."""
+    host, port = config.server.host, config.server.port
+    if gateway is not None:
+        url = urlsplit(gateway)
+        if url.scheme != "http" or not url.hostname or url.path not in ("", "/"):
+            raise ConfigError(f"--gateway: {gateway!r} is not an http://host:port URL")
+        host, port = url.hostname, url.port or 80
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
-    port = config.server.port
     if upstream is None:
         upstream = config.routes[0].upstream if config.routes else DEFAULT_UPSTREAM
     render: Callable[[_Edge], str] = _RENDER[edge]
@@ -75,6 +83,11 @@ def _nginx(edge: _Edge) -> str:
     return f"""\
 # nginx (ngx_http_auth_request_module): a server block for the http {{ }} context.
 # Every request is decided by the gateway before it is passed to the upstream.
+upstream gateway_decisions {{
+    server {edge.authority};
+    keepalive 32;  # no new connection to the gateway per decision
+}}
+
 server {{
     listen {edge.listen};
 
@@ -90,8 +103,10 @@ server {{
 
     location = {auth} {{
         internal;
-        proxy_pass http://{edge.authority}{DECISIONS_PREFIX};
+        proxy_pass http://gateway_decisions{DECISIONS_PREFIX};
+        proxy_http_version 1.1;
         proxy_pass_request_body off;
+        proxy_set_header Connection "";
         proxy_set_header Content-Length "";
         # the request to decide on, as nginx received it (the subrequest itself is a GET)
         proxy_set_header Host $host;
@@ -157,12 +172,19 @@ def _caddy(edge: _Edge) -> str:
 
 def _traefik(edge: _Edge) -> str:
     headers = "".join(f"          - {json.dumps(n)}\n" for n in edge.names)
+    underscored = "".join(
+        f'          {json.dumps(v)}: ""\n' for n in edge.names for v in _spellings(n)[1:]
+    )
     return f"""\
 # Traefik (ForwardAuth middleware): a file-provider dynamic configuration (YAML), for an
 # entry point named "web" listening on :{edge.listen}.
 http:
   middlewares:
-    gateway:
+    # Go passes header names with "_" on as they are; some upstreams read them as "-"
+    gateway-strip:
+      headers:
+        customRequestHeaders:
+{underscored}    gateway:
       forwardAuth:
         address: "http://{edge.authority}{DECISIONS_PREFIX}"
         # Traefik sets X-Forwarded-Method/-Host/-Uri itself; a client's are replaced
@@ -176,7 +198,7 @@ http:
     api:
       entryPoints: ["web"]
       rule: "PathPrefix(`/`)"
-      middlewares: ["gateway"]
+      middlewares: ["gateway-strip", "gateway"]
       service: api
   services:
     api:
@@ -206,6 +228,8 @@ static_resources:
         typed_config:
           "@type": {_HCM}
           stat_prefix: edge
+          # a client's x_forwarded_user must not reach an upstream that reads it as "-"
+          common_http_protocol_options: {{headers_with_underscores_action: DROP_HEADER}}
           route_config:
             virtual_hosts:
             - name: api

@@ -52,7 +52,10 @@ def test_traefik(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert auth["trustForwardHeader"] is False
     assert auth["authRequestHeaders"] == ["Authorization"]
     assert auth["authResponseHeaders"] == NAMES
-    assert http["routers"]["api"]["middlewares"] == ["gateway"]
+    assert http["routers"]["api"]["middlewares"] == ["gateway-strip", "gateway"]
+    stripped = http["middlewares"]["gateway-strip"]["headers"]["customRequestHeaders"]
+    assert stripped["Remote_User"] == stripped["X_Forwarded_Client-Id"] == ""
+    assert "X-Identity" not in stripped and "X_Identity" in stripped
     # the default upstream: the first route's
     assert http["services"]["api"]["loadBalancer"]["servers"] == [
         {"url": "http://orders.internal:9001/v1"}
@@ -95,6 +98,8 @@ def test_envoy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         "gateway": {"address": "127.0.0.1", "port_value": 8100},
         "upstream": {"address": "10.0.0.5", "port_value": 8080},
     }
+    manager = _find(bootstrap, "common_http_protocol_options")[0]
+    assert manager == {"headers_with_underscores_action": "DROP_HEADER"}
     listener = bootstrap["static_resources"]["listeners"][0]
     assert listener["address"]["socket_address"]["port_value"] == 9000
 
@@ -111,7 +116,8 @@ def test_nginx_copies_and_clears_every_header(
         assert f"proxy_set_header {name} {variable};" in out
     for cleared in ("X-Forwarded-Method", "X-Forwarded-Host", "X-Forwarded-Uri"):
         assert f'proxy_set_header {cleared} "";' in out
-    assert "proxy_pass http://[::1]:8100/decisions;" in out
+    assert "server [::1]:8100;" in out
+    assert "proxy_pass http://gateway_decisions/decisions;" in out
     assert "proxy_pass http://orders.internal:9001/v1;" in out
 
 
@@ -122,6 +128,17 @@ def test_caddy_removes_every_spelling(tmp_path: Path, capsys: pytest.CaptureFixt
     for spelling in ("X-Forwarded-Client-Id", "X_Forwarded-Client_Id", "X_Forwarded_Client_Id"):
         assert f"request_header -{spelling}\n" in out
     assert "forward_auth 127.0.0.1:8100 {" in out
+
+
+def test_the_gateway_address_can_be_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = edge_config(tmp_path, capsys, "traefik", "--gateway", "http://gateway.internal:8000")
+    auth = yaml.safe_load(out)["http"]["middlewares"]["gateway"]["forwardAuth"]
+    assert auth["address"] == "http://gateway.internal:8000/decisions"
+    config = tmp_path / "gateway.toml"
+    assert main(["--config", str(config), "edge-config", "nginx", "--gateway", "gw:80/x"]) == 2
+    assert "--gateway: 'gw:80/x' is not an http://host:port URL" in capsys.readouterr().err
 
 
 def test_an_unknown_edge_is_a_usage_error(
