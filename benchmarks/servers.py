@@ -101,22 +101,30 @@ class Upstream:
     pid: int
 
 
-NGINX_CONF = """worker_processes 1;
+def _nginx_main(name: str) -> str:
+    """The head of an nginx.conf whose files in ``{tmp}`` are named after ``name``, up to
+    the inside of its http block (a template: ``{tmp}`` stays for ``format``)."""
+    return f"""worker_processes 1;
 daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log warn;
-events {{ worker_connections 8192; }}
-http {{
+pid {{tmp}}/{name}.pid;
+error_log {{tmp}}/{name}-error.log warn;
+events {{{{ worker_connections 8192; }}}}
+http {{{{
     access_log off;
     keepalive_requests 10000000;
     keepalive_timeout 300s;
-    sendfile on;
+    client_body_temp_path {{tmp}}/{name}-body;
+    proxy_temp_path {{tmp}}/{name}-proxy;
+    fastcgi_temp_path {{tmp}}/{name}-fastcgi;
+    uwsgi_temp_path {{tmp}}/{name}-uwsgi;
+    scgi_temp_path {{tmp}}/{name}-scgi;
+"""
+
+
+NGINX_CONF = (
+    _nginx_main("nginx")
+    + """    sendfile on;
     tcp_nopush on;
-    client_body_temp_path {tmp}/nginx-body;
-    proxy_temp_path {tmp}/nginx-proxy;
-    fastcgi_temp_path {tmp}/nginx-fastcgi;
-    uwsgi_temp_path {tmp}/nginx-uwsgi;
-    scgi_temp_path {tmp}/nginx-scgi;
     server {{
         listen 127.0.0.1:{port} backlog=4096;
         location = /public/blob {{
@@ -130,6 +138,7 @@ http {{
     }}
 }}
 """
+)
 
 
 @contextlib.contextmanager
@@ -156,27 +165,16 @@ def upstream(folder: Path, pin: Sequence[str], blob: Path) -> Iterator[Upstream]
         yield Upstream(own.url, label, own.pid)
 
 
-EDGE_CONF = """worker_processes 1;
-daemon off;
-pid {tmp}/edge.pid;
-error_log {tmp}/edge-error.log warn;
-events {{ worker_connections 8192; }}
-http {{
-    access_log off;
-    keepalive_requests 10000000;
-    keepalive_timeout 300s;
-    client_body_temp_path {tmp}/edge-body;
-    proxy_temp_path {tmp}/edge-proxy;
-    fastcgi_temp_path {tmp}/edge-fastcgi;
-    uwsgi_temp_path {tmp}/edge-uwsgi;
-    scgi_temp_path {tmp}/edge-scgi;
-    upstream edge_upstream {{
+EDGE_CONF = (
+    _nginx_main("edge")
+    + """    upstream edge_upstream {{
         server {upstream};
         keepalive 64;
     }}
 {snippet}
 }}
 """
+)
 
 
 @contextlib.contextmanager

@@ -14,17 +14,9 @@ import jwt as pyjwt
 import pytest
 
 from tests.edge.conftest import EMAIL, SCOPE, Deployment
-from tests.proxy.cases import TRICKS
+from tests.proxy.cases import BARE, IDENTITY, TRICKS
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-BARE = 'Bearer realm="gateway"'
-IDENTITY = (
-    "x-forwarded-user",
-    "x-forwarded-email",
-    "x-forwarded-client-id",
-    "x-forwarded-scopes",
-    "x-gateway-assertion",
-)
 
 
 @pytest.fixture(params=["nginx", "caddy"])

@@ -18,6 +18,14 @@ from gateway.keys import KeyRing, create_key
 from tests.proxy.conftest import claims
 
 BARE = 'Bearer realm="gateway"'
+#: the default identity headers and the assertion's, lower-case
+IDENTITY = (
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-client-id",
+    "x-forwarded-scopes",
+    "x-gateway-assertion",
+)
 
 
 def invalid(description: str) -> str:

@@ -20,16 +20,9 @@ import pytest
 
 from gateway.introspect.revocation import Entry, RevocationCache
 from gateway.keys import KeyRing
-from tests.proxy.cases import BARE, INVALID_TOKENS, SCOPE_MATRIX, TRICKS
+from tests.proxy.cases import BARE, IDENTITY, INVALID_TOKENS, SCOPE_MATRIX, TRICKS
 from tests.proxy.conftest import AUDIENCE, Gateway, GatewayFactory, RawResponse, raw_request
 
-IDENTITY = (
-    "x-forwarded-user",
-    "x-forwarded-email",
-    "x-forwarded-client-id",
-    "x-forwarded-scopes",
-    "x-gateway-assertion",
-)
 ORDERS = '[[routes]]\npath = "/orders"\nupstream = "{echo}"\nscopes = ["orders:read"]\n'
 PUBLIC_ALL = '[[routes]]\npath = "/"\npublic = true\nupstream = "{echo}"\n'
 GET_ONLY = '[[routes]]\npath = "/orders"\nmethods = ["GET"]\npublic = true\nupstream = "{echo}"\n'
