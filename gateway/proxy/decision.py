@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from gateway.config import Config
 from gateway.errors import GatewayError
-from gateway.introspect.validator import AccessToken, BearerValidator
+from gateway.introspect.validator import BearerValidator
 from gateway.proxy.assertion import AssertionSigner
 from gateway.proxy.auth import authorize
 from gateway.proxy.headers import Header, HeaderPolicy
@@ -35,8 +35,6 @@ class Allowed:
     route: Route
     #: the decoded path the route matched
     path: str
-    #: None on a public route
-    token: AccessToken | None
     #: identity headers (and the assertion) to send upstream; empty on a public route
     identity: list[Header]
 
@@ -71,7 +69,7 @@ class DecisionCore:
             path = decode_path(raw_path)
             route = self.routes.match(host, path, method)
             if route.config.public:
-                return Allowed(route, path, None, [])
+                return Allowed(route, path, [])
             token = authorize(self._validator, route, authorization, self._audience)
             identity = self._headers.identity(token)
         except GatewayError as exc:
@@ -79,4 +77,4 @@ class DecisionCore:
         if self._signer is not None:
             assertion = self._signer.assertion(token, route.assertion_audience)
             identity = [*identity, (self._assertion_header, assertion)]
-        return Allowed(route, path, token, identity)
+        return Allowed(route, path, identity)

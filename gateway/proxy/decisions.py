@@ -37,6 +37,7 @@ from gateway.proxy.decision import Allowed, DecisionCore, Denied
 from gateway.proxy.exchange import Receive, Send
 from gateway.proxy.forwarded import ForwardedPolicy
 from gateway.proxy.headers import Header
+from gateway.proxy.paths import encode_path
 
 log = logging.getLogger("gateway.decisions")
 
@@ -92,7 +93,7 @@ def describe(scope: dict[str, Any]) -> Described:
     forwarded = (fields.get(_FORWARDED_METHOD), fields.get(_FORWARDED_URI))
     original = (fields.get(_ORIGINAL_METHOD), fields.get(_ORIGINAL_URI))
     if forwarded == (None, None) and original == (None, None):
-        raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
+        raw_path = scope.get("raw_path") or encode_path(scope["path"]).encode()
         # not below the prefix (an encoded "/decisions"): refused as a path trick by the core
         rest = raw_path[len(_PREFIX) :] if raw_path.startswith(_PREFIX) else b""
         return Described(scope["method"], _host(host), rest, authorization)

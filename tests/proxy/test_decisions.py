@@ -427,3 +427,12 @@ async def test_an_insufficient_scope_names_the_scope_for_the_edge(
         'Bearer realm="gateway", error="insufficient_scope", scope="orders:read"'
     ]
     assert json.loads(response.body)["scope"] == "orders:read"
+
+
+async def test_a_head_request_gets_the_status_without_a_body(
+    gateway: GatewayFactory, echo: str
+) -> None:
+    gw = await gateway(ORDERS.format(echo=echo))
+    response = await ask(gw, "", "/decisions/orders", method="HEAD")
+    assert response.status == 401
+    assert response.body == b""
