@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= config.example.toml
 
-.PHONY: run serve test lint typecheck pytest browser postgres bench clean
+.PHONY: run serve test lint typecheck pytest browser edges postgres bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,7 @@ serve: $(VENV)/.installed
 	$(BIN)/gateway --config $(CONFIG) serve
 
 ## make test: lint, type-check and the whole test suite
-test: lint typecheck browser pytest
+test: lint typecheck browser edges pytest
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
@@ -43,6 +43,9 @@ typecheck: $(VENV)/.installed-test
 
 browser:
 	@scripts/ensure-chromium
+
+edges:
+	@scripts/ensure-edges
 
 pytest: $(VENV)/.installed-test
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -4,6 +4,7 @@ introspection."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,9 +14,16 @@ from benchmarks.plan import TOKEN_CONNECTIONS, Plan
 
 
 def proxy_case(
-    plan: Plan, name: str, url: str, pid: int, upstream_pid: int, token: str | None = None
+    plan: Plan,
+    name: str,
+    url: str,
+    pid: int,
+    upstream_pid: int,
+    token: str | None = None,
+    extra: Sequence[str] = (),
 ) -> Case:
     headers = [f"Authorization: Bearer {token}"] if token else []
+    headers += extra
 
     def load(seconds: float) -> Run:
         return wrk(

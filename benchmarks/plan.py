@@ -26,6 +26,11 @@ PROXY = {
     "public-2w": "gateway public route, 2 workers",
     "scoped-2w": "gateway scoped route, 2 workers",
 }
+#: the decision endpoint, and nginx in front of it, against the own proxy's scoped-1w
+EDGE = {
+    "decisions-1w": "GET /decisions as nginx's auth_request asks (RS256 + identity headers)",
+    "nginx-edge-1w": "nginx auth_request + /decisions, then nginx to the upstream, 1 worker",
+}
 TOKENS = {
     "client-credentials-sqlite": "POST /oauth/token client_credentials, SQLite",
     "refresh-token-sqlite": "POST /oauth/token refresh_token (rotating), SQLite",
@@ -42,6 +47,7 @@ ACCESS_LOG = {"access-log": "access log per request (micro-benchmark)"}
 GROUPS = {
     "proxy": PROXY,
     "accesslog": ACCESS_LOG,
+    "edge": EDGE,
     "tokens": TOKENS,
     "introspect": INTROSPECT,
     "streaming": STREAMING,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from benchmarks import access_log, revocation_memory, streaming
 from benchmarks.load import Run
-from benchmarks.plan import INTROSPECT, PROXY, TOKEN_CONNECTIONS, TOKENS, Plan
+from benchmarks.plan import EDGE, INTROSPECT, PROXY, TOKEN_CONNECTIONS, TOKENS, Plan
 
 
 def line(name: str, sample: Run | streaming.Transfer) -> str:
@@ -169,6 +169,8 @@ def report(
             "  note: the 2-worker cases run on cores shared with wrk and the upstream (this "
             "machine has none to spare), so their figures understate what 2 workers can do"
         )
+    edge = f"Behind an edge ({rounds}, wrk -c{plan.proxy_connections}; CPU: the gateway's only)"
+    _table(edge, {"scoped-1w": PROXY["scoped-1w"], **EDGE}, results)
     _table(f"Token endpoint ({rounds}, wrk -c{TOKEN_CONNECTIONS}, RS256)", TOKENS, results)
     _table(f"Introspection ({rounds}, wrk -c{TOKEN_CONNECTIONS})", INTROSPECT, results)
     transfers = {
@@ -194,6 +196,12 @@ def report(
     for name in ("scoped-1w", "public-1w"):
         what = f"proxy: {name.split('-')[0]} / reference, requests per CPU second"
         targets.cpu_ratio(what, results, name, "reference")
+    targets.ratio(
+        "edge: decisions / scoped proxy, req/s", results, "decisions-1w", "scoped-1w", 1.0
+    )
+    if "nginx-edge-1w" in results and results.get("scoped-1w"):
+        ratio = results["nginx-edge-1w"].rate / results["scoped-1w"].rate
+        targets.add("edge: nginx + gateway / own proxy, req/s", f"{ratio:.2f}x", "", None)
     targets.ratio("proxy: scoped, 2 workers / 1 worker", results, "scoped-2w", "scoped-1w", 1.8)
     targets.ratio("proxy: public, 2 workers / 1 worker", results, "public-2w", "public-1w", 1.8)
     for name in ("scoped-1w", "public-1w"):

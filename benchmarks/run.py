@@ -32,6 +32,7 @@ from benchmarks.load import Case, Run, cleanup_scripts
 from benchmarks.plan import (
     ACCESS_LOG,
     ALL,
+    EDGE,
     GROUPS,
     INTROSPECT,
     PG_ADMIN_URL,
@@ -65,7 +66,7 @@ def set_up(plan: Plan, folder: Path) -> Iterator[Setup]:
     )
     notes: list[str] = []
     cases: list[Case] = []
-    needs_gateway = plan.wants(*PROXY, *TOKENS, *INTROSPECT, *STREAMING)
+    needs_gateway = plan.wants(*PROXY, *EDGE, *TOKENS, *INTROSPECT, *STREAMING)
     wants_streaming = plan.wants(*STREAMING)
     if needs_gateway and not servers.ensure_tool("wrk", "wrk"):
         raise SystemExit("bench: wrk is not installed (apt-get install wrk)")
@@ -107,6 +108,21 @@ def set_up(plan: Plan, folder: Path) -> Iterator[Setup]:
                     cases.append(
                         proxy_case(plan, f"{route}-1w-nolog", url, pid_q, upstream.pid, bearer)
                     )
+        if plan.wants("decisions-1w"):
+            nginx_asks = ["X-Original-Method: GET", "X-Original-URI: /scoped/x"]
+            cases.append(
+                proxy_case(
+                    plan, "decisions-1w", base + "/decisions", pid, upstream.pid, token, nginx_asks
+                )
+            )
+        if plan.wants("nginx-edge-1w"):
+            # the edge shares the gateway's core: the same CPU as the gateway's own proxy has
+            edge_url, _ = stack.enter_context(
+                servers.edge_nginx(folder, server_pin, sqlite, base, upstream.url)
+            )
+            cases.append(
+                proxy_case(plan, "nginx-edge-1w", edge_url + "/scoped/x", pid, upstream.pid, token)
+            )
         if plan.wants("public-2w", "scoped-2w"):
             base2, pid2 = stack.enter_context(servers.gateway(folder, sqlite, 2, wide_pin))
             if plan.wants("public-2w"):

@@ -101,22 +101,30 @@ class Upstream:
     pid: int
 
 
-NGINX_CONF = """worker_processes 1;
+def _nginx_main(name: str) -> str:
+    """The head of an nginx.conf whose files in ``{tmp}`` are named after ``name``, up to
+    the inside of its http block (a template: ``{tmp}`` stays for ``format``)."""
+    return f"""worker_processes 1;
 daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log warn;
-events {{ worker_connections 8192; }}
-http {{
+pid {{tmp}}/{name}.pid;
+error_log {{tmp}}/{name}-error.log warn;
+events {{{{ worker_connections 8192; }}}}
+http {{{{
     access_log off;
     keepalive_requests 10000000;
     keepalive_timeout 300s;
-    sendfile on;
+    client_body_temp_path {{tmp}}/{name}-body;
+    proxy_temp_path {{tmp}}/{name}-proxy;
+    fastcgi_temp_path {{tmp}}/{name}-fastcgi;
+    uwsgi_temp_path {{tmp}}/{name}-uwsgi;
+    scgi_temp_path {{tmp}}/{name}-scgi;
+"""
+
+
+NGINX_CONF = (
+    _nginx_main("nginx")
+    + """    sendfile on;
     tcp_nopush on;
-    client_body_temp_path {tmp}/nginx-body;
-    proxy_temp_path {tmp}/nginx-proxy;
-    fastcgi_temp_path {tmp}/nginx-fastcgi;
-    uwsgi_temp_path {tmp}/nginx-uwsgi;
-    scgi_temp_path {tmp}/nginx-scgi;
     server {{
         listen 127.0.0.1:{port} backlog=4096;
         location = /public/blob {{
@@ -130,6 +138,7 @@ http {{
     }}
 }}
 """
+)
 
 
 @contextlib.contextmanager
@@ -154,6 +163,49 @@ def upstream(folder: Path, pin: Sequence[str], blob: Path) -> Iterator[Upstream]
     with sink(folder, pin, port, blob.stat().st_size) as own:
         label = "OUR OWN asyncio upstream (benchmarks/sink.py): nginx unavailable"
         yield Upstream(own.url, label, own.pid)
+
+
+EDGE_CONF = (
+    _nginx_main("edge")
+    + """    upstream edge_upstream {{
+        server {upstream};
+        keepalive 64;
+    }}
+{snippet}
+}}
+"""
+)
+
+
+@contextlib.contextmanager
+def edge_nginx(
+    folder: Path, pin: Sequence[str], deployment: Deployment, gateway_url: str, upstream_url: str
+) -> Iterator[tuple[str, int]]:
+    """nginx in front of the gateway, configured by ``gateway edge-config nginx`` (its
+    upstream kept alive, as a deployment would); yields (its URL, its pid)."""
+    nginx = find_nginx()
+    if nginx is None:
+        raise SystemExit("bench: the edge cases need nginx")
+    port = free_port()
+    snippet = _cli(
+        deployment.config,
+        *("edge-config", "nginx", "--gateway", gateway_url, "--listen", str(port)),
+        *("--upstream", "http://edge_upstream"),
+    )
+    snippet = snippet.replace(f"listen {port};", f"listen 127.0.0.1:{port} backlog=4096;")
+    snippet = snippet.replace(
+        "        proxy_pass http://edge_upstream;",
+        "        proxy_pass http://edge_upstream;\n        proxy_http_version 1.1;\n"
+        '        proxy_set_header Connection "";',
+    )
+    conf = folder / "edge.conf"
+    upstream = upstream_url.removeprefix("http://")
+    conf.write_text(EDGE_CONF.format(tmp=folder, upstream=upstream, snippet=snippet))
+    url = f"http://127.0.0.1:{port}"
+    command = [*pin, nginx, "-p", str(folder), "-e", str(folder / "edge-error.log")]
+    with running([*command, "-c", str(conf)], folder / "edge.log", "edge nginx") as process:
+        wait_until_up(url + "/public/", process, "edge nginx")
+        yield url, process.pid
 
 
 @contextlib.contextmanager

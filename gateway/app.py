@@ -2,8 +2,9 @@
 
 Paths the gateway owns (``/oauth``, ``/.well-known``, ``/healthz``, ``/readyz``) go to a Starlette
 app; everything else goes straight to the proxy, a raw ASGI app, so the hot path pays for no
-framework routing. The lifespan owns the shared resources on ``Gateway``: the database, the key
-ring, the revocation cache and the background tasks that keep the last two fresh.
+framework routing; so does ``/decisions``, the proxy's decisions for an edge in front. The
+lifespan owns the shared resources on ``Gateway``: the database, the key ring, the revocation
+cache and the background tasks that keep the last two fresh.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from gateway.issuer.tokens import TokenGenerator
 from gateway.keys import KeyRing, session_secret
 from gateway.metrics import CONTENT_TYPE, STALENESS, Metrics
 from gateway.proxy import Proxy
+from gateway.proxy.decisions import DecisionEndpoint, is_decision_path
 from gateway.storage import Storage
 
 log = logging.getLogger("gateway")
@@ -85,6 +87,7 @@ class Gateway:
         self.server.passwords.on_refusal = self.metrics.password_refused
         self.server.throttle.on_refusal = self.metrics.login_throttled
         self.proxy = Proxy(config, self.validator, metrics=self.metrics)
+        self.decisions = DecisionEndpoint(config, self.proxy.decisions)
         # Blocking upkeep (database syncs, pruning, key reloads) runs on threads of its own, so
         # that stopping can wait for a job in flight instead of abandoning it mid-query.
         self._upkeep = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gateway-upkeep")
@@ -276,7 +279,10 @@ class GatewayApp:
                 request_id(received, scope.get("client"), self.gateway.server.forwarded.is_trusted),
                 time.perf_counter(),
             )
-            if path in self._endpoints:
+            decision = is_decision_path(path)
+            if decision:
+                entry.route = "/decisions"
+            elif path in self._endpoints:
                 entry.route = path
 
             async def receive_counted() -> Any:
@@ -284,15 +290,15 @@ class GatewayApp:
                 entry.bytes_in += len(message.get("body", b""))
                 return message
 
-            async def send_dated(message: MutableMapping[str, Any]) -> None:
-                # uvicorn's own Date is off so proxied responses keep just the upstream's
+            async def send_logged(message: MutableMapping[str, Any]) -> None:
                 if message["type"] == "http.response.start":
                     entry.status = message["status"]
-                    message["headers"] = [
-                        *message.get("headers", []),
-                        (b"date", formatdate(usegmt=True).encode()),
-                        (REQUEST_ID, entry.request_id),
-                    ]
+                    headers = [*message.get("headers", []), (REQUEST_ID, entry.request_id)]
+                    if not decision:
+                        # uvicorn's own Date is off so proxied responses keep just the
+                        # upstream's; an edge's decision needs none
+                        headers.append((b"date", formatdate(usegmt=True).encode()))
+                    message["headers"] = headers
                 elif message["type"] == "http.response.body":
                     body = message.get("body", b"")
                     entry.bytes_out += len(body)
@@ -300,8 +306,9 @@ class GatewayApp:
                         entry.reason = error_code(body)
                 await send(message)
 
+            door = self.gateway.decisions if decision else self.issuer
             try:
-                await self.issuer(scope, receive_counted, send_dated)
+                await door(scope, receive_counted, send_logged)
             finally:
                 self.access_log.write(scope, entry)
             return

@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway import accounts
 from gateway.config import GRANT_TYPES, Config, load_config
+from gateway.edge import DEFAULT_LISTEN, DEFAULT_UPSTREAM, EDGES, edge_config
 from gateway.errors import ConfigError, StorageUnavailable
 from gateway.introspect.revocation import RevocationCache
 from gateway.introspect.revoker import Revoker
@@ -98,6 +99,26 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--host")
     demo.add_argument("--port", type=int)
     demo.add_argument("--upstream-port", type=int, default=9001)
+
+    edge = sub.add_parser(
+        "edge-config", help="print a configuration for nginx, Caddy, Traefik or Envoy in front"
+    )
+    edge.add_argument("edge", choices=EDGES)
+    edge.add_argument(
+        "--upstream",
+        metavar="URL",
+        help="where the edge sends allowed requests (default: the "
+        f"first route's upstream, else {DEFAULT_UPSTREAM})",
+    )
+    edge.add_argument(
+        "--listen", type=int, default=DEFAULT_LISTEN, metavar="PORT", help="the edge's port"
+    )
+    edge.add_argument(
+        "--gateway",
+        metavar="URL",
+        help="http://host:port where the edge reaches the gateway "
+        "(default: [server] host and port)",
+    )
 
     db = sub.add_parser("db", help="database schema").add_subparsers(
         dest="action", required=True, parser_class=_Parser
@@ -374,6 +395,10 @@ def cmd_db(config: Config, args: argparse.Namespace) -> None:
     print(f"{current or 'empty'} ({state})")
 
 
+def cmd_edge_config(config: Config, args: argparse.Namespace) -> None:
+    print(edge_config(args.edge, config, args.upstream, args.listen, args.gateway), end="")
+
+
 COMMANDS: dict[str, Command] = {
     "init": cmd_init,
     "serve": cmd_serve,
@@ -383,6 +408,7 @@ COMMANDS: dict[str, Command] = {
     "token": cmd_token,
     "db": cmd_db,
     "demo": cmd_demo,
+    "edge-config": cmd_edge_config,
 }
 
 

@@ -26,7 +26,9 @@ LOG_FORMATS = ("json", "text", "off")
 GRANT_TYPES = ("authorization_code", "password", "refresh_token", "client_credentials")
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 #: the gateway's own paths: routes may not claim them, and requests there never reach the proxy
-RESERVED_PREFIXES = ("/oauth", "/.well-known", "/healthz", "/readyz", "/metrics")
+RESERVED_PREFIXES = ("/oauth", "/.well-known", "/healthz", "/readyz", "/metrics", "/decisions")
+#: where edges (nginx auth_request, Caddy forward_auth, Traefik, Envoy ext_authz) ask for decisions
+DECISIONS_PREFIX = "/decisions"
 _RESERVED_BELOW = tuple(prefix + "/" for prefix in RESERVED_PREFIXES)
 
 
@@ -145,6 +147,16 @@ class IdentityHeaders:
 
 
 @dataclass(frozen=True)
+class AssertionConfig:
+    """The signed identity assertion sent with the identity headers (``[proxy.assertion]``)."""
+
+    enabled: bool = False
+    header: str = "X-Gateway-Assertion"
+    #: seconds; an assertion never outlives the access token it was made from
+    ttl: float = 60.0
+
+
+@dataclass(frozen=True)
 class PoolConfig:
     """The upstream client's keep-alive pool, per origin (``[proxy]`` keys of the same names)."""
 
@@ -159,6 +171,7 @@ class PoolConfig:
 class ProxyConfig:
     trusted_proxies: tuple[str, ...] = ()
     identity_headers: IdentityHeaders = field(default_factory=IdentityHeaders)
+    assertion: AssertionConfig = field(default_factory=AssertionConfig)
     connect_timeout: float = 5.0
     idle_timeout: float = 60.0
     max_connections_per_origin: int = PoolConfig.max_connections_per_origin
@@ -193,6 +206,14 @@ class RouteConfig:
     tls_ca: str | None = None
     #: https:// upstreams: false skips certificate verification (logged as a warning)
     tls_verify: bool = True
+    #: the identity assertion's ``aud`` (default: the upstream's origin, scheme://host:port)
+    assertion_audience: str | None = None
+
+
+@dataclass(frozen=True)
+class DecisionsConfig:
+    #: peers (IPs / CIDRs) that may ask ``/decisions``: the edges; anyone else is refused 403
+    trusted_peers: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
 
 
 @dataclass(frozen=True)
@@ -209,6 +230,7 @@ class Config:
     throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
     passwords: PasswordsConfig = field(default_factory=PasswordsConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    decisions: DecisionsConfig = field(default_factory=DecisionsConfig)
     routes: tuple[RouteConfig, ...] = ()
     #: folder that relative paths resolve against (the config file's folder)
     base_dir: str = "."
@@ -409,6 +431,8 @@ def _validate_route(route: RouteConfig, prefix: str) -> RouteConfig:
         raise _KeyError(prefix + "timeout", "must be positive")
     if route.public and route.scopes:
         raise _KeyError(prefix + "scopes", "a public route cannot require scopes")
+    if route.assertion_audience is not None and not route.assertion_audience.strip():
+        raise _KeyError(prefix + "assertion_audience", "must not be empty")
     host = route.host.lower() if route.host else None
     name = route.name or (f"{host}{path}" if host else path)
     return dataclasses.replace(route, path=path, methods=methods, host=host, name=name)
@@ -444,6 +468,7 @@ def _validate(config: Config, where: str) -> Config:
         ("proxy.max_connections_per_origin", config.proxy.max_connections_per_origin),
         ("proxy.pool_idle_timeout", config.proxy.pool_idle_timeout),
         ("proxy.pool_max_age", config.proxy.pool_max_age),
+        ("proxy.assertion.ttl", config.proxy.assertion.ttl),
     ):
         if value <= 0:
             raise fail(key, "must be positive")
@@ -462,19 +487,24 @@ def _validate(config: Config, where: str) -> Config:
         raise fail("database.url", "must not be empty")
     if config.logging.format is not None and config.logging.format not in LOG_FORMATS:
         raise fail("logging.format", 'must be "json", "text" or "off"')
-    for peer in config.proxy.trusted_proxies:
-        try:
-            ipaddress.ip_network(peer, strict=False)
-        except ValueError:
-            raise fail(
-                "proxy.trusted_proxies", f"{peer!r} is not an IP address or network"
-            ) from None
+    for key, peers in (
+        ("proxy.trusted_proxies", config.proxy.trusted_proxies),
+        ("decisions.trusted_peers", config.decisions.trusted_peers),
+    ):
+        for peer in peers:
+            try:
+                ipaddress.ip_network(peer, strict=False)
+            except ValueError:
+                raise fail(key, f"{peer!r} is not an IP address or network") from None
     seen: set[str] = set()
-    for name in config.proxy.identity_headers.names():
+    for key, name in (
+        *(("proxy.identity_headers", name) for name in config.proxy.identity_headers.names()),
+        ("proxy.assertion.header", config.proxy.assertion.header),
+    ):
         canonical = name.lower().replace("_", "-")
         if not name or not all(c.isalnum() or c in "-_" for c in name):
-            raise fail("proxy.identity_headers", f"{name!r} is not a valid header name")
+            raise fail(key, f"{name!r} is not a valid header name")
         if canonical in seen:
-            raise fail("proxy.identity_headers", f"{name!r} is used twice")
+            raise fail(key, f"{name!r} is used twice")
         seen.add(canonical)
     return config

@@ -11,6 +11,8 @@
     ├── RouteNotFound                404
     ├── MethodNotAllowed             405 with ``Allow``
     ├── BadRequestPath               400 (path tricks)
+    ├── UntrustedPeer                403 at /decisions: the peer is not a trusted edge
+    ├── AmbiguousRequest             403 at /decisions: which request is meant is unclear
     ├── UpstreamUnavailable          502 bad_gateway
     ├── UpstreamTimeout              504 gateway_timeout
     ├── StorageUnavailable           503 temporarily_unavailable (database down)
@@ -146,6 +148,21 @@ class BadRequestPath(GatewayError):
     error = "invalid_request"
     status_code = 400
     description = "the request path is not acceptable"
+
+
+class UntrustedPeer(GatewayError):
+    error = "access_denied"
+    status_code = 403
+    description = "decisions are answered for the trusted edges only"
+
+
+class AmbiguousRequest(GatewayError):
+    """The request an edge asks about is missing, repeated or described twice, differently:
+    never guess which one the edge meant."""
+
+    error = "invalid_request"
+    status_code = 403
+    description = "the request to decide on is ambiguous"
 
 
 class UpstreamUnavailable(GatewayError):

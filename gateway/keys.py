@@ -228,7 +228,8 @@ class KeyRing:
     def jwks(self) -> dict[str, Any]:
         return {"keys": [k.public_jwk() for k in self.keys]}
 
-    def sign(self, claims: dict[str, Any]) -> str:
+    def sign(self, claims: dict[str, Any], typ: str = "at+jwt") -> str:
+        """A JWS of ``claims`` by the active key; ``typ`` says what it is (RFC 8725 §3.11)."""
         key = self.active_key
-        header = {"alg": key.alg, "kid": key.kid, "typ": "at+jwt"}
+        header = {"alg": key.alg, "kid": key.kid, "typ": typ}
         return jwt.encode(header, claims, key.key, registry=jws_registry(key.alg))

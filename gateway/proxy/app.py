@@ -1,4 +1,4 @@
-"""The proxy as a raw ASGI app: match -> authenticate -> authorize -> rewrite -> forward.
+"""The proxy as a raw ASGI app: decide (``decision.py``) -> rewrite -> forward.
 
 Every step before forwarding answers a failure with its ``GatewayError`` as JSON (404, 405,
 400, 401, 403). Upstream failures answer 502 / 504 while no response has started, and abort
@@ -24,13 +24,13 @@ from gateway.config import Config
 from gateway.errors import BearerError, GatewayError, UpstreamUnavailable
 from gateway.introspect.validator import BearerValidator
 from gateway.metrics import Metrics
-from gateway.proxy.auth import authenticate, authorize
+from gateway.proxy.decision import DecisionCore, Denied
 from gateway.proxy.exchange import Deadlines, Exchange, Receive, Send
 from gateway.proxy.forwarded import ForwardedPolicy
 from gateway.proxy.forwarder import Forwarder
 from gateway.proxy.headers import REQUEST_ID, HeaderPolicy
-from gateway.proxy.paths import decode_path, encode_path, upstream_target
-from gateway.proxy.routes import Route, RouteTable
+from gateway.proxy.paths import encode_path, upstream_target
+from gateway.proxy.routes import Route
 
 log = logging.getLogger("gateway.proxy")
 
@@ -45,10 +45,9 @@ class Proxy:
         metrics: Metrics | None = None,
         access_log: AccessLog | None = None,
     ) -> None:
-        self.routes = RouteTable.from_config(config.routes)
-        self._validator = validator
-        self._audience = config.audience
-        self._headers = HeaderPolicy(config.proxy.identity_headers)
+        self._headers = HeaderPolicy(config.proxy.identity_headers, config.proxy.assertion.header)
+        #: shared with the decision endpoint (gateway/proxy/decisions.py)
+        self.decisions = DecisionCore(config, validator, self._headers)
         self._forwarded = ForwardedPolicy(config.proxy.trusted_proxies)
         self._idle_timeout = config.proxy.idle_timeout
         self._forwarder = forwarder or Forwarder(config.proxy.connect_timeout, config.proxy.pool)
@@ -77,16 +76,20 @@ class Proxy:
         entry = Entry(rid, started)
         try:
             raw_path = scope.get("raw_path") or encode_path(scope["path"]).encode()
-            path = decode_path(raw_path)
-            route = self.routes.match(incoming.host, path, scope["method"])
+            decision = self.decisions.decide(
+                raw_path, incoming.host, scope["method"], incoming.authorization
+            )
+            if decision.token is not None:  # a 403 names whose token it refused too
+                entry.client_id, entry.sub = decision.token.client_id, decision.token.sub
+            if isinstance(decision, Denied):
+                route = decision.route  # named in the metrics and the log
+                if route is not None:
+                    entry.route = route.name
+                raise decision.error
+            route, path = decision.route, decision.path
             entry.route = route.name
-            headers = incoming.kept
+            headers = incoming.kept + decision.identity
             config = route.config
-            if not config.public:
-                token = authenticate(self._validator, route, incoming.authorization, self._audience)
-                entry.client_id, entry.sub = token.client_id, token.sub
-                authorize(route, token)
-                headers += self._headers.identity(token)
             if config.forward_token:
                 headers += [(b"authorization", v.encode("latin-1")) for v in incoming.authorization]
             client = scope.get("client")

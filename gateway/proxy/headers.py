@@ -7,9 +7,10 @@ Request, in one pass over the client's headers:
   forwards the token. ``Expect: 100-continue`` is passed on (RFC 9110 §10.1.1: a proxy
   forwards the expectation), so the upstream decides whether it wants the body before the
   client sends it; any other expectation is dropped;
-- identity headers are dropped in any spelling (``X-Forwarded-User``, ``x_forwarded_user``,
-  ...): many servers (CGI, WSGI, nginx with ``underscores_in_headers``) fold ``_`` into ``-``,
-  so a client could smuggle one past a case-only comparison;
+- identity headers (and the identity assertion's) are dropped in any spelling
+  (``X-Forwarded-User``, ``x_forwarded_user``, ...): many servers (CGI, WSGI, nginx with
+  ``underscores_in_headers``) fold ``_`` into ``-``, so a client could smuggle one past a
+  case-only comparison;
 - ``X-Forwarded-For/-Proto/-Host`` and ``Forwarded`` (RFC 7239) are set aside for
   ``forwarded.py``, which extends them for a trusted proxy and replaces them for anyone else;
   ``X-Request-Id`` is set aside for ``accesslog.request_id``, and the request's own id is sent.
@@ -30,7 +31,7 @@ from __future__ import annotations
 import functools
 
 from gateway.accesslog import REQUEST_ID
-from gateway.config import IdentityHeaders
+from gateway.config import AssertionConfig, IdentityHeaders
 from gateway.errors import InvalidToken
 from gateway.introspect.validator import AccessToken
 
@@ -89,11 +90,12 @@ def named_by_connection(value: bytes) -> frozenset[bytes]:
 class HeaderPolicy:
     """The per-config part of header rewriting, computed once."""
 
-    def __init__(self, identity: IdentityHeaders) -> None:
+    def __init__(self, identity: IdentityHeaders, assertion: str = AssertionConfig.header) -> None:
         self._identity = identity
-        #: identity header names, lower-case with "-", as a client might send them
+        #: identity and assertion header names, lower-case with "-", as a client might send them
         self._identity_keys = frozenset(
-            name.lower().replace("_", "-").encode("latin-1") for name in identity.names()
+            name.lower().replace("_", "-").encode("latin-1")
+            for name in (*identity.names(), assertion)
         )
         self._names = tuple(name.encode("latin-1") for name in identity.names())
         actions = dict.fromkeys(HOP_BY_HOP | self._identity_keys, _DROP)

@@ -39,6 +39,8 @@ class Route:
     base_path: str
     #: alternatives: the token passes when it holds every scope of any one set
     scope_sets: tuple[frozenset[str], ...]
+    #: the ``aud`` of this route's identity assertions: configured, or the upstream's origin
+    assertion_audience: str
 
     @classmethod
     def from_config(cls, config: RouteConfig, upstream: Origin) -> Route:
@@ -50,6 +52,8 @@ class Route:
             upstream=upstream,
             base_path=urlsplit(config.upstream).path.rstrip("/"),
             scope_sets=tuple(frozenset(s) for s in config.scopes),
+            assertion_audience=config.assertion_audience
+            or f"{upstream.scheme}://{upstream.host_header.decode('ascii')}",
         )
 
     def upstream_path(self, path: str) -> str:

@@ -27,6 +27,7 @@ from gateway.introspect.revocation import RevocationCache
 from gateway.introspect.validator import BearerValidator
 from gateway.keys import KeyRing, create_key
 from gateway.proxy import Proxy
+from gateway.proxy.decisions import DecisionEndpoint, is_decision_path
 from gateway.proxy.demo import describe, event, event_params
 from gateway.proxy.forwarder import Forwarder
 from tests.proxy.upstreams import Upstreams
@@ -161,6 +162,7 @@ async def echo(serve: Callable[[web.Application], Awaitable[str]]) -> str:
 @dataclass
 class Gateway:
     proxy: Proxy
+    decisions: DecisionEndpoint
     port: int
     client: httpx.AsyncClient
 
@@ -177,7 +179,8 @@ async def gateway(
     write_config: Callable[[str], Config], validator: BearerValidator
 ) -> AsyncIterator[GatewayFactory]:
     """``await gateway(toml, forwarder=, routes=, access_log=)``: the Proxy under uvicorn on
-    127.0.0.1."""
+    127.0.0.1, with the decision endpoint at ``/decisions`` (dispatched as ``GatewayApp``
+    does)."""
     running: list[tuple[uvicorn.Server, socket.socket, Gateway]] = []
 
     async def start(
@@ -190,19 +193,26 @@ async def gateway(
         if routes is not None:
             config = dataclasses.replace(config, routes=routes)
         proxy = Proxy(config, validator, forwarder, access_log=access_log)
+        decisions = DecisionEndpoint(config, proxy.decisions)
         await proxy.startup()
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            door = decisions if is_decision_path(scope.get("path", "")) else proxy
+            await door(scope, receive, send)
+
         # IPPROTO_TCP: asyncio only sets TCP_NODELAY on sockets that say they are TCP
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.bind(("127.0.0.1", 0))
         server_config = uvicorn.Config(
-            proxy, lifespan="off", proxy_headers=False, log_config=None, access_log=False
+            app, lifespan="off", proxy_headers=False, log_config=None, access_log=False
         )
         server_config.load()
         server = uvicorn.Server(server_config)
         server.lifespan = server_config.lifespan_class(server_config)
         await server.startup(sockets=[sock])
         port = sock.getsockname()[1]
-        gw = Gateway(proxy, port, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}"))
+        client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}")
+        gw = Gateway(proxy, decisions, port, client)
         running.append((server, sock, gw))
         return gw
 
@@ -237,10 +247,12 @@ class RawResponse:
         return [v for n, v in self.headers if n == name.lower()]
 
 
-async def raw_request(port: int, target: str, headers: str = "") -> RawResponse:
+async def raw_request(
+    port: int, target: str, headers: str = "", method: str = "GET", host: str = "gw.test"
+) -> RawResponse:
     """Send a request line exactly as written (no client-side normalisation); read to EOF."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    head = f"GET {target} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n{headers}\r\n"
+    head = f"{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{headers}\r\n"
     writer.write(head.encode("latin-1"))
     data = await reader.read(-1)
     writer.close()

@@ -2,54 +2,17 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import jwt as pyjwt
 import pytest
-from joserfc import jwt as jose_jwt
 
 from gateway.introspect.revocation import Entry, RevocationCache
-from gateway.keys import KeyRing, create_key
-from tests.proxy.conftest import AUDIENCE, GatewayFactory, claims, upstream_header
-
-BARE = 'Bearer realm="gateway"'
-
-
-def invalid(description: str) -> str:
-    return f'Bearer realm="gateway", error="invalid_token", error_description="{description}"'
-
-
-def b64(data: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
-
-
-def alg_none(keyring: KeyRing, _: Path) -> str:
-    header = {"alg": "none", "typ": "at+jwt", "kid": keyring.active_key.kid}
-    return f"{b64(header)}.{b64(claims())}."
-
-
-def hs256(keyring: KeyRing, _: Path) -> str:
-    headers = {"typ": "at+jwt", "kid": keyring.active_key.kid}
-    return pyjwt.encode(claims(), "a-shared-secret-of-32-bytes-long!", "HS256", headers)
-
-
-def foreign_kid(_: KeyRing, tmp_path: Path) -> str:
-    create_key(tmp_path / "other", "RS256")
-    return KeyRing(tmp_path / "other").sign(claims())
-
-
-def wrong_typ(keyring: KeyRing, _: Path) -> str:
-    key = keyring.active_key
-    return jose_jwt.encode({"alg": key.alg, "kid": key.kid, "typ": "JWT"}, claims(), key.key)
-
-
-def signed(**overrides: Any) -> Callable[[KeyRing, Path], str]:
-    return lambda keyring, _: keyring.sign(claims(**overrides))
+from gateway.keys import KeyRing
+from tests.proxy.cases import BARE, INVALID_TOKENS, SCOPE_MATRIX, invalid
+from tests.proxy.conftest import AUDIENCE, GatewayFactory, upstream_header
 
 
 @pytest.fixture
@@ -91,19 +54,7 @@ class TestTokenLocation:
         assert (response.status_code, response.headers["www-authenticate"]) == (401, BARE)
 
 
-@pytest.mark.parametrize(
-    ("make", "description"),
-    [
-        pytest.param(alg_none, "unexpected algorithm", id="alg-none"),
-        pytest.param(hs256, "unexpected algorithm", id="hs256"),
-        pytest.param(foreign_kid, "unknown signing key", id="wrong-kid"),
-        pytest.param(wrong_typ, "not an access token", id="wrong-typ"),
-        pytest.param(signed(exp=int(time.time()) - 60), "token expired", id="expired"),
-        pytest.param(signed(aud="https://elsewhere.test"), "wrong audience", id="wrong-aud"),
-        pytest.param(signed(iss="https://evil.test"), "wrong issuer", id="wrong-iss"),
-        pytest.param(lambda *_: "not.a.jwt", "malformed token", id="garbage"),
-    ],
-)
+@pytest.mark.parametrize(("make", "description"), INVALID_TOKENS)
 async def test_invalid_tokens(
     orders: Any,
     keyring: KeyRing,
@@ -130,25 +81,7 @@ async def test_revocation_applies_to_the_next_request(
     assert response.headers["www-authenticate"] == invalid("token revoked")
 
 
-SCOPE_ALL = 'scopes = ["a", "b"]'
-SCOPE_ANY = 'scopes = [["a", "b"], ["admin"]]'
-
-
-@pytest.mark.parametrize(
-    ("rule", "token_scope", "status"),
-    [
-        pytest.param(SCOPE_ALL, "a b", 200, id="all-of-held"),
-        pytest.param(SCOPE_ALL, "b a extra", 200, id="all-of-superset"),
-        pytest.param(SCOPE_ALL, "a", 403, id="all-of-partial"),
-        pytest.param(SCOPE_ALL, "", 403, id="all-of-none"),
-        pytest.param(SCOPE_ANY, "a b", 200, id="any-of-first"),
-        pytest.param(SCOPE_ANY, "admin", 200, id="any-of-second"),
-        pytest.param(SCOPE_ANY, "b", 403, id="any-of-partial"),
-        pytest.param(SCOPE_ANY, "ab", 403, id="any-of-not-substring"),
-        pytest.param("", "", 200, id="no-scopes-valid-token"),
-        pytest.param("public = true", "", 200, id="public"),
-    ],
-)
+@pytest.mark.parametrize(("rule", "token_scope", "status"), SCOPE_MATRIX)
 async def test_scope_matrix(
     gateway: GatewayFactory,
     echo: str,

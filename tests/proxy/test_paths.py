@@ -7,27 +7,8 @@ import pytest
 
 from gateway.errors import BadRequestPath
 from gateway.proxy.paths import decode_path, encode_path, upstream_target
+from tests.proxy.cases import TRICKS
 from tests.proxy.conftest import GatewayFactory, raw_request
-
-TRICKS = [
-    pytest.param("/orders/../admin", id="dot-dot"),
-    pytest.param("/orders/..", id="trailing-dot-dot"),
-    pytest.param("/orders/%2e%2e/admin", id="encoded-dot-dot"),
-    pytest.param("/orders/.%2E/admin", id="half-encoded-dot-dot"),
-    pytest.param("/orders/./admin", id="dot"),
-    pytest.param("/orders/%2e/admin", id="encoded-dot"),
-    pytest.param("/orders%2Fx", id="encoded-slash"),
-    pytest.param("/orders%2fx", id="encoded-slash-lower"),
-    pytest.param("/orders%5Cx", id="encoded-backslash"),
-    pytest.param("/orders\\x", id="backslash"),
-    pytest.param("/orders/%00", id="nul"),
-    pytest.param("/orders/%0d%0aX-Injected:%201", id="crlf"),
-    pytest.param("//orders", id="double-slash-start"),
-    pytest.param("/orders//x", id="double-slash"),
-    pytest.param("/orders/%252e%252e/admin", id="double-encoded-dot-dot"),
-    pytest.param("/orders/%ff", id="not-utf8"),
-    pytest.param("*", id="asterisk-form"),
-]
 
 
 @pytest.mark.parametrize("raw", TRICKS)

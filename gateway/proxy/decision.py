@@ -1,0 +1,87 @@
+"""The decision core: may this request pass, and with which identity headers?
+
+One function for both doors (Oathkeeper's ``RequestHandler`` for its proxy and its decision
+API): the proxy (``app.py``) and the decision endpoint for edges (``decisions.py``) describe a
+request as (raw path, host, method, ``Authorization`` values) and get the same answer, so the
+two modes can never drift. In the proxy's order:
+
+1. the path decoded once, tricks refused (``paths.decode_path``, ``BadRequestPath``);
+2. the most specific route for (host, path) and the method (``RouteNotFound``,
+   ``MethodNotAllowed``);
+3. for a non-public route, the bearer token validated for the route's audience and its scopes
+   checked (``auth.authenticate``, ``auth.authorize``: ``MissingToken``, ``InvalidToken``,
+   ``InsufficientScope``);
+4. the identity headers the token vouches for, and the signed assertion when enabled.
+
+A denial is returned, not raised, with the route when one matched: the proxy names it in its
+metrics and log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.config import Config
+from gateway.errors import GatewayError
+from gateway.introspect.validator import AccessToken, BearerValidator
+from gateway.proxy.assertion import AssertionSigner
+from gateway.proxy.auth import authenticate, authorize
+from gateway.proxy.headers import Header, HeaderPolicy
+from gateway.proxy.paths import decode_path
+from gateway.proxy.routes import Route, RouteTable
+
+
+@dataclass(frozen=True, slots=True)
+class Allowed:
+    route: Route
+    #: the decoded path the route matched
+    path: str
+    #: identity headers (and the assertion) to send upstream; empty on a public route
+    identity: list[Header]
+    #: the validated token (None on a public route), for the access log
+    token: AccessToken | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Denied:
+    error: GatewayError
+    #: the route, once one matched (a 401 or 403)
+    route: Route | None
+    #: the validated token, when scopes refused it (a 403), for the access log
+    token: AccessToken | None = None
+
+
+class DecisionCore:
+    def __init__(self, config: Config, validator: BearerValidator, headers: HeaderPolicy) -> None:
+        self.routes = RouteTable.from_config(config.routes)
+        self._validator = validator
+        self._audience = config.audience
+        self._headers = headers
+        self._signer = (
+            AssertionSigner(validator.keyring, config.issuer, config.proxy.assertion)
+            if config.proxy.assertion.enabled
+            else None
+        )
+        self._assertion_header = config.proxy.assertion.header.lower().encode("latin-1")
+
+    def decide(
+        self, raw_path: bytes, host: str | None, method: str, authorization: list[str]
+    ) -> Allowed | Denied:
+        """Decide on one request; ``raw_path`` as sent (percent-encoded, without the query),
+        ``host`` lower-case or None, ``authorization`` every ``Authorization`` value."""
+        route: Route | None = None
+        token: AccessToken | None = None
+        try:
+            path = decode_path(raw_path)
+            route = self.routes.match(host, path, method)
+            if route.config.public:
+                return Allowed(route, path, [])
+            token = authenticate(self._validator, route, authorization, self._audience)
+            authorize(route, token)
+            identity = self._headers.identity(token)
+        except GatewayError as exc:
+            return Denied(exc, route, token)
+        if self._signer is not None:
+            assertion = self._signer.assertion(token, route.assertion_audience)
+            identity = [*identity, (self._assertion_header, assertion)]
+        return Allowed(route, path, identity, token)

@@ -1,0 +1,169 @@
+"""``/decisions``: the decision core as an external authorizer for the edge in front.
+
+nginx ``auth_request``, Caddy ``forward_auth``, Traefik ``ForwardAuth`` and Envoy
+``ext_authz`` (HTTP service) ask here before they forward a request, and get the answer the
+gateway's own proxy would give (``decision.py``). Only the way the request is read and the
+answer written differ.
+
+The request being decided is read, in this order:
+
+1. ``X-Forwarded-Method`` / ``X-Forwarded-Host`` / ``X-Forwarded-Uri`` (Traefik, Caddy);
+2. ``X-Original-Method`` / ``X-Original-URI`` / ``Host`` (nginx: its ``auth_request``
+   subrequest is always GET, so the method must come from a header);
+3. the request itself with ``/decisions`` cut off the front (Envoy, ``path_prefix``), keeping
+   its method, ``Host`` and path.
+
+Those headers are honoured only from ``[decisions] trusted_peers``; any other peer is refused
+403. When both header descriptions are present and disagree, or one is repeated or missing a
+part, the answer is 403: never guess which request the edge meant (oauth2-proxy's
+GHSA-7x63-xv5r-3p2x came from trusting a client's ``X-Forwarded-Uri``).
+
+Answers: 200 with the identity headers (and the assertion), plus
+``x-envoy-auth-headers-to-remove`` naming those this decision does not set, so Envoy strips a
+client's copies too; a denial is 401 (token) or 403 (everything else: nginx turns any other
+status into a 500), with the error as JSON and RFC 6750 ``WWW-Authenticate``. Nothing here
+touches the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from gateway.config import DECISIONS_PREFIX, Config
+from gateway.errors import AmbiguousRequest, GatewayError, UntrustedPeer
+from gateway.proxy.decision import Allowed, DecisionCore, Denied
+from gateway.proxy.exchange import Receive, Send
+from gateway.proxy.forwarded import ForwardedPolicy
+from gateway.proxy.headers import Header
+from gateway.proxy.paths import encode_path
+
+log = logging.getLogger("gateway.decisions")
+
+_PREFIX = DECISIONS_PREFIX.encode()
+_BELOW = DECISIONS_PREFIX + "/"
+_FORWARDED_METHOD = b"x-forwarded-method"
+_FORWARDED_HOST = b"x-forwarded-host"
+_FORWARDED_URI = b"x-forwarded-uri"
+_ORIGINAL_METHOD = b"x-original-method"
+_ORIGINAL_URI = b"x-original-uri"
+_HOST = b"host"
+_AUTHORIZATION = b"authorization"
+#: the headers a decision reads, each at most once (Authorization: see ``auth.bearer_token``)
+_DESCRIBING = frozenset(
+    {_FORWARDED_METHOD, _FORWARDED_HOST, _FORWARDED_URI, _ORIGINAL_METHOD, _ORIGINAL_URI, _HOST}
+)
+#: RFC 9110 §9.1: a method is a token
+_METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_NO_STORE = (b"cache-control", b"no-store")
+
+
+def is_decision_path(path: str) -> bool:
+    return path == DECISIONS_PREFIX or path.startswith(_BELOW)
+
+
+class Described:
+    """The request an edge asks about."""
+
+    __slots__ = ("authorization", "host", "method", "raw_path")
+
+    def __init__(
+        self, method: str, host: str | None, raw_path: bytes, authorization: list[str]
+    ) -> None:
+        self.method = method
+        self.host = host
+        self.raw_path = raw_path
+        self.authorization = authorization
+
+
+def describe(scope: dict[str, Any]) -> Described:
+    """Read the request to decide on from a ``/decisions`` request (see the module's order);
+    ``AmbiguousRequest`` when the description is repeated, incomplete or contradictory."""
+    fields: dict[bytes, str] = {}
+    authorization: list[str] = []
+    for name, value in scope["headers"]:
+        if name == _AUTHORIZATION:
+            authorization.append(value.decode("latin-1"))
+        elif name in _DESCRIBING:
+            if name in fields:
+                raise AmbiguousRequest(f"more than one {name.decode()} header")
+            fields[name] = value.decode("latin-1")
+    host = fields.get(_HOST)
+    forwarded = (fields.get(_FORWARDED_METHOD), fields.get(_FORWARDED_URI))
+    original = (fields.get(_ORIGINAL_METHOD), fields.get(_ORIGINAL_URI))
+    if forwarded == (None, None) and original == (None, None):
+        raw_path = scope.get("raw_path") or encode_path(scope["path"]).encode()
+        # not below the prefix (an encoded "/decisions"): refused as a path trick by the core
+        rest = raw_path[len(_PREFIX) :] if raw_path.startswith(_PREFIX) else b""
+        return Described(scope["method"], _host(host), rest, authorization)
+    if forwarded != (None, None) and original != (None, None):
+        pairs = (*zip(forwarded, original, strict=True), (fields.get(_FORWARDED_HOST), host))
+        for one, other in pairs:
+            if one is not None and other is not None and one != other:
+                raise AmbiguousRequest("X-Forwarded-* and X-Original-* describe different requests")
+    if forwarded != (None, None):
+        method, uri = forwarded
+        host = fields.get(_FORWARDED_HOST, host)
+        names = "X-Forwarded-Method and X-Forwarded-Uri"
+    else:
+        method, uri = original
+        names = "X-Original-Method and X-Original-URI"
+    if method is None or uri is None:
+        raise AmbiguousRequest(f"{names} are both required")
+    if not _METHOD.fullmatch(method):
+        raise AmbiguousRequest("the forwarded method is not an HTTP method")
+    path = uri.partition("?")[0]
+    return Described(method, _host(host), path.encode("latin-1"), authorization)
+
+
+def _host(value: str | None) -> str | None:
+    """As the proxy reads ``Host``: lower-case (see ``HeaderPolicy.split_request``)."""
+    return value.encode("latin-1").decode("utf-8", "replace").lower() if value else None
+
+
+class DecisionEndpoint:
+    """The raw ASGI app for ``/decisions`` and everything below it, any method."""
+
+    def __init__(self, config: Config, core: DecisionCore) -> None:
+        self._core = core
+        self._peers = ForwardedPolicy(config.decisions.trusted_peers)
+        names = (*config.proxy.identity_headers.names(), config.proxy.assertion.header)
+        #: every header a decision may set, lower-case, for x-envoy-auth-headers-to-remove
+        self._settable = tuple(name.lower().encode("latin-1") for name in names)
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        try:
+            client = scope.get("client")
+            if not self._peers.is_trusted(client[0] if client else None):
+                raise UntrustedPeer()
+            request = describe(scope)
+            decision = self._core.decide(
+                request.raw_path, request.host, request.method, request.authorization
+            )
+        except GatewayError as exc:
+            decision = Denied(exc, None)
+        except Exception:
+            log.exception("unexpected error while deciding")  # fail closed, as a denial
+            decision = Denied(GatewayError("the gateway could not decide"), None)
+        if isinstance(decision, Allowed):
+            await self._allow(send, decision)
+        else:
+            await _deny(send, decision.error)
+
+    async def _allow(self, send: Send, decision: Allowed) -> None:
+        headers: list[Header] = [*decision.identity, _NO_STORE, (b"content-length", b"0")]
+        sent = {name.lower() for name, _ in decision.identity}
+        unset = b",".join(name for name in self._settable if name not in sent)
+        if unset:
+            headers.append((b"x-envoy-auth-headers-to-remove", unset))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def _deny(send: Send, error: GatewayError) -> None:
+    """401 for a missing or bad token, 403 for every other refusal (the error says which)."""
+    status, headers, body = error.response_parts()
+    status = 401 if status == 401 else 403
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,161 @@
+"""``gateway edge-config``: the Traefik and Envoy outputs parsed and checked (neither edge is
+packaged here; their dialects are tested against ``/decisions`` in tests/proxy), the nginx and
+Caddy ones for what the live tests do not see (renamed headers, defaults, an IPv6 address)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gateway.cli import main
+
+CONFIG = """
+[server]
+host = "{host}"
+port = 8100
+
+[proxy.identity_headers]
+user = "Remote-User"
+
+[proxy.assertion]
+header = "X-Identity"
+
+[[routes]]
+path = "/orders"
+upstream = "http://orders.internal:9001/v1"
+"""
+NAMES = [
+    "Remote-User",
+    "X-Forwarded-Email",
+    "X-Forwarded-Client-Id",
+    "X-Forwarded-Scopes",
+    "X-Identity",
+]
+
+
+def edge_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], *args: str, host: str = "0.0.0.0"
+) -> str:
+    config = tmp_path / "gateway.toml"
+    config.write_text(CONFIG.format(host=host))
+    assert main(["--config", str(config), "edge-config", *args]) == 0
+    return capsys.readouterr().out
+
+
+def test_traefik(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    http = yaml.safe_load(edge_config(tmp_path, capsys, "traefik"))["http"]
+    auth = http["middlewares"]["gateway"]["forwardAuth"]
+    assert auth["address"] == "http://127.0.0.1:8100/decisions"
+    assert auth["trustForwardHeader"] is False
+    assert auth["authRequestHeaders"] == ["Authorization"]
+    assert auth["authResponseHeaders"] == NAMES
+    assert http["routers"]["api"]["middlewares"] == ["gateway-strip", "gateway"]
+    stripped = http["middlewares"]["gateway-strip"]["headers"]["customRequestHeaders"]
+    assert stripped["Remote_User"] == stripped["X_Forwarded_Client-Id"] == ""
+    assert "X-Identity" not in stripped and "X_Identity" in stripped
+    # the default upstream: the first route's
+    assert http["services"]["api"]["loadBalancer"]["servers"] == [
+        {"url": "http://orders.internal:9001/v1"}
+    ]
+
+
+def _find(node: Any, key: str) -> list[Any]:
+    if isinstance(node, dict):
+        return [v for k, v in node.items() if k == key] + [
+            found for v in node.values() for found in _find(v, key)
+        ]
+    if isinstance(node, list):
+        return [found for v in node for found in _find(v, key)]
+    return []
+
+
+def test_envoy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = edge_config(
+        tmp_path, capsys, "envoy", "--upstream", "http://10.0.0.5:8080", "--listen", "9000"
+    )
+    bootstrap = yaml.safe_load(out)
+    filters = _find(bootstrap, "http_filters")[0]
+    assert [f["name"] for f in filters] == [
+        "envoy.filters.http.ext_authz",
+        "envoy.filters.http.router",
+    ]
+    authz = filters[0]["typed_config"]
+    assert authz["@type"].endswith("ext_authz.v3.ExtAuthz")
+    assert authz["allowed_headers"]["patterns"] == [{"exact": "authorization", "ignore_case": True}]
+    service = authz["http_service"]
+    assert service["path_prefix"] == "/decisions"
+    assert service["server_uri"]["cluster"] == "gateway"
+    upstream = service["authorization_response"]["allowed_upstream_headers"]["patterns"]
+    assert upstream == [{"exact": name.lower(), "ignore_case": True} for name in NAMES]
+    client = service["authorization_response"]["allowed_client_headers"]["patterns"]
+    assert {"exact": "www-authenticate", "ignore_case": True} in client
+    clusters = {c["name"]: c for c in bootstrap["static_resources"]["clusters"]}
+    addresses = {name: _find(cluster, "socket_address")[0] for name, cluster in clusters.items()}
+    assert addresses == {
+        "gateway": {"address": "127.0.0.1", "port_value": 8100},
+        "upstream": {"address": "10.0.0.5", "port_value": 8080},
+    }
+    manager = _find(bootstrap, "common_http_protocol_options")[0]
+    assert manager == {"headers_with_underscores_action": "DROP_HEADER"}
+    listener = bootstrap["static_resources"]["listeners"][0]
+    assert listener["address"]["socket_address"]["port_value"] == 9000
+
+
+def test_nginx_copies_and_clears_every_header(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = edge_config(tmp_path, capsys, "nginx", host="::1")
+    for name in NAMES:
+        variable = "$gateway_" + name.lower().replace("-", "_")
+        assert (
+            f"auth_request_set {variable} $upstream_http_{name.lower().replace('-', '_')};" in out
+        )
+        assert f"proxy_set_header {name} {variable};" in out
+    for cleared in ("X-Forwarded-Method", "X-Forwarded-Host", "X-Forwarded-Uri"):
+        assert f'proxy_set_header {cleared} "";' in out
+    assert "server [::1]:8100;" in out
+    assert "proxy_pass http://gateway_decisions/decisions;" in out
+    assert "proxy_pass http://orders.internal:9001/v1;" in out
+
+
+def test_caddy_removes_every_spelling(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = edge_config(tmp_path, capsys, "caddy", "--listen", "8443")
+    assert out.splitlines()[2] == ":8443 {"
+    assert f"copy_headers {' '.join(NAMES)}" in out
+    for spelling in ("X-Forwarded-Client-Id", "X_Forwarded-Client_Id", "X_Forwarded_Client_Id"):
+        assert f"request_header -{spelling}\n" in out
+    assert "forward_auth 127.0.0.1:8100 {" in out
+
+
+def test_the_gateway_address_can_be_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = edge_config(tmp_path, capsys, "traefik", "--gateway", "http://gateway.internal:8000")
+    auth = yaml.safe_load(out)["http"]["middlewares"]["gateway"]["forwardAuth"]
+    assert auth["address"] == "http://gateway.internal:8000/decisions"
+    config = tmp_path / "gateway.toml"
+    assert main(["--config", str(config), "edge-config", "nginx", "--gateway", "gw:80/x"]) == 2
+    assert "--gateway: 'gw:80/x' is not an http://host:port URL" in capsys.readouterr().err
+
+
+def test_an_unknown_edge_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["edge-config", "haproxy"])
+    assert exited.value.code == 2
+    assert "invalid choice: 'haproxy'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("edge", ["nginx", "caddy", "traefik", "envoy"])
+def test_the_readme_shows_what_the_command_prints(
+    edge: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GATEWAY_CONFIG", raising=False)
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split(f"<!-- edge-config {edge} -->\n```", 1)[1].split("\n", 1)[1]
+    assert main(["edge-config", edge]) == 0
+    assert block.split("```", 1)[0] == capsys.readouterr().out
