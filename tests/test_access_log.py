@@ -227,3 +227,23 @@ def test_the_gateways_own_endpoints_are_logged(
     )
     # the test client's peer is not a trusted proxy: its id is replaced
     assert logged["request_id"] == response.headers["x-request-id"] != "from-a-client"
+
+
+def test_a_decision_is_logged_and_answered_without_a_date(
+    app: GatewayApp, access_log: LogPipe
+) -> None:
+    app.access_log = app.proxy.access_log = access_log.log
+    asks = {"X-Original-Method": "GET", "X-Original-URI": "/nowhere?token=q-secret"}
+    with TestClient(app, base_url=ISSUER, client=("127.0.0.1", 4000)) as edge:  # trusted
+        response = edge.get("/decisions", headers=asks)
+    assert response.status_code == 403  # no route: every denial is 401 or 403 for an edge
+    assert "date" not in response.headers
+    logged = access_log.entry()
+    assert_shape(logged)
+    assert (logged["route"], logged["path"], logged["status"], logged["reason"]) == (
+        "/decisions",
+        "/decisions",
+        403,
+        "not_found",
+    )
+    assert logged["request_id"] == response.headers["x-request-id"]

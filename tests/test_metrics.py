@@ -175,6 +175,22 @@ def test_token_failures_at_the_proxy_are_counted_by_reason(
     assert failures == {"missing_token": 1, "token_expired": 2, "insufficient_scope": 1}
 
 
+def test_token_failures_at_the_decision_endpoint_are_counted_too(
+    config: Config, storage: Storage
+) -> None:
+    """One decision core for both doors, so one count: an edge's refusals are in it."""
+    route = RouteConfig(path="/orders", upstream=CLOSED_PORT, scopes=(("orders:read",),))
+    app = create_app(dataclasses.replace(config, routes=(route,)))
+    asks = {"X-Original-Method": "GET", "X-Original-URI": "/orders/1"}
+    with TestClient(app, base_url=ISSUER, client=("127.0.0.1", 4000)) as edge:
+        assert edge.get("/decisions", headers=asks).status_code == 401
+        bad = {**asks, "Authorization": "Bearer not-a-jwt"}
+        assert edge.get("/decisions", headers=bad).status_code == 401
+        found = scrape(edge)
+    assert value(found, "gateway_token_failures_total", reason="missing_token") == 1
+    assert value(found, "gateway_token_failures_total", reason="malformed_token") == 1
+
+
 def test_login_throttling_is_counted_by_the_budget_that_refused(
     config: Config, storage: Storage
 ) -> None:

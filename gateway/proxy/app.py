@@ -21,7 +21,7 @@ from typing import Any
 
 from gateway.accesslog import AccessLog, Entry, request_id
 from gateway.config import Config
-from gateway.errors import BearerError, GatewayError, UpstreamUnavailable
+from gateway.errors import GatewayError, UpstreamUnavailable
 from gateway.introspect.validator import BearerValidator
 from gateway.metrics import Metrics
 from gateway.proxy.decision import DecisionCore, Denied
@@ -46,12 +46,12 @@ class Proxy:
         access_log: AccessLog | None = None,
     ) -> None:
         self._headers = HeaderPolicy(config.proxy.identity_headers, config.proxy.assertion.header)
-        #: shared with the decision endpoint (gateway/proxy/decisions.py)
-        self.decisions = DecisionCore(config, validator, self._headers)
         self._forwarded = ForwardedPolicy(config.proxy.trusted_proxies)
         self._idle_timeout = config.proxy.idle_timeout
         self._forwarder = forwarder or Forwarder(config.proxy.connect_timeout, config.proxy.pool)
         self.metrics = metrics or Metrics(dict)
+        #: shared with the decision endpoint (gateway/proxy/decisions.py)
+        self.decisions = DecisionCore(config, validator, self._headers, self.metrics)
         self.access_log = access_log or AccessLog(config.logging.format or "json")
         self._deadlines = Deadlines()
 
@@ -113,8 +113,6 @@ class Proxy:
                 status = entry.reason = "client_closed"
                 entry.status = 499  # nginx's code for it, which log pipelines know
         except GatewayError as exc:
-            if isinstance(exc, BearerError):
-                self.metrics.token_failed(exc.reason)
             if route is not None and exc.status_code >= 500:
                 cause = f" ({exc.__cause__})" if exc.__cause__ else ""
                 log.warning("route %r: %s%s", route.name, exc.description, cause)

@@ -14,7 +14,7 @@ two modes can never drift. In the proxy's order:
 4. the identity headers the token vouches for, and the signed assertion when enabled.
 
 A denial is returned, not raised, with the route when one matched: the proxy names it in its
-metrics and log.
+metrics and log. A refused bearer token is counted here, once for both doors, by its reason.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.config import Config
-from gateway.errors import GatewayError
+from gateway.errors import BearerError, GatewayError
 from gateway.introspect.validator import AccessToken, BearerValidator
+from gateway.metrics import Metrics
 from gateway.proxy.assertion import AssertionSigner
 from gateway.proxy.auth import authenticate, authorize
 from gateway.proxy.headers import Header, HeaderPolicy
@@ -52,7 +53,10 @@ class Denied:
 
 
 class DecisionCore:
-    def __init__(self, config: Config, validator: BearerValidator, headers: HeaderPolicy) -> None:
+    def __init__(
+        self, config: Config, validator: BearerValidator, headers: HeaderPolicy, metrics: Metrics
+    ) -> None:
+        self._metrics = metrics
         self.routes = RouteTable.from_config(config.routes)
         self._validator = validator
         self._audience = config.audience
@@ -80,6 +84,8 @@ class DecisionCore:
             authorize(route, token)
             identity = self._headers.identity(token)
         except GatewayError as exc:
+            if isinstance(exc, BearerError):
+                self._metrics.token_failed(exc.reason)
             return Denied(exc, route, token)
         if self._signer is not None:
             assertion = self._signer.assertion(token, route.assertion_audience)
