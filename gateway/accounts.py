@@ -33,7 +33,7 @@ def find_user(session: Session, email: str) -> User | None:
     return session.scalar(sa.select(User).where(User.email == normalize_email(email)))
 
 
-def create_user(session: Session, email: str, password: str) -> User:
+def create_user(session: Session, email: str, password: str, name: str | None = None) -> User:
     email = normalize_email(email)
     local, _, domain = email.partition("@")
     if not local or not domain or len(email) > 320 or any(c.isspace() for c in email):
@@ -42,7 +42,11 @@ def create_user(session: Session, email: str, password: str) -> User:
         raise ConfigError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
     if find_user(session, email) is not None:
         raise ConfigError(f"a user with email {email} already exists")
-    user = User(email=email, password_hash=hash_password(password))
+    if name is not None:
+        name = name.strip()
+        if not name or len(name) > 200 or not name.isprintable():
+            raise ConfigError("--name must be 1 to 200 printable characters")
+    user = User(email=email, name=name, password_hash=hash_password(password))
     session.add(user)
     session.flush()
     return user

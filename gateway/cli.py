@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     uc = user.add_parser("create", help="create a user")
     uc.add_argument("--email", required=True)
+    uc.add_argument("--name", help="the user's full name (the OpenID Connect 'name' claim)")
     uc.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     uc.add_argument("--json", action="store_true")
 
@@ -277,8 +278,12 @@ def _read_password(from_stdin: bool) -> str:
 def cmd_user(config: Config, args: argparse.Namespace, storage: Storage) -> None:
     password = _read_password(args.password_stdin)
     with storage.session() as session:
-        user = accounts.create_user(session, args.email, password)
-    _out({"id": user.id, "email": user.email}, args.json, f"created user {user.email} ({user.id})")
+        user = accounts.create_user(session, args.email, password, args.name)
+    _out(
+        {"id": user.id, "email": user.email, "name": user.name},
+        args.json,
+        f"created user {user.email} ({user.id})",
+    )
 
 
 @with_storage

@@ -40,6 +40,8 @@ class User(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     email: Mapped[str] = mapped_column(String(320), unique=True)
+    #: the OpenID Connect ``name`` claim (scope ``profile``); optional
+    name: Mapped[str | None] = mapped_column(String(200))
     password_hash: Mapped[str] = mapped_column(Text)
     created_at: Mapped[float] = mapped_column(Float, default=now)
 
@@ -156,6 +158,9 @@ class Grant(Base):
     )
     scope: Mapped[str] = mapped_column(Text, default="")
     auth_time: Mapped[float | None] = mapped_column(Float)
+    #: the browser login session the grant was made in (the ID token's ``sid``); None for
+    #: grants made without one (password, client_credentials), which get no ID token
+    session_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[float] = mapped_column(Float, default=now)
     expires_at: Mapped[float] = mapped_column(Float, index=True)
     revoked_at: Mapped[float | None] = mapped_column(Float)
@@ -176,6 +181,10 @@ class AuthorizationCode(Base):
     code_challenge: Mapped[str | None] = mapped_column(String(128))
     code_challenge_method: Mapped[str | None] = mapped_column(String(10))
     auth_time: Mapped[float] = mapped_column(Float)
+    #: OpenID Connect: the authorization request's ``nonce``, echoed in the ID token
+    nonce: Mapped[str | None] = mapped_column(String(255))
+    #: the browser login session that approved it (``LoginSession.sid``)
+    session_id: Mapped[str | None] = mapped_column(String(64))
     expires_at: Mapped[float] = mapped_column(Float, index=True)
     #: set when redeemed; a second redemption revokes ``grant_id``
     used_at: Mapped[float | None] = mapped_column(Float)
