@@ -46,6 +46,7 @@ from gateway.issuer.pages import AuthorizePages
 from gateway.issuer.server import Server
 from gateway.issuer.session import SessionCodec
 from gateway.issuer.tokens import TokenGenerator
+from gateway.issuer.userinfo import UserInfo
 from gateway.keys import KeyRing, session_secret
 from gateway.metrics import CONTENT_TYPE, STALENESS, Metrics
 from gateway.proxy import Proxy
@@ -218,6 +219,7 @@ def create_app(config: Config, freeze_heap: bool = False) -> GatewayApp:
         session_secret(config.keys_dir), secure=config.issuer.startswith("https://")
     )
     pages = AuthorizePages(gateway.server, codec)
+    userinfo = UserInfo(gateway.server)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -238,11 +240,16 @@ def create_app(config: Config, freeze_heap: bool = False) -> GatewayApp:
     issuer = Starlette(
         routes=[
             Route("/.well-known/oauth-authorization-server", endpoints.metadata, methods=["GET"]),
+            Route(
+                "/.well-known/openid-configuration", endpoints.openid_configuration, methods=["GET"]
+            ),
             Route("/.well-known/jwks.json", endpoints.jwks, methods=["GET"]),
             Route("/oauth/authorize", pages.authorize, methods=["GET", "POST"]),
             Route("/oauth/token", endpoints.token, methods=["POST"]),
             Route("/oauth/revoke", endpoints.revoke, methods=["POST"]),
             Route("/oauth/introspect", endpoints.introspect, methods=["POST"]),
+            Route("/oauth/userinfo", userinfo.userinfo, methods=["GET", "POST"]),
+            Route("/oauth/me", userinfo.me, methods=["GET"]),
             Route("/healthz", gateway.healthz, methods=["GET"]),
             Route("/readyz", gateway.readyz, methods=["GET"]),
             *ops,

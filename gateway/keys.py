@@ -228,8 +228,12 @@ class KeyRing:
     def jwks(self) -> dict[str, Any]:
         return {"keys": [k.public_jwk() for k in self.keys]}
 
-    def sign(self, claims: dict[str, Any], typ: str = "at+jwt") -> str:
-        """A JWS of ``claims`` by the active key; ``typ`` says what it is (RFC 8725 §3.11)."""
-        key = self.active_key
+    def sign(
+        self, claims: dict[str, Any], typ: str = "at+jwt", key: SigningKey | None = None
+    ) -> str:
+        """A JWS of ``claims`` by ``key`` (default: the active key); ``typ`` says what it is
+        (RFC 8725 §3.11). Pass the key when a claim depends on its alg (an ID token's
+        ``at_hash``): the active key may change in between."""
+        key = key or self.active_key
         header = {"alg": key.alg, "kid": key.kid, "typ": typ}
         return jwt.encode(header, claims, key.key, registry=jws_registry(key.alg))

@@ -1,5 +1,6 @@
 """The issuer's JSON endpoints: token (RFC 6749 §3.2), revocation (RFC 7009), introspection
-(RFC 7662), authorization server metadata (RFC 8414) and the JWKS (RFC 7517)."""
+(RFC 7662), authorization server metadata (RFC 8414) and OpenID Connect Discovery 1.0, built
+from it, and the JWKS (RFC 7517)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from gateway.config import GRANT_TYPES
 from gateway.errors import InvalidToken
 from gateway.introspect.revocation import revoked_in_database
+from gateway.issuer.idtoken import CLAIMS_SUPPORTED, OIDC_SCOPES
 from gateway.issuer.records import load_refresh_token
 from gateway.issuer.server import (
     CLIENT_AUTH_METHODS,
@@ -260,16 +262,43 @@ class IssuerEndpoints:
     # --- RFC 8414 and the JWKS -----------------------------------------------------------------
 
     async def metadata(self, http: HTTPRequest) -> Response:
-        scopes = await run_in_threadpool(self._scopes_supported)
+        return self._cached(await run_in_threadpool(self._metadata))
+
+    async def openid_configuration(self, http: HTTPRequest) -> Response:
+        """OpenID Connect Discovery 1.0 §3: RFC 8414's document, and what OIDC adds to it."""
+        body = await run_in_threadpool(self._metadata)
         issuer = self.server.config.issuer.rstrip("/")
-        body = {
+        algorithms = self.server.keyring.algorithms
+        body.update(
+            {
+                "userinfo_endpoint": f"{issuer}/oauth/userinfo",
+                "id_token_signing_alg_values_supported": algorithms,
+                "subject_types_supported": ["public"],
+                "claims_supported": CLAIMS_SUPPORTED,
+                # no prompt handling yet, and every request shows the consent page: "consent"
+                # is the one value that holds (OIDC Core §3.1.2.1)
+                "prompt_values_supported": ["consent"],
+                "claims_parameter_supported": False,
+                "request_parameter_supported": False,
+            }
+        )
+        return self._cached(body)
+
+    @staticmethod
+    def _cached(body: dict[str, Any]) -> Response:
+        return JSONResponse(body, headers={"Cache-Control": "public, max-age=300"})
+
+    def _metadata(self) -> dict[str, Any]:
+        """RFC 8414 §2, the one source of both discovery documents."""
+        issuer = self.server.config.issuer.rstrip("/")
+        return {
             "issuer": self.server.config.issuer,
             "authorization_endpoint": f"{issuer}/oauth/authorize",
             "token_endpoint": f"{issuer}/oauth/token",
             "jwks_uri": f"{issuer}/.well-known/jwks.json",
             "revocation_endpoint": f"{issuer}/oauth/revoke",
             "introspection_endpoint": f"{issuer}/oauth/introspect",
-            "scopes_supported": scopes,
+            "scopes_supported": self._scopes_supported(),
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
             "grant_types_supported": list(GRANT_TYPES),
@@ -280,12 +309,11 @@ class IssuerEndpoints:
             "authorization_response_iss_parameter_supported": True,
             "access_token_signing_alg_values_supported": self.server.keyring.algorithms,
         }
-        return JSONResponse(body, headers={"Cache-Control": "public, max-age=300"})
 
     def _scopes_supported(self) -> list[str]:
         with self.server.storage.session() as session:
             client_scopes = session.scalars(sa.select(Client.scope)).all()
-        scopes = {s for value in client_scopes for s in value.split()}
+        scopes = {s for value in client_scopes for s in value.split()} | OIDC_SCOPES
         for route in self.server.config.routes:
             scopes.update(s for group in route.scopes for s in group)
         return sorted(scopes)

@@ -16,6 +16,7 @@ from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
 from authlib.oauth2.rfc7636 import CodeChallenge
 
+from gateway.issuer.idtoken import MAX_NONCE_LENGTH
 from gateway.issuer.records import credentials_grant, load_refresh_token
 from gateway.issuer.server import (
     CLIENT_AUTH_METHODS,
@@ -65,6 +66,8 @@ class AuthorizationCodeGrant(ClientScopes, grants.AuthorizationCodeGrant):
                     code_challenge=payload.data.get("code_challenge"),
                     code_challenge_method=payload.data.get("code_challenge") and "S256",
                     auth_time=principal.auth_time,
+                    nonce=payload.data.get("nonce") or None,
+                    session_id=principal.session_id,
                     expires_at=time.time() + ttl,
                     grant_id=principal.grant_id,
                 )
@@ -91,9 +94,23 @@ class AuthorizationCodeGrant(ClientScopes, grants.AuthorizationCodeGrant):
     def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
         """Kept, marked used, until it expires: a replay must still be recognised."""
 
+    def validate_authorization_request(self) -> str:
+        redirect_uri: str = super().validate_authorization_request()
+        nonce = self.request.payload.data.get("nonce")
+        if nonce is not None and len(nonce) > MAX_NONCE_LENGTH:
+            raise InvalidRequestError(
+                f"The 'nonce' parameter may have at most {MAX_NONCE_LENGTH} characters.",
+                redirect_uri=redirect_uri,
+            )
+        return redirect_uri
+
     def authenticate_user(self, authorization_code: AuthorizationCode) -> Principal:
         return Principal(
-            authorization_code.user, authorization_code.grant_id or "", authorization_code.auth_time
+            authorization_code.user,
+            authorization_code.grant_id or "",
+            authorization_code.auth_time,
+            session_id=authorization_code.session_id,
+            nonce=authorization_code.nonce,
         )
 
 
@@ -151,7 +168,9 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
     def authenticate_user(self, refresh_token: RefreshToken) -> Principal:
         grant = refresh_token.grant
-        return Principal(grant.user, grant.id, grant.auth_time, existing=grant)
+        return Principal(
+            grant.user, grant.id, grant.auth_time, existing=grant, session_id=grant.session_id
+        )
 
     def issue_token(self, user: Principal, refresh_token: RefreshToken) -> dict[str, Any]:
         """With a reuse grace, the new refresh token is derived from the presented one, so a

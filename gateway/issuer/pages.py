@@ -156,7 +156,8 @@ class AuthorizePages:
         user = await self._user(session)
         if user is None or action not in ("allow", "deny"):
             return self._again(http, session)
-        principal = Principal.new(user, session.auth_time) if action == "allow" else None
+        allowed = action == "allow"
+        principal = Principal.new(user, session.auth_time, session.sid) if allowed else None
         response = await run_in_threadpool(
             self.server.create_authorization_response, request, principal, grant
         )

@@ -1,10 +1,14 @@
 """The login session of the authorization pages: a signed cookie, and CSRF tokens bound to it.
 
-The cookie holds ``{"n": nonce, "u": user id, "t": auth time, "i": issued at}`` as base64url
-JSON with an HMAC-SHA256 tag. It is HttpOnly, SameSite=Lax and, on an https issuer, Secure.
-A CSRF token is an HMAC of the session nonce: a form posted from another site has no cookie
-to match (double-submit, bound to the session). Logging in issues a new nonce, so a session id
-planted before login is worthless after it.
+The cookie holds ``{"n": nonce, "i": issued at}`` and, once signed in, ``"u": user id, "t":
+auth time, "s": session id`` as base64url JSON with an HMAC-SHA256 tag. It is HttpOnly,
+SameSite=Lax and, on an https issuer, Secure. A CSRF token is an HMAC of the session nonce: a
+form posted from another site has no cookie to match (double-submit, bound to the session).
+Logging in issues a new nonce, so a session id planted before login is worthless after it.
+
+The session id is the OpenID Connect ``sid`` of the ID tokens issued in this login: random,
+made at login and kept until the next one; never the nonce, so no ID token reveals what the
+CSRF tokens are made from.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ class LoginSession:
     user_id: str | None = None
     auth_time: float | None = None
     issued_at: float = 0.0
+    #: the browser login session, the ID token's ``sid``; set exactly when ``user_id`` is
+    sid: str | None = None
 
     @classmethod
     def anonymous(cls) -> LoginSession:
@@ -34,7 +40,7 @@ class LoginSession:
 
     def logged_in(self, user_id: str) -> LoginSession:
         now = time.time()
-        return LoginSession(secrets.token_urlsafe(16), user_id, now, now)
+        return LoginSession(secrets.token_urlsafe(16), user_id, now, now, secrets.token_urlsafe(16))
 
 
 def _b64(data: bytes) -> str:
@@ -57,7 +63,7 @@ class SessionCodec:
     def dumps(self, session: LoginSession) -> str:
         payload = {"n": session.nonce, "i": session.issued_at}
         if session.user_id is not None:
-            payload.update(u=session.user_id, t=session.auth_time or 0.0)
+            payload.update(u=session.user_id, t=session.auth_time or 0.0, s=session.sid or "")
         data = _b64(json.dumps(payload, separators=(",", ":")).encode())
         return f"{data}.{self._tag(data)}"
 
@@ -75,9 +81,12 @@ class SessionCodec:
                 payload.get("u"),
                 payload.get("t"),
                 float(payload["i"]),
+                payload.get("s"),
             )
         except (ValueError, KeyError, TypeError):
             return None
+        if session.user_id is not None and not (isinstance(session.sid, str) and session.sid):
+            return None  # signed in before session ids existed: sign in again
         if session.issued_at + MAX_AGE < time.time():
             return None
         return session

@@ -24,6 +24,7 @@ from authlib.oauth2.rfc6749.errors import InvalidGrantError
 from sqlalchemy.engine import Connection
 
 from gateway.issuer import records
+from gateway.issuer.idtoken import id_token
 from gateway.issuer.records import grants
 from gateway.keys import KeyRing
 from gateway.models import (
@@ -50,10 +51,18 @@ class Principal:
     auth_time: float | None = None
     #: set when the grant already exists (refresh): its scope and absolute expiry
     existing: Grant | None = None
+    #: the browser login session (``LoginSession.sid``), the ID token's ``sid``: only a grant
+    #: made through the authorization pages has one, and only such a grant gets ID tokens
+    session_id: str | None = None
+    #: the authorization request's ``nonce`` (OpenID Connect Core §3.1.2.1), for the code's
+    #: ID token only: a refresh's carries none (§12.2)
+    nonce: str | None = None
 
     @classmethod
-    def new(cls, user: User | None, auth_time: float | None = None) -> Principal:
-        return cls(user, new_id(), auth_time)
+    def new(
+        cls, user: User | None, auth_time: float | None = None, session_id: str | None = None
+    ) -> Principal:
+        return cls(user, new_id(), auth_time, session_id=session_id)
 
 
 class TokenGenerator:
@@ -103,6 +112,11 @@ class TokenGenerator:
         # refresh_token grant must not be handed a credential it cannot redeem
         if include_refresh_token and client.check_grant_type("refresh_token"):
             token["refresh_token"] = random_token()
+        scopes = set(scope.split())
+        if "openid" in scopes and user.session_id is not None:  # OpenID Connect Core §3.1.3.3
+            token["id_token"] = id_token(
+                self.keyring, self.issuer, client, user, scopes, token["access_token"], now, ttl
+            )
         return token
 
 
@@ -151,6 +165,7 @@ def persist_token(server: Server, token: dict[str, Any], request: Request) -> No
         user_id=principal.user.id if principal.user else None,
         scope=token["scope"],
         auth_time=principal.auth_time,
+        session_id=principal.session_id,
         created_at=now,
         expires_at=now + server.config.tokens.refresh_token_ttl,
     )
