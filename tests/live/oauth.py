@@ -79,7 +79,12 @@ class AuthorizationFlow:
     """The authorization code flow with PKCE, with the user's side driven over HTTP."""
 
     def __init__(
-        self, gateway: LiveGateway, client: dict[str, Any], redirect_uri: str, scope: str
+        self,
+        gateway: LiveGateway,
+        client: dict[str, Any],
+        redirect_uri: str,
+        scope: str,
+        **params: str,
     ) -> None:
         self.gateway = gateway
         self.metadata = gateway.metadata()
@@ -88,7 +93,7 @@ class AuthorizationFlow:
         )
         self.verifier = generate_token(64)
         self.url, self.state = self.oauth.create_authorization_url(
-            self.metadata["authorization_endpoint"], code_verifier=self.verifier
+            self.metadata["authorization_endpoint"], code_verifier=self.verifier, **params
         )
         # a user agent: keeps the session cookie, stops at every redirect so each is checked
         self.browser = httpx.Client(follow_redirects=False, timeout=10.0)
