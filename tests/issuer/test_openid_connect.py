@@ -4,9 +4,7 @@ the rule that an ID token is never an access token, nor an access token an ID to
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import hashlib
 import io
 import json
 import time
@@ -40,6 +38,7 @@ from tests.issuer.conftest import (
     token_request,
     tokens,
 )
+from tests.issuer.keyutil import at_hash
 
 DISCOVERY = "/.well-known/openid-configuration"
 USERINFO = "/oauth/userinfo"
@@ -84,13 +83,6 @@ def decode_id_token(client: TestClient, id_token: str, audience: str) -> dict[st
     )
 
 
-def expected_at_hash(access_token: str, alg: str) -> str:
-    """§3.1.3.6, computed here: the left half of the alg's hash, base64url."""
-    name = "sha512" if alg in ("EdDSA", "Ed25519") else f"sha{alg[-3:]}"
-    digest = hashlib.new(name, access_token.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode()
-
-
 def bearer(client: TestClient, path: str, token: str, method: str = "GET") -> httpx.Response:
     return client.request(method, path, headers={"Authorization": f"Bearer {token}"})
 
@@ -122,7 +114,7 @@ def test_id_token_claims(client, rp, carol):
     assert claims["sub"] == access["sub"] == carol.id
     assert claims["auth_time"] == access["auth_time"]
     assert claims["nonce"] == "n-0S6_WzA2Mj"
-    assert claims["at_hash"] == expected_at_hash(issued["access_token"], header["alg"])
+    assert claims["at_hash"] == at_hash(issued["access_token"], header["alg"])
     assert claims["amr"] == ["pwd"]
     assert (claims["email"], claims["email_verified"]) == ("carol@example.com", False)
     assert claims["name"] == "Carol Example"
@@ -199,7 +191,7 @@ def test_refresh_returns_a_fresh_id_token_of_the_same_login(client, config, rp, 
         assert after[claim] == before[claim], claim
     assert "nonce" not in after  # the nonce belongs to the authentication request
     alg = jwt.get_unverified_header(again["id_token"])["alg"]
-    assert after["at_hash"] == expected_at_hash(again["access_token"], alg)
+    assert after["at_hash"] == at_hash(again["access_token"], alg)
 
 
 def test_refresh_narrowed_without_openid_has_no_id_token(client, rp, carol):

@@ -4,8 +4,6 @@ the ID token verified by PyJWT against the published JWKS, then UserInfo and a r
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 from typing import Any
 
@@ -14,6 +12,7 @@ import jwt
 import pytest
 from authlib.common.security import generate_token
 
+from tests.issuer.keyutil import at_hash
 from tests.live.oauth import USER_CLAIMS, AuthorizationFlow, verify_offline
 from tests.live.support import PASSWORD, LiveGateway, RedirectTarget
 
@@ -49,12 +48,7 @@ def verify_id_token(
         issuer=config["issuer"],
         options={"require": [c for c in ID_TOKEN_CLAIMS if c != "nonce"]},
     )
-    name = "sha512" if header["alg"] in ("EdDSA", "Ed25519") else f"sha{header['alg'][-3:]}"
-    digest = hashlib.new(name, access_token.encode("ascii")).digest()
-    assert (
-        claims["at_hash"]
-        == base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode()
-    )
+    assert claims["at_hash"] == at_hash(access_token, header["alg"])
     return claims
 
 
