@@ -43,6 +43,9 @@ ASCII_PARAMETERS = {
     "client_id": VSCHAR,
     "client_secret": VSCHAR,
     "state": VSCHAR,
+    # not limited by OpenID Connect Core §3.1.2.1, but echoed into ID tokens and stored: as
+    # ``state``, printable ASCII (what every client's random nonce is)
+    "nonce": VSCHAR,
     "code": VSCHAR,
     "refresh_token": VSCHAR,
     "code_verifier": VSCHAR,

@@ -220,6 +220,14 @@ def test_nonce_too_long_is_invalid_request(client, rp, carol, method):
     assert "code" not in params
 
 
+@pytest.mark.parametrize("nonce", ["a\x00b", "caf\u00e9", "line\nbreak"])
+def test_nonce_must_be_printable_ascii(client, rp, carol, nonce):
+    """Stored with the code (PostgreSQL text holds no NUL) and echoed into the ID token."""
+    response = client.get(authorize_url(rp, scope="openid", nonce=nonce))
+    assert response.status_code == 400
+    assert "nonce" in response.text
+
+
 # --- an ID token is no access token, an access token no ID token -------------------------------
 
 
