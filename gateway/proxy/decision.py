@@ -32,7 +32,7 @@ from gateway.proxy.paths import decode_path
 from gateway.proxy.routes import Route, RouteTable
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Allowed:
     route: Route
     #: the decoded path the route matched
@@ -43,7 +43,7 @@ class Allowed:
     token: AccessToken | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Denied:
     error: GatewayError
     #: the route, once one matched (a 401 or 403)
