@@ -129,15 +129,14 @@ class LoginThrottle:
     def admit(self, normalized_email: str, address: str, now: float | None = None) -> Attempt:
         """The attempt, if the password may be checked now; else ``TooManyAttempts``."""
         now = time.time() if now is None else now
-        attempt = Attempt(self.user_key(normalized_email), address_key(address), 0)
-        window = self.config.window
-        params = {"since": now - window, "address": attempt.address, "user_key": attempt.user_key}
+        user, where = self.user_key(normalized_email), address_key(address)
+        params = {"since": now - self.config.window, "address": where, "user_key": user}
         row = self.storage.read(lambda conn: conn.execute(self._standing, params).one())
         refusal = self._refusal(row, now)
         if refusal is not None:
             self.on_refusal(refusal.key)
             raise refusal
-        return Attempt(attempt.user_key, attempt.address, row.pair_n)
+        return Attempt(user, where, row.pair_n)
 
     def _refusal(self, row: sa.Row[Any], now: float) -> TooManyAttempts | None:
         window = self.config.window

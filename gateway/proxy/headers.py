@@ -91,7 +91,6 @@ class HeaderPolicy:
     """The per-config part of header rewriting, computed once."""
 
     def __init__(self, identity: IdentityHeaders, assertion: str = AssertionConfig.header) -> None:
-        self._identity = identity
         #: identity and assertion header names, lower-case with "-", as a client might send them
         self._identity_keys = frozenset(
             name.lower().replace("_", "-").encode("latin-1")
