@@ -211,6 +211,26 @@ class RouteConfig:
 
 
 @dataclass(frozen=True)
+class SessionsConfig:
+    """The browser login session (single sign-on across clients, OpenID Connect ``sid``)."""
+
+    #: seconds from login after which the session ends, however active (absolute)
+    lifetime: float = 28800.0
+    #: seconds without an authorization request after which the session ends
+    idle_timeout: float = 3600.0
+    #: logout also revokes the grants (hence every token) made in the session
+    logout_revokes_tokens: bool = False
+
+
+@dataclass(frozen=True)
+class ScopesConfig:
+    #: what the consent page says a scope lets the client do: ``"orders:read" = "See your
+    #: orders"``; ``openid``, ``profile`` and ``email`` have built-in texts, other scopes
+    #: without one are shown by name
+    descriptions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class DecisionsConfig:
     #: peers (IPs / CIDRs) that may ask ``/decisions``: the edges; anyone else is refused 403
     trusted_peers: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
@@ -231,6 +251,8 @@ class Config:
     passwords: PasswordsConfig = field(default_factory=PasswordsConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     decisions: DecisionsConfig = field(default_factory=DecisionsConfig)
+    sessions: SessionsConfig = field(default_factory=SessionsConfig)
+    scopes: ScopesConfig = field(default_factory=ScopesConfig)
     routes: tuple[RouteConfig, ...] = ()
     #: folder that relative paths resolve against (the config file's folder)
     base_dir: str = "."
@@ -329,6 +351,10 @@ def _convert(hint: Any, raw: Any, key: str) -> Any:
         if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
             raise _KeyError(key, "must be a list of strings")
         return tuple(raw)
+    if origin is dict:
+        if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+            raise _KeyError(key, "must be a table of strings")
+        return dict(raw)
     if hint is bool:
         if not isinstance(raw, bool):
             raise _KeyError(key, "must be true or false")
@@ -469,6 +495,8 @@ def _validate(config: Config, where: str) -> Config:
         ("proxy.pool_idle_timeout", config.proxy.pool_idle_timeout),
         ("proxy.pool_max_age", config.proxy.pool_max_age),
         ("proxy.assertion.ttl", config.proxy.assertion.ttl),
+        ("sessions.lifetime", config.sessions.lifetime),
+        ("sessions.idle_timeout", config.sessions.idle_timeout),
     ):
         if value <= 0:
             raise fail(key, "must be positive")

@@ -1,5 +1,5 @@
 """Pruning what can no longer matter: expired codes, refresh tokens, grants, revocations and
-login failures past the throttle's window.
+login failures past the throttle's window, browser sessions past their lifetime.
 
 Runs in the background of every replica (deletes are idempotent, so replicas need no
 coordination), in small batches so no request waits long behind its locks.
@@ -12,12 +12,19 @@ from typing import cast
 
 import sqlalchemy as sa
 
-from gateway.models import AuthorizationCode, Grant, LoginFailure, RefreshToken, Revocation
+from gateway.models import (
+    AuthorizationCode,
+    BrowserSession,
+    Grant,
+    LoginFailure,
+    RefreshToken,
+    Revocation,
+)
 from gateway.storage import Storage
 
 BATCH = 500
 #: children before parents: refresh tokens reference grants
-EXPIRING = (AuthorizationCode, RefreshToken, Grant, Revocation, LoginFailure)
+EXPIRING = (AuthorizationCode, RefreshToken, Grant, Revocation, LoginFailure, BrowserSession)
 
 
 def prune_expired(storage: Storage, now: float | None = None) -> dict[str, int]:

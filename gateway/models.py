@@ -10,7 +10,17 @@ import uuid
 from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749 import ClientMixin
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -95,6 +105,11 @@ class Client(Base, ClientMixin):
     #: the grant (``sid``) that every client_credentials token of this client shares: made at
     #: its first such token, cleared when revoked (the next token starts a new one)
     credentials_grant_id: Mapped[str | None] = mapped_column(String(32))
+    #: RP-Initiated Logout 1.0: where the logout endpoint may send the browser back to (exact
+    #: string match)
+    post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: a client of the deployment itself: its users are never shown a consent page
+    first_party: Mapped[bool] = mapped_column(Boolean, default=False)
 
     @property
     def is_public(self) -> bool:
@@ -263,3 +278,35 @@ class LoginFailure(Base):
     address: Mapped[str] = mapped_column(String(64))
     at: Mapped[float] = mapped_column(Float)
     expires_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class BrowserSession(Base):
+    """One browser login (the OpenID Connect ``sid``), the server-side half of the signed
+    login cookie: single sign-on lasts while it is neither ended (logout) nor past
+    ``sessions.lifetime`` since login (``expires_at``) or ``sessions.idle_timeout`` since
+    ``last_seen_at``. Every replica reads it, so a logout holds everywhere at once, even for a
+    replayed copy of the old cookie. Pruned by housekeeping once past ``expires_at``."""
+
+    __tablename__ = "browser_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    auth_time: Mapped[float] = mapped_column(Float)
+    last_seen_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+    ended_at: Mapped[float | None] = mapped_column(Float)
+
+
+class Consent(Base):
+    """What a user allowed a client: the union of the scopes of every Allow. A later
+    authorization request for a subset of ``scope`` shows no consent page."""
+
+    __tablename__ = "consents"
+    __table_args__ = (UniqueConstraint("user_id", "client_id", name="uq_consents_user_client"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    client_id: Mapped[str] = mapped_column(String(64), index=True)
+    scope: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)

@@ -7,7 +7,15 @@ import time
 import sqlalchemy as sa
 
 from gateway.housekeeping import BATCH, prune_expired
-from gateway.models import AuthorizationCode, Grant, RefreshToken, Revocation, User, new_id
+from gateway.models import (
+    AuthorizationCode,
+    BrowserSession,
+    Grant,
+    RefreshToken,
+    Revocation,
+    User,
+    new_id,
+)
 from gateway.storage import Storage
 
 
@@ -35,13 +43,22 @@ def seed(storage: Storage, user: User, expires_at: float, count: int = 1) -> Non
                 )
             )
             session.add(Revocation(kind="jti", value=new_id(), not_before=0, expires_at=expires_at))
+            session.add(
+                BrowserSession(
+                    id=new_id(),
+                    user_id=user.id,
+                    auth_time=0,
+                    last_seen_at=0,
+                    expires_at=expires_at,
+                )
+            )
 
 
 def counts(storage: Storage) -> dict[str, int]:
     with storage.session() as session:
         return {
             model.__tablename__: session.scalar(sa.select(sa.func.count()).select_from(model)) or 0
-            for model in (AuthorizationCode, RefreshToken, Grant, Revocation)
+            for model in (AuthorizationCode, RefreshToken, Grant, Revocation, BrowserSession)
         }
 
 
@@ -58,6 +75,7 @@ def test_prunes_expired_rows_in_batches_and_keeps_live_ones(storage: Storage, us
         "grants": BATCH + 3,
         "revocations": BATCH + 3,
         "login_failures": 0,
+        "browser_sessions": BATCH + 3,
     }
     assert set(counts(storage).values()) == {2}
     assert prune_expired(storage, now) == dict.fromkeys(pruned, 0)

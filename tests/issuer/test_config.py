@@ -141,6 +141,24 @@ max_failures = 3
         pytest.param("issuer = 'ftp://x'", "issuer", "http(s) URL", id="issuer-scheme"),
         pytest.param("issuer = 'https://x/?a=b'", "issuer", "http(s) URL", id="issuer-query"),
         pytest.param("[server]\nport = 70000", "server.port", "between 1 and 65535", id="port"),
+        pytest.param(
+            "[sessions]\nidle_timeout = 0",
+            "sessions.idle_timeout",
+            "must be positive",
+            id="zero-idle-timeout",
+        ),
+        pytest.param(
+            "[scopes.descriptions]\n'orders:read' = 1",
+            "scopes.descriptions",
+            "must be a table of strings",
+            id="description-not-a-string",
+        ),
+        pytest.param(
+            "[scopes]\ndescriptions = 'x'",
+            "scopes.descriptions",
+            "must be a table of strings",
+            id="descriptions-not-a-table",
+        ),
     ],
 )
 def test_errors_name_the_file_and_the_key(tmp_path, text, key, problem):
@@ -168,3 +186,20 @@ def test_unreadable_files(tmp_path, text, problem):
     with pytest.raises(ConfigError, match=problem) as raised:
         load_config(path)
     assert str(raised.value).startswith(str(path))
+
+
+def test_sessions_and_scope_descriptions(tmp_path):
+    text = """
+[sessions]
+lifetime = 600
+logout_revokes_tokens = true
+
+[scopes.descriptions]
+"orders:read" = "See your orders"
+"""
+    config = load_config(write(tmp_path, text))
+    assert config.sessions.lifetime == 600.0
+    assert config.sessions.idle_timeout == 3600.0
+    assert config.sessions.logout_revokes_tokens is True
+    assert config.scopes.descriptions == {"orders:read": "See your orders"}
+    assert Config().scopes.descriptions == {}
