@@ -88,6 +88,8 @@ def create_client(
     scope: str,
     auth_method: str,
     can_introspect: bool = False,
+    post_logout_redirect_uris: list[str] | None = None,
+    first_party: bool = False,
 ) -> NewClient:
     name = name.strip()
     if not name:
@@ -104,7 +106,8 @@ def create_client(
         raise ConfigError("a public client cannot introspect tokens")
     if "authorization_code" in grant_types and not redirect_uris:
         raise ConfigError("authorization_code needs at least one --redirect-uri")
-    for uri in redirect_uris:
+    post_logout_redirect_uris = post_logout_redirect_uris or []
+    for uri in (*redirect_uris, *post_logout_redirect_uris):
         _check_redirect_uri(uri)
     secret = None if public else secrets.token_urlsafe(32)
     client = Client(
@@ -116,6 +119,8 @@ def create_client(
         scope=" ".join(dict.fromkeys(scope.split())),
         token_endpoint_auth_method=auth_method,
         can_introspect=can_introspect,
+        post_logout_redirect_uris=list(dict.fromkeys(post_logout_redirect_uris)),
+        first_party=first_party,
     )
     session.add(client)
     session.flush()

@@ -70,6 +70,18 @@ def _parser() -> argparse.ArgumentParser:
     cc.add_argument(
         "--introspect", action="store_true", help="a resource server allowed to introspect tokens"
     )
+    cc.add_argument(
+        "--post-logout-redirect-uri",
+        action="append",
+        default=[],
+        dest="post_logout_redirect_uris",
+        help="repeatable; where logout may send the browser back to (exact match)",
+    )
+    cc.add_argument(
+        "--first-party",
+        action="store_true",
+        help="a client of this deployment itself: its users never see a consent page",
+    )
     cc.add_argument("--json", action="store_true")
     cl = client.add_parser("list", help="list clients")
     cl.add_argument("--json", action="store_true")
@@ -295,7 +307,15 @@ def cmd_client(config: Config, args: argparse.Namespace, storage: Storage) -> No
         grants = args.grant_types or ["authorization_code", "refresh_token"]
         with storage.session() as session:
             new = accounts.create_client(
-                session, args.name, args.redirect_uris, grants, args.scope, method, args.introspect
+                session,
+                args.name,
+                args.redirect_uris,
+                grants,
+                args.scope,
+                method,
+                args.introspect,
+                post_logout_redirect_uris=args.post_logout_redirect_uris,
+                first_party=args.first_party,
             )
         data = {"client_id": new.client.client_id, "client_secret": new.client_secret}
         text = f"client_id:     {new.client.client_id}"
@@ -313,6 +333,8 @@ def cmd_client(config: Config, args: argparse.Namespace, storage: Storage) -> No
                     "redirect_uris": c.redirect_uris,
                     "scope": c.scope,
                     "introspect": c.can_introspect,
+                    "post_logout_redirect_uris": c.post_logout_redirect_uris,
+                    "first_party": c.first_party,
                 }
                 for c in accounts.list_clients(session)
             ]

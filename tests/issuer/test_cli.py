@@ -222,3 +222,39 @@ def test_missing_config_file_exits_2(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("GATEWAY_CONFIG", "")
     code = cli.main(["--config", str(tmp_path / "nope.toml"), "init"])
     assert "file not found" in one_line_error(code, capsys.readouterr().err)
+
+
+def test_client_create_logout_uris_and_first_party(gw):
+    code, out, _ = gw(
+        "client",
+        "create",
+        "--name",
+        "Portal",
+        "--public",
+        "--first-party",
+        "--redirect-uri",
+        "https://portal.example/cb",
+        "--post-logout-redirect-uri",
+        "https://portal.example/bye",
+        "--post-logout-redirect-uri",
+        "https://portal.example/bye",
+        "--json",
+    )
+    assert code == 0
+    client_id = json.loads(out)["client_id"]
+    code, out, _ = gw("client", "list", "--json")
+    listed = {c["client_id"]: c for c in json.loads(out)}[client_id]
+    assert listed["post_logout_redirect_uris"] == ["https://portal.example/bye"]
+    assert listed["first_party"] is True
+
+
+@pytest.mark.parametrize(
+    "uri", ["http://portal.example/bye", "/bye", "https://portal.example/bye#x", "https://"]
+)
+def test_client_create_refuses_bad_logout_uris(gw, uri):
+    code, _, err = gw(
+        "client", "create", "--name", "P", "--public", "--redirect-uri",
+        "https://portal.example/cb", "--post-logout-redirect-uri", uri,
+    )  # fmt: skip
+    assert code == 2
+    assert err.splitlines()[-1].startswith(f"gateway: redirect URI {uri!r}")

@@ -149,8 +149,14 @@ class LiveGateway:
         redirect_uris: tuple[str, ...] = (),
         public: bool = False,
         introspect: bool = False,
+        post_logout_redirect_uris: tuple[str, ...] = (),
+        first_party: bool = False,
     ) -> dict[str, Any]:
         args = ["client", "create", "--name", name, "--scope", scope, "--json"]
+        for uri in post_logout_redirect_uris:
+            args += ["--post-logout-redirect-uri", uri]
+        if first_party:
+            args.append("--first-party")
         for grant in grant_types:
             args += ["--grant-type", grant]
         for uri in redirect_uris:
