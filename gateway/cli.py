@@ -91,6 +91,24 @@ def _parser() -> argparse.ArgumentParser:
         "client_id", metavar="ID", help="the client_id (write -- ID if it starts with -)"
     )
 
+    consent = sub.add_parser(
+        "consent", help="what users allowed clients (the remembered consent page)"
+    ).add_subparsers(dest="action", required=True, parser_class=_Parser)
+    col = consent.add_parser("list", help="a user's stored consents")
+    col.add_argument("--user", metavar="EMAIL", required=True)
+    col.add_argument("--json", action="store_true")
+    cor = consent.add_parser(
+        "revoke",
+        help="forget a user's consent and end the grants (every token) it covered; "
+        "exits 0 when there was nothing to revoke",
+    )
+    cor.add_argument("--user", metavar="EMAIL", required=True)
+    cor.add_argument(
+        "--client",
+        metavar="ID",
+        help="only this client_id (write --client=ID if it starts with -); default: every client",
+    )
+
     key = sub.add_parser("key", help="manage signing keys").add_subparsers(
         dest="action", required=True, parser_class=_Parser
     )
@@ -351,7 +369,49 @@ def cmd_client(config: Config, args: argparse.Namespace, storage: Storage) -> No
             return revoker.client(session, args.client_id)
 
         revoker.revoke(delete)
-        print(f"deleted client {args.client_id} and revoked its grants")
+        print(f"deleted client {args.client_id}, its users' consents, and revoked its grants")
+
+
+@with_storage
+def cmd_consent(config: Config, args: argparse.Namespace, storage: Storage) -> None:
+    if args.action == "list":
+        with storage.session() as session:
+            rows: list[dict[str, Any]] = [
+                {
+                    "client_id": c.client_id,
+                    "client_name": c.client_name,
+                    "scope": c.scopes,
+                    "created_at": _when(c.created_at),
+                    "updated_at": _when(c.updated_at),
+                }
+                for c in accounts.list_consents(session, args.user)
+            ]
+        lines = [
+            f"{r['client_id']}  {r['client_name'] or '(deleted client)'}  "
+            f"scope={' '.join(r['scope'])!r}  allowed {r['created_at']}, updated {r['updated_at']}"
+            for r in rows
+        ]
+        _out(rows, args.json, "\n".join(lines) or f"no consents for {args.user}")
+        return
+    revoker = _revoker(config, storage)
+    with storage.session() as session:
+        user = accounts.require_user(session, args.user)
+    done: list[accounts.RevokedConsent] = []
+
+    def revoke(session: Any) -> list[Any]:
+        done.append(accounts.revoke_consent(session, revoker, user, args.client))
+        return done[0].entries
+
+    revoker.revoke(revoke)
+    result = done[0]
+    target = f"client {args.client}" if args.client else "every client"
+    if result.nothing:
+        print(f"nothing to revoke: {user.email} has no consent and no grants for {target}")
+    else:
+        print(
+            f"revoked {user.email}'s consent for {target}: {result.consents} consent(s) "
+            f"forgotten, {result.grants} grant(s) ended, {result.codes} unused code(s) voided"
+        )
 
 
 def cmd_key(config: Config, args: argparse.Namespace) -> None:
@@ -431,6 +491,7 @@ COMMANDS: dict[str, Command] = {
     "serve": cmd_serve,
     "user": cmd_user,
     "client": cmd_client,
+    "consent": cmd_consent,
     "key": cmd_key,
     "token": cmd_token,
     "db": cmd_db,
