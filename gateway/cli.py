@@ -293,6 +293,10 @@ def cmd_demo(config: Config, args: argparse.Namespace, storage: Storage) -> None
     from gateway.proxy.demo_app import APP_PATH, DemoApp, browser_scope
     from gateway.serve import serve_demo
 
+    if not 0 < args.upstream_port < 65536:
+        raise ConfigError(
+            "--upstream-port must be 1 to 65535: the demo app's redirect URI names it"
+        )
     creds = _demo_client(config, storage)
     app_url = f"http://127.0.0.1:{args.upstream_port}"
     browser_client = _demo_browser_client(config, storage, app_url)

@@ -28,6 +28,7 @@ from tests.live.support import (
     free_port,
     parse_page,
     query_of,
+    run_cli,
     wait_until,
     write_config,
 )
@@ -321,3 +322,43 @@ def test_only_get(demo: Demo) -> None:
     assert httpx.get(urljoin(demo.app_url, "nope")).status_code == 404
     # the echo upstream still answers everything else
     assert httpx.get(urljoin(demo.app_url, "/demo/x")).json()["path"] == "/demo/x"
+
+
+# --- consent revoke from another process, seen by the running demo ----------------------------
+
+
+def test_consent_revoke_from_the_cli_reaches_the_running_proxy(demo: Demo) -> None:
+    """``gateway consent revoke`` is a separate process: the demo learns of it through NOTIFY
+    (PostgreSQL) or its revocation poll (``sync_interval`` 0.2 s here), never by restarting."""
+    creds = json.loads((demo.config.parent / "keys" / "demo-client.json").read_text())
+    auth = (creds["client_id"], creds["client_secret"])
+    issued = httpx.post(
+        f"{demo.base}/oauth/token",
+        auth=auth,
+        data={
+            "grant_type": "password",
+            "username": DEMO_EMAIL,
+            "password": DEMO_PASSWORD,
+            "scope": "demo:read",
+        },
+    )
+    assert issued.status_code == 200, issued.text
+    token = issued.json()
+    bearer = {"Authorization": f"Bearer {token['access_token']}"}
+    assert httpx.get(f"{demo.base}/demo/orders/7", headers=bearer).status_code == 200
+
+    out = run_cli(
+        demo.config, "consent", "revoke", "--user", DEMO_EMAIL, f"--client={creds['client_id']}"
+    )
+    assert "1 grant(s) ended" in out
+
+    wait_until(
+        lambda: httpx.get(f"{demo.base}/demo/orders/7", headers=bearer).status_code == 401,
+        "the proxy to refuse the revoked access token",
+    )
+    refreshed = httpx.post(
+        f"{demo.base}/oauth/token",
+        auth=auth,
+        data={"grant_type": "refresh_token", "refresh_token": token["refresh_token"]},
+    )
+    assert (refreshed.status_code, refreshed.json()["error"]) == (400, "invalid_grant")
