@@ -8,9 +8,10 @@ origin, so that ``make run`` shows the browser flow end to end (issue 10, point 
 - ``GET /app/callback``: the redirect URI. It checks the cookie's ``state`` (RFC 6749 §10.12)
   and ``iss`` (RFC 9207), exchanges the code at the token endpoint from this process (no CORS,
   no token in the browser's JavaScript: there is none), verifies the ID token (OIDC Core
-  §3.1.3.7: signature against the live JWKS, ``iss``, ``aud``, ``nonce``, ``exp``; ``at_hash``,
-  §3.1.3.8), calls the proxied demo API and UserInfo with the access token, and shows it all,
-  with a logout link (RP-Initiated Logout 1.0) back to the start page.
+  §3.1.3.7: signature against the live JWKS, ``iss``, ``aud``, ``nonce``, ``exp``; ``at_hash``
+  when present, §3.1.3.6; in ``demo_rp``), calls the proxied demo API and UserInfo with the
+  access token, and shows it all, with a logout link (RP-Initiated Logout 1.0) back to the
+  start page.
 
 The callback's query is the attacker's: every value on these pages goes through Jinja's
 autoescape. Pages carry the issuer pages' protections: CSP with a nonce'd style block and
@@ -20,14 +21,10 @@ nothing else, no framing, no caching, no referrer (the callback URL holds the co
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import hmac
 import json
 import secrets
 import time
-import urllib.error
-import urllib.request
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from http.cookies import CookieError, SimpleCookie
@@ -36,11 +33,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from jinja2 import Environment, FileSystemLoader
-from joserfc import jws, jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
 
-from gateway.keys import jws_registry
+from gateway.proxy.demo_rp import Answer, SignInFailed, fetch, s256, verify_id_token
 
 APP_PATH = "/app/"
 LOGIN_PATH = "/app/login"
@@ -49,9 +43,6 @@ COOKIE = "gateway_demo_app"
 #: a sign-in not finished within this many seconds is forgotten
 PENDING_TTL = 600
 MAX_PENDING = 256
-LEEWAY = 30
-HTTP_TIMEOUT = 10.0
-MAX_BODY = 1_000_000
 
 Scope = dict[str, Any]
 Receive = Any
@@ -70,70 +61,6 @@ class Pending:
     nonce: str
     verifier: str
     started_at: float
-
-
-class SignInFailed(Exception):
-    """Shown as an error page: ``title`` is ours, ``detail`` may quote the server or query."""
-
-    def __init__(self, title: str, detail: str = "", status: int = 400) -> None:
-        super().__init__(title)
-        self.title = title
-        self.detail = detail
-        self.status = status
-
-
-def s256(verifier: str) -> str:
-    """RFC 7636 §4.2: BASE64URL(SHA256(ASCII(code_verifier)))."""
-    digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-
-def expected_at_hash(access_token: str, alg: str) -> str:
-    """OIDC Core §3.1.3.6, computed by the client itself: the left half of the hash (the JWS
-    alg's; SHA-512 for Ed25519) of the access token, base64url."""
-    if alg in ("EdDSA", "Ed25519"):
-        digest = hashlib.sha512(access_token.encode("ascii")).digest()
-    else:
-        digest = hashlib.new(f"sha{alg[-3:]}", access_token.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode()
-
-
-# --- the back channel: plain urllib on a worker thread, no proxies from the environment -------
-
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    body: bytes
-
-    def json(self) -> Any:
-        try:
-            return json.loads(self.body)
-        except ValueError:
-            return None
-
-
-def _fetch(url: str, form: dict[str, str] | None, headers: dict[str, str]) -> Answer:
-    data = urlencode(form).encode() if form is not None else None
-    request = urllib.request.Request(url, data=data, headers=headers)
-    try:
-        with _OPENER.open(request, timeout=HTTP_TIMEOUT) as response:
-            return Answer(response.status, response.read(MAX_BODY))
-    except urllib.error.HTTPError as error:
-        with error:
-            return Answer(error.code, error.read(MAX_BODY))
-    except (urllib.error.URLError, OSError) as error:
-        raise SignInFailed(f"Cannot reach {url}", str(error), 502) from None
-
-
-async def fetch(
-    url: str, form: dict[str, str] | None = None, headers: dict[str, str] | None = None
-) -> Answer:
-    return await asyncio.to_thread(
-        _fetch, url, form, {"Accept": "application/json", **(headers or {})}
-    )
 
 
 # --- pages ------------------------------------------------------------------------------------
@@ -291,7 +218,9 @@ class DemoApp:
         if not code:
             raise SignInFailed("The callback carries no code")
         token = await self._redeem(metadata, code, started)
-        header, claims, checks = await self._verify(metadata, token, started)
+        header, claims, checks = await verify_id_token(
+            metadata, token["id_token"], token["access_token"], self.client_id, started.nonce
+        )
         access = token["access_token"]
         bearer = {"Authorization": f"Bearer {access}"}
         api_url = f"{self.gateway_url}{self.api_path}"
@@ -370,50 +299,6 @@ class DemoApp:
         ):
             raise SignInFailed("The token response has no access token or no ID token")
         return body
-
-    async def _verify(
-        self, metadata: dict[str, Any], token: dict[str, Any], started: Pending
-    ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
-        """OIDC Core §3.1.3.7, as a relying party does it, with keys fetched now."""
-        id_token: str = token["id_token"]
-        try:
-            header = dict(jws.extract_compact(id_token.encode()).protected)
-            alg = str(header.get("alg"))
-            if alg not in metadata.get("id_token_signing_alg_values_supported", []):
-                raise SignInFailed("The ID token is signed with an algorithm not announced", alg)
-            jwks = await fetch(metadata["jwks_uri"])
-            keys = KeySet.import_key_set(jwks.json())
-            verified = jwt.decode(id_token, keys, registry=jws_registry(alg))
-            claims = dict(verified.claims)
-            jwt.JWTClaimsRegistry(
-                leeway=LEEWAY,
-                iss={"essential": True, "value": metadata["issuer"]},
-                aud={"essential": True, "value": self.client_id},
-                sub={"essential": True},
-                exp={"essential": True},
-                iat={"essential": True},
-                nonce={"essential": True, "value": started.nonce},
-            ).validate(claims)
-        except (JoseError, ValueError, TypeError, KeyError) as error:
-            raise SignInFailed(
-                "The ID token is not valid", f"{type(error).__name__}: {error}"
-            ) from None
-        if header.get("typ") == "at+jwt":
-            raise SignInFailed("An access token was sent as the ID token")
-        if isinstance(claims["aud"], list) and claims.get("azp") != self.client_id:
-            raise SignInFailed("The ID token has several audiences and another azp")
-        checks = [
-            f"signature ({alg}) by key {header.get('kid')} of the live JWKS",
-            f"iss is {metadata['issuer']}",
-            f"aud is this client ({self.client_id})",
-            "nonce matched the one sent",
-            f"not expired (exp {claims['exp']})",
-        ]
-        if "at_hash" in claims:
-            if claims["at_hash"] != expected_at_hash(token["access_token"], alg):
-                raise SignInFailed("The ID token's at_hash does not match the access token")
-            checks.append("at_hash matches the access token")
-        return header, claims, checks
 
     async def _page(
         self,
