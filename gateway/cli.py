@@ -264,7 +264,7 @@ def _demo_browser_client(config: Config, storage: Storage, app_url: str) -> str:
     """The browser client's client_id: a public client (PKCE) whose redirect URI and
     post-logout redirect URI are the demo app's pages on the upstream (``app_url``); kept
     beside the keys, made anew when missing or when the upstream port changed."""
-    from gateway.proxy.demo_app import CALLBACK_PATH, browser_scope
+    from gateway.proxy.demo_app import APP_PATH, CALLBACK_PATH, browser_scope
 
     path = config.keys_dir / DEMO_BROWSER_CLIENT
     redirect_uri = app_url.rstrip("/") + CALLBACK_PATH
@@ -281,7 +281,7 @@ def _demo_browser_client(config: Config, storage: Storage, app_url: str) -> str:
             ["authorization_code", "refresh_token"],
             browser_scope(READ_SCOPE),
             "none",
-            post_logout_redirect_uris=[app_url.rstrip("/") + "/app/"],
+            post_logout_redirect_uris=[app_url.rstrip("/") + APP_PATH],
         )
         client_id = new.client.client_id
     path.write_text(json.dumps({"client_id": client_id}))
@@ -290,7 +290,7 @@ def _demo_browser_client(config: Config, storage: Storage, app_url: str) -> str:
 
 @with_storage
 def cmd_demo(config: Config, args: argparse.Namespace, storage: Storage) -> None:
-    from gateway.proxy.demo_app import APP_PATH, DemoApp, browser_scope
+    from gateway.proxy.demo_app import APP_PATH, CALLBACK_PATH, DemoApp, browser_scope
     from gateway.serve import serve_demo
 
     if not 0 < args.upstream_port < 65536:
@@ -307,7 +307,7 @@ def cmd_demo(config: Config, args: argparse.Namespace, storage: Storage) -> None
     pages = DemoApp(
         gateway_url=base,
         client_id=browser_client,
-        redirect_uri=app_url + "/app/callback",
+        redirect_uri=app_url + CALLBACK_PATH,
         home_uri=app_url + APP_PATH,
         api_path="/demo/orders/7",
         scope=browser_scope(READ_SCOPE),
