@@ -1,4 +1,5 @@
-"""Users and clients: creation, lookup and deletion, shared by the CLI and the issuer."""
+"""Users, clients and consents: creation, lookup and deletion, shared by the CLI and the
+issuer."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from gateway.config import GRANT_TYPES, LOOPBACK_HOSTS
 from gateway.errors import ConfigError
-from gateway.models import Client, User, sha256
+from gateway.introspect.revocation import Entry
+from gateway.introspect.revoker import Revoker
+from gateway.models import AuthorizationCode, Client, Consent, Grant, User, sha256
 from gateway.passwords import hash_password
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
@@ -138,7 +141,115 @@ def find_client(session: Session, client_id: str) -> Client | None:
 
 
 def delete_client(session: Session, client_id: str) -> None:
+    """The client and what users allowed it (a client registered later never shares its id,
+    but a consent must not outlive what it was given to). Its grants are the caller's to
+    revoke, in the same transaction (``Revoker.client``)."""
     client = find_client(session, client_id)
     if client is None:
         raise ConfigError(f"no client with id {client_id!r}")
+    session.execute(sa.delete(Consent).where(Consent.client_id == client_id))
     session.delete(client)
+
+
+# --- consents ---------------------------------------------------------------------------------
+
+
+def require_user(session: Session, email: str) -> User:
+    user = find_user(session, email)
+    if user is None:
+        raise ConfigError(f"no user with email {email}")
+    return user
+
+
+@dataclass(frozen=True)
+class StoredConsent:
+    """One row of ``gateway consent list``; ``client_name`` is None for a client since deleted
+    (only rows stored before ``client delete`` removed consents can be orphans)."""
+
+    client_id: str
+    client_name: str | None
+    scopes: list[str]
+    created_at: float
+    updated_at: float
+
+
+def list_consents(session: Session, email: str) -> list[StoredConsent]:
+    """The consents of the user with ``email`` (``ConfigError`` if none), by client name."""
+    user = require_user(session, email)
+    rows = session.execute(
+        sa.select(Consent, Client.name)
+        .outerjoin(Client, Client.client_id == Consent.client_id)
+        .where(Consent.user_id == user.id)
+        .order_by(Client.name, Consent.client_id)
+    ).all()
+    return [
+        StoredConsent(c.client_id, name, c.scope.split(), c.created_at, c.updated_at)
+        for c, name in rows
+    ]
+
+
+@dataclass(frozen=True)
+class RevokedConsent:
+    """What ``revoke_consent`` did: rows deleted, grants ended, unredeemed codes voided, and
+    the revocation entries to commit and publish."""
+
+    consents: int
+    grants: int
+    codes: int
+    entries: list[Entry]
+
+    @property
+    def nothing(self) -> bool:
+        return not (self.consents or self.grants or self.codes)
+
+
+def revoke_consent(
+    session: Session, revoker: Revoker, user: User, client_id: str | None = None
+) -> RevokedConsent:
+    """Forget what ``user`` allowed ``client_id`` (every client when None) and end the grants
+    issued to it for the user, so every access and refresh token of theirs dies; codes not yet
+    redeemed are voided too (each would start a new grant). Run it inside
+    ``revoker.revoke`` so it is one durable transaction, published to every replica.
+
+    An unknown ``client_id`` is a ``ConfigError`` unless rows of it remain (a typo is an
+    error; a consent already revoked is not: the result is then ``nothing``)."""
+    if client_id is not None and not storable(client_id):
+        raise ConfigError(f"no client with id {client_id!r}")
+    if client_id is not None and find_client(session, client_id) is None:
+        leftover = session.scalar(
+            sa.select(sa.func.count())
+            .select_from(Grant)
+            .where(
+                Grant.user_id == user.id,
+                Grant.client_id == client_id,
+                Grant.revoked_at.is_(None),
+            )
+        ) or session.scalar(
+            sa.select(sa.func.count())
+            .select_from(Consent)
+            .where(Consent.user_id == user.id, Consent.client_id == client_id)
+        )
+        if not leftover:
+            raise ConfigError(f"no client with id {client_id!r}")
+
+    def of_client(column: InstrumentedAttribute[str]) -> sa.ColumnElement[bool]:
+        return sa.true() if client_id is None else column == client_id
+
+    db = session.connection()
+    consents = db.execute(
+        sa.delete(Consent).where(Consent.user_id == user.id, of_client(Consent.client_id))
+    ).rowcount
+    codes = db.execute(
+        sa.delete(AuthorizationCode).where(
+            AuthorizationCode.user_id == user.id,
+            of_client(AuthorizationCode.client_id),
+            AuthorizationCode.used_at.is_(None),
+        )
+    ).rowcount
+    grant_ids = session.scalars(
+        sa.select(Grant.id).where(
+            Grant.user_id == user.id, of_client(Grant.client_id), Grant.revoked_at.is_(None)
+        )
+    ).all()
+    entries = revoker.grants(session, grant_ids)
+    return RevokedConsent(consents, len(grant_ids), codes, entries)

@@ -22,6 +22,7 @@ from gateway.introspect.revocation import RevocationCache
 from gateway.introspect.revoker import Revoker
 from gateway.keys import KeyRing, create_key, ensure_key, retire_key, session_secret
 from gateway.proxy import RouteTable
+from gateway.proxy.demo import READ_SCOPE
 from gateway.storage import Storage, current_revision, head_revision, upgrade_schema
 
 
@@ -89,6 +90,24 @@ def _parser() -> argparse.ArgumentParser:
     # ids are base64url and may start with '-': argparse then needs "--" before them
     cd.add_argument(
         "client_id", metavar="ID", help="the client_id (write -- ID if it starts with -)"
+    )
+
+    consent = sub.add_parser(
+        "consent", help="what users allowed clients (the remembered consent page)"
+    ).add_subparsers(dest="action", required=True, parser_class=_Parser)
+    col = consent.add_parser("list", help="a user's stored consents")
+    col.add_argument("--user", metavar="EMAIL", required=True)
+    col.add_argument("--json", action="store_true")
+    cor = consent.add_parser(
+        "revoke",
+        help="forget a user's consent and end the grants (every token) it covered; "
+        "exits 0 when there was nothing to revoke",
+    )
+    cor.add_argument("--user", metavar="EMAIL", required=True)
+    cor.add_argument(
+        "--client",
+        metavar="ID",
+        help="only this client_id (write --client=ID if it starts with -); default: every client",
     )
 
     key = sub.add_parser("key", help="manage signing keys").add_subparsers(
@@ -210,7 +229,9 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> None:
 
 DEMO_EMAIL = "demo@example.com"
 DEMO_PASSWORD = "demo-password"
+DEMO_NAME = "Demo User"
 DEMO_CREDENTIALS = "demo-client.json"
+DEMO_BROWSER_CLIENT = "demo-browser-client.json"
 
 
 def _demo_client(config: Config, storage: Storage) -> dict[str, str]:
@@ -218,7 +239,7 @@ def _demo_client(config: Config, storage: Storage) -> dict[str, str]:
     path = config.keys_dir / DEMO_CREDENTIALS
     with storage.session() as session:
         if accounts.find_user(session, DEMO_EMAIL) is None:
-            accounts.create_user(session, DEMO_EMAIL, DEMO_PASSWORD)
+            accounts.create_user(session, DEMO_EMAIL, DEMO_PASSWORD, DEMO_NAME)
         if path.exists():
             saved: dict[str, str] = json.loads(path.read_text())
             if accounts.find_client(session, saved["client_id"]) is not None:
@@ -239,15 +260,60 @@ def _demo_client(config: Config, storage: Storage) -> dict[str, str]:
     return saved
 
 
+def _demo_browser_client(config: Config, storage: Storage, app_url: str) -> str:
+    """The browser client's client_id: a public client (PKCE) whose redirect URI and
+    post-logout redirect URI are the demo app's pages on the upstream (``app_url``); kept
+    beside the keys, made anew when missing or when the upstream port changed."""
+    from gateway.proxy.demo_app import APP_PATH, CALLBACK_PATH, browser_scope
+
+    path = config.keys_dir / DEMO_BROWSER_CLIENT
+    redirect_uri = app_url.rstrip("/") + CALLBACK_PATH
+    with storage.session() as session:
+        if path.exists():
+            client_id = str(json.loads(path.read_text())["client_id"])
+            saved = accounts.find_client(session, client_id)
+            if saved is not None and saved.redirect_uris == [redirect_uri]:
+                return client_id
+        new = accounts.create_client(
+            session,
+            "Demo browser app",
+            [redirect_uri],
+            ["authorization_code", "refresh_token"],
+            browser_scope(READ_SCOPE),
+            "none",
+            post_logout_redirect_uris=[app_url.rstrip("/") + APP_PATH],
+        )
+        client_id = new.client.client_id
+    path.write_text(json.dumps({"client_id": client_id}))
+    return client_id
+
+
 @with_storage
 def cmd_demo(config: Config, args: argparse.Namespace, storage: Storage) -> None:
+    from gateway.proxy.demo_app import APP_PATH, CALLBACK_PATH, DemoApp, browser_scope
     from gateway.serve import serve_demo
 
+    if not 0 < args.upstream_port < 65536:
+        raise ConfigError(
+            "--upstream-port must be 1 to 65535: the demo app's redirect URI names it"
+        )
     creds = _demo_client(config, storage)
+    app_url = f"http://127.0.0.1:{args.upstream_port}"
+    browser_client = _demo_browser_client(config, storage, app_url)
     storage.dispose()  # the served app opens its own
     host, port = args.host or config.server.host, args.port or config.server.port
     base = f"http://{host}:{port}"
     auth = f"{creds['client_id']}:{creds['client_secret']}"
+    pages = DemoApp(
+        gateway_url=base,
+        client_id=browser_client,
+        redirect_uri=app_url + CALLBACK_PATH,
+        home_uri=app_url + APP_PATH,
+        api_path="/demo/orders/7",
+        scope=browser_scope(READ_SCOPE),
+        email=DEMO_EMAIL,
+        password=DEMO_PASSWORD,
+    )
 
     def walkthrough(demo: Config) -> None:
         print(
@@ -270,11 +336,16 @@ Gateway demo on {base}: a user, a client and an echo upstream behind three route
   # 4. revoke the token, then see the proxy refuse it
   curl -s -u '{auth}' -d token=$TOKEN {base}/oauth/revoke
   curl -si -H "Authorization: Bearer $TOKEN" {base}/demo/orders/7 | head -n 1
+
+  # 5. the browser flow (OpenID Connect, code + PKCE): open this page, sign in as
+  #    {DEMO_EMAIL} / {DEMO_PASSWORD}, allow; it shows the tokens, the ID token's claims
+  #    and an API call through the gateway
+  open {app_url}{APP_PATH}
 """,
             flush=True,
         )
 
-    serve_demo(config, host, port, args.upstream_port, walkthrough)
+    serve_demo(config, host, port, args.upstream_port, walkthrough, pages)
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -351,7 +422,49 @@ def cmd_client(config: Config, args: argparse.Namespace, storage: Storage) -> No
             return revoker.client(session, args.client_id)
 
         revoker.revoke(delete)
-        print(f"deleted client {args.client_id} and revoked its grants")
+        print(f"deleted client {args.client_id}, its users' consents, and revoked its grants")
+
+
+@with_storage
+def cmd_consent(config: Config, args: argparse.Namespace, storage: Storage) -> None:
+    if args.action == "list":
+        with storage.session() as session:
+            rows: list[dict[str, Any]] = [
+                {
+                    "client_id": c.client_id,
+                    "client_name": c.client_name,
+                    "scope": c.scopes,
+                    "created_at": _when(c.created_at),
+                    "updated_at": _when(c.updated_at),
+                }
+                for c in accounts.list_consents(session, args.user)
+            ]
+        lines = [
+            f"{r['client_id']}  {r['client_name'] or '(deleted client)'}  "
+            f"scope={' '.join(r['scope'])!r}  allowed {r['created_at']}, updated {r['updated_at']}"
+            for r in rows
+        ]
+        _out(rows, args.json, "\n".join(lines) or f"no consents for {args.user}")
+        return
+    revoker = _revoker(config, storage)
+    with storage.session() as session:
+        user = accounts.require_user(session, args.user)
+    done: list[accounts.RevokedConsent] = []
+
+    def revoke(session: Any) -> list[Any]:
+        done.append(accounts.revoke_consent(session, revoker, user, args.client))
+        return done[0].entries
+
+    revoker.revoke(revoke)
+    result = done[0]
+    target = f"client {args.client}" if args.client else "every client"
+    if result.nothing:
+        print(f"nothing to revoke: {user.email} has no consent and no grants for {target}")
+    else:
+        print(
+            f"revoked {user.email}'s consent for {target}: {result.consents} consent(s) "
+            f"forgotten, {result.grants} grant(s) ended, {result.codes} unused code(s) voided"
+        )
 
 
 def cmd_key(config: Config, args: argparse.Namespace) -> None:
@@ -431,6 +544,7 @@ COMMANDS: dict[str, Command] = {
     "serve": cmd_serve,
     "user": cmd_user,
     "client": cmd_client,
+    "consent": cmd_consent,
     "key": cmd_key,
     "token": cmd_token,
     "db": cmd_db,

@@ -19,7 +19,7 @@ import uvloop
 from gateway.app import GatewayApp, create_app
 from gateway.config import Config, LoggingConfig, load_config
 from gateway.metrics import MULTIPROC_DIR
-from gateway.proxy.demo import demo_routes, start_echo_upstream
+from gateway.proxy.demo import ASGIApp, demo_routes, start_echo_upstream
 
 
 def app_factory() -> GatewayApp:
@@ -77,14 +77,20 @@ def _metrics_directory() -> Iterator[None]:
 
 
 def serve_demo(
-    config: Config, host: str, port: int, upstream_port: int, ready: Callable[[Config], None]
+    config: Config,
+    host: str,
+    port: int,
+    upstream_port: int,
+    ready: Callable[[Config], None],
+    pages: ASGIApp | None = None,
 ) -> None:
-    """Start the echo upstream, add the demo routes, serve; ``ready`` prints the walkthrough."""
+    """Start the echo upstream (with the browser client's ``pages``), add the demo routes,
+    serve; ``ready`` prints the walkthrough."""
 
     _log_to_stderr()
 
     async def main() -> None:
-        upstream = await start_echo_upstream("127.0.0.1", upstream_port)
+        upstream = await start_echo_upstream("127.0.0.1", upstream_port, pages)
         try:
             demo = dataclasses.replace(
                 config,

@@ -4,7 +4,9 @@ The echo upstream answers every request with JSON showing what reached it (metho
 query, all as received; headers: so the identity headers the gateway added are visible), and
 serves server-sent events (``text/event-stream``, WHATWG HTML §9.2) at any path ending in
 ``/events``: ``?count=N&interval=SECONDS``. It is a raw ASGI app under uvicorn (header names
-arrive lower-cased, as uvicorn hands them over).
+arrive lower-cased, as uvicorn hands them over). Under ``gateway demo`` it also serves the
+browser client's pages under ``/app/`` (``gateway.proxy.demo_app``), on the same origin as its
+redirect URI.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import contextlib
 import json
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -30,6 +32,7 @@ MAX_EVENTS = 100
 Scope = dict[str, Any]
 Receive = Any
 Send = Any
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def demo_routes(upstream_url: str) -> tuple[RouteConfig, ...]:
@@ -139,14 +142,32 @@ class EchoUpstream:
         self.sock.close()
 
 
-async def start_echo_upstream(host: str = "127.0.0.1", port: int = 0) -> EchoUpstream:
-    """Serve the echo app on ``host:port`` (0: any free port) in the running event loop."""
+def with_pages(pages: ASGIApp | None, prefix: str = "/app/") -> ASGIApp:
+    """The echo, with ``pages`` answering the paths under ``prefix``."""
+    if pages is None:
+        return echo
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and (path.startswith(prefix) or path == prefix.rstrip("/")):
+            await pages(scope, receive, send)
+        else:
+            await echo(scope, receive, send)
+
+    return app
+
+
+async def start_echo_upstream(
+    host: str = "127.0.0.1", port: int = 0, pages: ASGIApp | None = None
+) -> EchoUpstream:
+    """Serve the echo app (and ``pages`` under ``/app/``) on ``host:port`` (0: any free port)
+    in the running event loop."""
     # IPPROTO_TCP: asyncio only sets TCP_NODELAY on sockets that say they are TCP
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     config = uvicorn.Config(
-        echo, lifespan="off", proxy_headers=False, log_config=None, access_log=False
+        with_pages(pages), lifespan="off", proxy_headers=False, log_config=None, access_log=False
     )
     config.load()
     server = uvicorn.Server(config)
