@@ -15,6 +15,7 @@ matching and re-encoded only when it is not already canonical.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -54,11 +55,16 @@ class Proxy:
         self.decisions = DecisionCore(config, validator, self._headers, self.metrics)
         self.access_log = access_log or AccessLog(config.logging.format or "json")
         self._deadlines = Deadlines()
+        #: the loop serving: on Python 3.11 each ``asyncio.get_running_loop()`` is a getpid()
+        #: system call (a check against fork), which a request need not pay
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def startup(self) -> None:
+        self._loop = asyncio.get_running_loop()
         await self._forwarder.start()
 
     async def shutdown(self) -> None:
+        self._loop = None
         self._deadlines.close()
         await self._forwarder.close()
         self.access_log.close()
@@ -101,7 +107,13 @@ class Proxy:
                 raw_path, path, route.upstream_path(path), scope.get("query_string", b"")
             )
             exchange = Exchange(
-                receive, send, config.timeout, self._idle_timeout, self._deadlines, entry
+                receive,
+                send,
+                config.timeout,
+                self._idle_timeout,
+                self._deadlines,
+                entry,
+                self._loop or asyncio.get_running_loop(),
             )
             await exchange.run(
                 self._forwarder, route.upstream, scope["method"], target, headers, incoming.has_body

@@ -143,6 +143,7 @@ class Exchange:
         idle: float,
         deadlines: Deadlines,
         entry: Entry,
+        loop: asyncio.AbstractEventLoop,
     ) -> None:
         self.receive = receive
         self._send = send
@@ -151,7 +152,7 @@ class Exchange:
         self.idle = idle
         self.started = False
         self.entry = entry
-        self.loop = asyncio.get_running_loop()
+        self.loop = loop
         self._deadlines = deadlines
         self._task: asyncio.Task[Any] | None = None
         self._expired = False
