@@ -16,7 +16,14 @@ from gateway.config import ScopesConfig
 from gateway.consents import granted_scopes, remember
 from gateway.models import Consent
 from tests.conftest import ISSUER, make_user
-from tests.issuer.conftest import authorize_url, consent, csrf_token, login, redirect_params, running
+from tests.issuer.conftest import (
+    authorize_url,
+    consent,
+    csrf_token,
+    login,
+    redirect_params,
+    running,
+)
 from tests.issuer.oidc import (
     allow,
     id_token_claims,
@@ -176,7 +183,8 @@ def test_concurrent_allows_through_the_pages(config, storage, user, rp):
             results.append(response.status_code)
 
         threads = [
-            threading.Thread(target=press, args=pair) for pair in zip((first, second), urls)
+            threading.Thread(target=press, args=pair)
+            for pair in zip((first, second), urls, strict=True)
         ]
         for thread in threads:
             thread.start()

@@ -278,9 +278,7 @@ def test_an_invalid_hint_is_no_hint(client, config, storage, user, rp, hint):
     assert "location" not in response.headers
     # with the client named: the confirmation page, nothing ended yet
     response = client.get(
-        logout_url(
-            id_token_hint=token, client_id=rp.client_id, post_logout_redirect_uri=LOGGED_OUT
-        )
+        logout_url(id_token_hint=token, client_id=rp.client_id, post_logout_redirect_uri=LOGGED_OUT)
     )
     assert is_confirmation(response)
     assert "location" not in response.headers
@@ -383,9 +381,7 @@ def test_logout_revokes_the_sessions_grants_when_configured(
         refreshed = refresh(client, rp, issued["refresh_token"])
         if revokes:
             assert active is False
-            assert introspect(client, resource_server, issued["refresh_token"]) == {
-                "active": False
-            }
+            assert introspect(client, resource_server, issued["refresh_token"]) == {"active": False}
             assert userinfo.status_code == 401  # the in-memory sets have it too
             assert refreshed.status_code == 400
         else:
@@ -400,6 +396,6 @@ def test_discovery_names_the_endpoint(client):
     body = client.get(DISCOVERY).json()
     assert body["end_session_endpoint"] == f"{ISSUER}/oauth/logout"
     assert body["prompt_values_supported"] == ["none", "login", "consent"]
-    assert "end_session_endpoint" not in client.get(
-        "/.well-known/oauth-authorization-server"
-    ).json()
+    assert (
+        "end_session_endpoint" not in client.get("/.well-known/oauth-authorization-server").json()
+    )
