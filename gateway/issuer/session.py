@@ -159,6 +159,8 @@ class Sessions:
         self.storage = storage
         self.lifetime = lifetime
         self.idle_timeout = idle_timeout
+        #: a short idle timeout needs its sessions' use recorded more often than that
+        self.touch_interval = min(TOUCH_INTERVAL, idle_timeout / 4)
 
     def start(self, login: LoginSession, previous: LoginSession | None = None) -> None:
         """Record ``login``; a signed-in ``previous`` session of this browser ends with it."""
@@ -180,7 +182,7 @@ class Sessions:
 
     def active(self, session: LoginSession) -> bool:
         """Whether ``session`` is signed in and its row says it still counts; its use is
-        recorded (``last_seen_at``), at most once a ``TOUCH_INTERVAL``."""
+        recorded (``last_seen_at``), at most once a ``touch_interval``."""
         if session.user_id is None or session.sid is None:
             return False
         sid = session.sid
@@ -199,7 +201,7 @@ class Sessions:
             return False
         if row.expires_at <= now or row.last_seen_at + self.idle_timeout <= now:
             return False
-        if row.last_seen_at + TOUCH_INTERVAL < now:
+        if row.last_seen_at + self.touch_interval < now:
             with self.storage.writing() as conn:
                 conn.execute(
                     sa.update(BrowserSession)
