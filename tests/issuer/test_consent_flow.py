@@ -148,9 +148,11 @@ def test_concurrent_allows_both_count(storage, user, rp):
         except BaseException as exc:  # re-raised below, in the test's thread
             errors.append(exc)
 
-    for round_ in range(5):
+    for round_ in range(10):
         with storage.session() as db:
             db.execute(sa.delete(Consent))
+        if round_ % 2:  # a row to update (compare and swap), else one to insert (unique)
+            remember(storage, user.id, rp.client_id, frozenset({"openid"}))
         threads = [
             threading.Thread(target=allow_scope, args=(f"{name}-{round_}",))
             for name in ("read", "write")
@@ -160,7 +162,8 @@ def test_concurrent_allows_both_count(storage, user, rp):
         for thread in threads:
             thread.join(timeout=30)
         assert errors == []
-        assert stored(storage, user, rp) == {f"read-{round_}", f"write-{round_}"}
+        expected = {f"read-{round_}", f"write-{round_}"} | ({"openid"} if round_ % 2 else set())
+        assert stored(storage, user, rp) == expected
         with storage.session() as db:
             assert db.scalar(sa.select(sa.func.count()).select_from(Consent)) == 1
 
