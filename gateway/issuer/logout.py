@@ -164,6 +164,4 @@ class LogoutEndpoint:
 
     def _refused(self, description: str) -> Response:
         """Never a redirect to what was not verified: an error page (no session ended)."""
-        return render_page(
-            "error.html", 400, error="invalid_request", description=description, logout=True
-        )
+        return render_page("error.html", 400, error="invalid_request", description=description)
