@@ -42,9 +42,10 @@ from gateway.issuer.grants import (
     PasswordGrant,
     RefreshTokenGrant,
 )
+from gateway.issuer.logout import LogoutEndpoint
 from gateway.issuer.pages import AuthorizePages
 from gateway.issuer.server import Server
-from gateway.issuer.session import SessionCodec
+from gateway.issuer.session import SessionCodec, Sessions
 from gateway.issuer.tokens import TokenGenerator
 from gateway.issuer.userinfo import UserInfo
 from gateway.keys import KeyRing, session_secret
@@ -216,9 +217,13 @@ def create_app(config: Config, freeze_heap: bool = False) -> GatewayApp:
     gateway = Gateway(config)
     endpoints = IssuerEndpoints(gateway.server, gateway.metrics)
     codec = SessionCodec(
-        session_secret(config.keys_dir), secure=config.issuer.startswith("https://")
+        session_secret(config.keys_dir),
+        secure=config.issuer.startswith("https://"),
+        lifetime=config.sessions.lifetime,
     )
-    pages = AuthorizePages(gateway.server, codec)
+    sessions = Sessions(gateway.storage, config.sessions.lifetime, config.sessions.idle_timeout)
+    pages = AuthorizePages(gateway.server, codec, sessions)
+    logout = LogoutEndpoint(pages)
     userinfo = UserInfo(gateway.server)
 
     @contextlib.asynccontextmanager
@@ -245,6 +250,7 @@ def create_app(config: Config, freeze_heap: bool = False) -> GatewayApp:
             ),
             Route("/.well-known/jwks.json", endpoints.jwks, methods=["GET"]),
             Route("/oauth/authorize", pages.authorize, methods=["GET", "POST"]),
+            Route("/oauth/logout", logout.logout, methods=["GET", "POST"]),
             Route("/oauth/token", endpoints.token, methods=["POST"]),
             Route("/oauth/revoke", endpoints.revoke, methods=["POST"]),
             Route("/oauth/introspect", endpoints.introspect, methods=["POST"]),

@@ -20,6 +20,7 @@ from gateway.config import GRANT_TYPES
 from gateway.errors import InvalidToken
 from gateway.introspect.revocation import revoked_in_database
 from gateway.issuer.idtoken import CLAIMS_SUPPORTED, OIDC_SCOPES
+from gateway.issuer.prompt import PROMPT_VALUES
 from gateway.issuer.records import load_refresh_token
 from gateway.issuer.server import (
     CLIENT_AUTH_METHODS,
@@ -275,12 +276,13 @@ class IssuerEndpoints:
         body.update(
             {
                 "userinfo_endpoint": f"{issuer}/oauth/userinfo",
+                # RP-Initiated Logout 1.0 §2.1
+                "end_session_endpoint": f"{issuer}/oauth/logout",
                 "id_token_signing_alg_values_supported": algorithms,
                 "subject_types_supported": ["public"],
                 "claims_supported": CLAIMS_SUPPORTED,
-                # no prompt handling yet, and every request shows the consent page: "consent"
-                # is the one value that holds (OIDC Core §3.1.2.1)
-                "prompt_values_supported": ["consent"],
+                # OIDC Core §3.1.2.1; select_account is refused: one account per session
+                "prompt_values_supported": list(PROMPT_VALUES),
                 "claims_parameter_supported": False,
                 "request_parameter_supported": False,
             }

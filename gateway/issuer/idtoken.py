@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
-from gateway.keys import KeyRing
+from joserfc import jws
+from joserfc.errors import JoseError
+
+from gateway.keys import KeyRing, jws_registry
 from gateway.models import Client, User
 
 if TYPE_CHECKING:
@@ -24,6 +28,8 @@ if TYPE_CHECKING:
 #: §3.1.2.1 leaves the length open; it is echoed into every ID token of the grant
 MAX_NONCE_LENGTH = 255
 ID_TOKEN_TYPE = "JWT"
+#: an ``id_token_hint`` longer than this is no ID token of ours (they are well under 2 KiB)
+MAX_HINT_LENGTH = 8192
 #: the scopes OpenID Connect defines that we serve (Core §5.4: ``email`` and ``profile``'s
 #: ``name``): discovery lists them even before a client is registered with them
 OIDC_SCOPES = frozenset({"openid", "profile", "email"})
@@ -96,3 +102,35 @@ def id_token(
     if principal.nonce is not None:
         claims["nonce"] = principal.nonce
     return keyring.sign(claims, typ=ID_TOKEN_TYPE, key=key)
+
+
+def verify_id_token_hint(keyring: KeyRing, issuer: str, token: str) -> dict[str, Any] | None:
+    """The claims of ``token`` if it is an ID token this issuer signed with a published key,
+    else None. RP-Initiated Logout 1.0 §2: the hint is accepted expired ("The OP need not be
+    the one to invalidate the ID Token"), so ``exp`` is not checked; everything else is: the
+    key's own algorithm, ``typ`` "JWT" (an access token's ``at+jwt`` or an assertion's type is
+    not an ID token), our ``iss``, and a single-string ``aud``, a ``sub`` and a ``sid``."""
+    if not token or len(token) > MAX_HINT_LENGTH or token.count(".") != 2 or not token.isascii():
+        return None
+    try:
+        header = jws.extract_compact(token.encode("ascii")).headers()
+    except (JoseError, ValueError, UnicodeError):
+        return None
+    kid = header.get("kid")
+    key = keyring.by_kid.get(kid) if isinstance(kid, str) else None
+    if key is None or header.get("alg") != key.alg or header.get("crit"):
+        return None
+    if header.get("typ") != ID_TOKEN_TYPE:
+        return None
+    try:
+        verified = jws.deserialize_compact(token, key.key, registry=jws_registry(key.alg))
+        claims = json.loads(verified.payload)
+    except (JoseError, ValueError):
+        return None
+    if not isinstance(claims, dict) or claims.get("iss") != issuer:
+        return None
+    if not all(
+        isinstance(claims.get(name), str) and claims[name] for name in ("aud", "sub", "sid")
+    ):
+        return None
+    return claims

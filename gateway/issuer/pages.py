@@ -1,30 +1,47 @@
 """The authorization endpoint (RFC 6749 §3.1, §4.1): login, consent, and the redirect back.
 
-GET shows the login form, or the consent page once signed in. The forms post back to the same
-URL (the authorization request stays in the query string), so every POST re-validates the
-request from scratch. A request whose client or redirect URI is not valid gets an error page
-and never a redirect (RFC 6749 §4.1.2.1); any other error goes back to the client, with ``state``
-and ``iss`` (RFC 9207).
+GET shows the login form, or the consent page once signed in, or neither: inside a valid
+browser session (single sign-on, ``Sessions``) a client the user already allowed the requested
+scopes (remembered consent, ``gateway.consents``), or a first-party one, gets its code at once.
+``prompt`` and ``max_age`` (OpenID Connect Core §3.1.2.1, ``gateway.issuer.prompt``) force the
+login form or the consent page, or (``prompt=none``) forbid every page: what would need one is
+answered ``login_required`` or ``consent_required`` instead. ``prompt=consent`` shows the
+consent page to first-party clients too: the client asked for it.
+
+The forms post back to the same URL (the authorization request stays in the query string), so
+every POST re-validates the request from scratch. A request whose client or redirect URI is not
+valid gets an error page and never a redirect (RFC 6749 §4.1.2.1); any other error goes back to
+the client, with ``state`` and ``iss`` (RFC 9207).
 """
 
 from __future__ import annotations
 
 import secrets
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import sqlalchemy as sa
 from authlib.oauth2.rfc6749.errors import InvalidRequestError, OAuth2Error
+from authlib.oidc.core.errors import (
+    ConsentRequiredError,
+    InteractionRequiredError,
+    LoginRequiredError,
+)
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import RedirectResponse, Response
 
+from gateway.consents import granted_scopes, remember
 from gateway.errors import PasswordsBusy
 from gateway.issuer.endpoints import oauth_request
+from gateway.issuer.prompt import Prompt, parse_prompt
+from gateway.issuer.scopes import scope_lines
 from gateway.issuer.server import Request, Server
-from gateway.issuer.session import COOKIE, LoginSession, SessionCodec
+from gateway.issuer.session import COOKIE, LoginSession, SessionCodec, Sessions, request_digest
 from gateway.issuer.tokens import Principal
 from gateway.models import User
 from gateway.throttle import TooManyAttempts
@@ -35,7 +52,7 @@ TEMPLATES = Environment(
 )
 
 
-def _page_headers(nonce: str) -> dict[str, str]:
+def page_headers(nonce: str) -> dict[str, str]:
     return {
         "Cache-Control": "no-store",
         "Pragma": "no-cache",
@@ -57,19 +74,56 @@ def with_iss(location: str, issuer: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+def render_page(template: str, status: int = 200, **context: Any) -> Response:
+    """A page of ours: its CSP nonce, and the headers every page has."""
+    nonce = secrets.token_urlsafe(12)
+    html = TEMPLATES.get_template(template).render(csp_nonce=nonce, **context)
+    return Response(html, status, page_headers(nonce), media_type="text/html")
+
+
+@dataclass(frozen=True)
+class Visit:
+    """One authorization request, as the pages see it."""
+
+    http: HTTPRequest
+    request: Request
+    grant: Any
+    session: LoginSession
+    user: User | None
+    prompt: Prompt
+
+    @property
+    def needs_login(self) -> bool:
+        """No one signed in, or ``prompt=login`` / ``max_age`` ask for a login newer than the
+        session's, and this request has not had one yet (``fresh_for``)."""
+        if self.user is None:
+            return True
+        if self.session.fresh_for == request_digest(self.http.url.query):
+            return False
+        return self.prompt.login or self.prompt.login_too_old(self.session.auth_time, time.time())
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        return frozenset((self.grant.request.scope or "").split())
+
+    def principal(self) -> Principal:
+        if self.user is None:
+            raise ValueError("no one signed in")
+        return Principal.new(self.user, self.session.auth_time, self.session.sid)
+
+
 class AuthorizePages:
-    def __init__(self, server: Server, codec: SessionCodec) -> None:
+    def __init__(self, server: Server, codec: SessionCodec, sessions: Sessions) -> None:
         self.server = server
         self.codec = codec
+        self.sessions = sessions
 
     def render(
         self, template: str, session: LoginSession, status: int = 200, **context: Any
     ) -> Response:
-        nonce = secrets.token_urlsafe(12)
-        html = TEMPLATES.get_template(template).render(
-            csp_nonce=nonce, csrf_token=self.codec.csrf_token(session), **context
+        response = render_page(
+            template, status, csrf_token=self.codec.csrf_token(session), **context
         )
-        response = Response(html, status, _page_headers(nonce), media_type="text/html")
         response.headers.append("Set-Cookie", self.codec.cookie_header(session))
         return response
 
@@ -87,21 +141,42 @@ class AuthorizePages:
         if location is None:
             return response
         redirect = RedirectResponse(with_iss(location, self.server.config.issuer), 302)
-        redirect.headers.update(_page_headers("unused"))
+        redirect.headers.update(page_headers("unused"))
         return redirect
 
+    async def session(self, http: HTTPRequest) -> LoginSession:
+        """The cookie's session, signed out unless its row says it still counts (the nonce is
+        kept: a form shown before stays postable, and leads to the login form)."""
+        session = self.codec.loads(http.cookies.get(COOKIE))
+        if session is None:
+            return LoginSession.anonymous()
+        if session.user_id is not None and not await run_in_threadpool(
+            self.sessions.active, session
+        ):
+            return LoginSession(session.nonce, issued_at=session.issued_at)
+        return session
+
     async def authorize(self, http: HTTPRequest) -> Response:
-        session = self.codec.loads(http.cookies.get(COOKIE)) or LoginSession.anonymous()
+        session = await self.session(http)
         try:
             request = await oauth_request(http, self.server, query=True, form=False)
             grant = await run_in_threadpool(self.server.get_consent_grant, request)
+            data = request.payload.data
+            try:
+                prompt = parse_prompt(data.get("prompt"), data.get("max_age"), grant.redirect_uri)
+            except OAuth2Error as error:
+                error.state = request.payload.state
+                raise
         except OAuth2Error as error:
             if error.redirect_uri:
                 return self.back_to_client(self.server.handle_error_response(None, error))
             return self.error_page(session, error)
+        visit = Visit(http, request, grant, session, await self._user(session), prompt)
+        if prompt.none:
+            return await self._silently(visit)
         if http.method == "GET":
-            return await self._show(http, session, grant)
-        return await self._post(http, session, request, grant)
+            return await self._show(visit)
+        return await self._post(visit)
 
     async def _user(self, session: LoginSession) -> User | None:
         if session.user_id is None:
@@ -113,36 +188,90 @@ class AuthorizePages:
 
         return await run_in_threadpool(load)
 
-    async def _show(
-        self, http: HTTPRequest, session: LoginSession, grant: Any, error: str = "", email: str = ""
-    ) -> Response:
-        client = grant.request.client
-        action = str(http.url.replace(scheme="", netloc=""))
-        user = await self._user(session)
-        if user is None:
+    async def _granted(self, visit: Visit) -> frozenset[str] | None:
+        """What the user allowed this client before (None: never asked)."""
+        if visit.user is None:
+            return None
+        return await run_in_threadpool(
+            granted_scopes, self.server.storage, visit.user.id, visit.grant.request.client.client_id
+        )
+
+    async def _consent_needed(self, visit: Visit) -> tuple[bool, frozenset[str]]:
+        """Whether to show the consent page, and the scopes allowed before."""
+        granted = await self._granted(visit)
+        known = granted or frozenset()
+        if visit.prompt.consent:
+            return True, known
+        if visit.grant.request.client.first_party:
+            return False, known
+        return granted is None or not visit.scopes <= granted, known
+
+    async def _silently(self, visit: Visit) -> Response:
+        """``prompt=none``: "The Authorization Server MUST NOT display any authentication or
+        consent user interface pages" (§3.1.2.1); a form posted anyway is interaction too."""
+        error: OAuth2Error | None = None
+        if visit.http.method != "GET":
+            error = InteractionRequiredError()
+        elif visit.needs_login:
+            error = LoginRequiredError()
+        elif (await self._consent_needed(visit))[0]:
+            error = ConsentRequiredError()
+        if error is None:
+            return await self._answer(visit, visit.principal())
+        error.redirect_uri = visit.grant.redirect_uri
+        error.state = visit.request.payload.state
+        return self.back_to_client(self.server.handle_error_response(None, error))
+
+    async def _show(self, visit: Visit, error: str = "", email: str = "") -> Response:
+        """The login form (also after a failed login: ``error``), the consent page, or, when
+        neither is needed, the answer."""
+        client = visit.grant.request.client
+        action = str(visit.http.url.replace(scheme="", netloc=""))
+        if error or visit.needs_login or visit.user is None:
             return self.render(
                 "login.html",
-                session,
+                visit.session,
                 status=401 if error else 200,
                 action=action,
                 client_name=client.name,
                 error=error,
-                email=email,
+                email=email or (visit.user.email if visit.user else ""),
+                again=visit.user is not None,
             )
-        redirect_uri = grant.request.payload.redirect_uri or client.get_default_redirect_uri()
+        needed, granted = await self._consent_needed(visit)
+        if not needed:
+            return await self._answer(visit, visit.principal())
+        redirect_uri = visit.grant.request.payload.redirect_uri or client.get_default_redirect_uri()
+        lines = scope_lines(
+            (visit.grant.request.scope or "").split(),
+            self.server.config.scopes.descriptions,
+            granted,
+        )
         return self.render(
             "consent.html",
-            session,
+            visit.session,
             action=action,
             client_name=client.name,
-            email=user.email,
-            scopes=grant.request.scope.split(),
+            email=visit.user.email,
+            scopes=lines,
+            new_scopes=[line for line in lines if not line.granted],
             redirect_host=urlsplit(redirect_uri).netloc,
         )
 
-    async def _post(
-        self, http: HTTPRequest, session: LoginSession, request: Request, grant: Any
-    ) -> Response:
+    async def _answer(self, visit: Visit, principal: Principal | None) -> Response:
+        """The authorization response (a code, or ``access_denied`` for no ``principal``)."""
+        response = await run_in_threadpool(
+            self.server.create_authorization_response, visit.request, principal, visit.grant
+        )
+        redirect = self.back_to_client(response)
+        if visit.session.fresh_for is not None:
+            redirect.headers.append(
+                "Set-Cookie", self.codec.cookie_header(visit.session.answered())
+            )
+        return redirect
+
+    async def _post(self, visit: Visit) -> Response:
+        http, session = visit.http, visit.session
         form = await http.form(max_files=0, max_fields=16)
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
         if not self.codec.check_csrf(session, fields.get("csrf_token")):
@@ -150,18 +279,24 @@ class AuthorizePages:
             return self.error_page(LoginSession.anonymous(), error)
         action = fields.get("action")
         if action == "login":
-            return await self._login(http, session, grant, fields, request.client_addr)
+            return await self._login(visit, fields)
         if action == "logout":
+            await run_in_threadpool(self._end, session)
             return self._again(http, LoginSession.anonymous())
-        user = await self._user(session)
-        if user is None or action not in ("allow", "deny"):
+        if visit.needs_login or visit.user is None or action not in ("allow", "deny"):
             return self._again(http, session)
-        allowed = action == "allow"
-        principal = Principal.new(user, session.auth_time, session.sid) if allowed else None
-        response = await run_in_threadpool(
-            self.server.create_authorization_response, request, principal, grant
+        if action == "deny":  # stores nothing, and leaves what was stored
+            return await self._answer(visit, None)
+        user, client = visit.user, visit.grant.request.client
+        await run_in_threadpool(
+            remember, self.server.storage, user.id, client.client_id, visit.scopes
         )
-        return self.back_to_client(response)
+        return await self._answer(visit, visit.principal())
+
+    def _end(self, session: LoginSession) -> None:
+        if session.sid is not None:
+            with self.server.storage.session(write=True) as db:
+                self.sessions.end(db, [session.sid])
 
     def _again(self, http: HTTPRequest, session: LoginSession) -> Response:
         """Post/redirect/get back to the same authorization request."""
@@ -170,24 +305,21 @@ class AuthorizePages:
         response.headers.append("Set-Cookie", self.codec.cookie_header(session))
         return response
 
-    async def _login(
-        self,
-        http: HTTPRequest,
-        session: LoginSession,
-        grant: Any,
-        fields: dict[str, str],
-        client_addr: str,
-    ) -> Response:
+    async def _login(self, visit: Visit, fields: dict[str, str]) -> Response:
+        http, session = visit.http, visit.session
         email = fields.get("email", "")
         try:
             user = await run_in_threadpool(
-                self.server.check_password, email, fields.get("password", ""), client_addr
+                self.server.check_password,
+                email,
+                fields.get("password", ""),
+                visit.request.client_addr,
             )
         except TooManyAttempts as refused:
             wait = refused.retry_after
             unit = "second" if wait == 1 else "seconds"
             message = f"Too many failed attempts. Wait {wait} {unit} and try again."
-            response = await self._show(http, session, grant, error=message, email=email[:320])
+            response = await self._show(visit, error=message, email=email[:320])
             response.headers["Retry-After"] = str(wait)
             return response
         except PasswordsBusy as busy:
@@ -203,5 +335,7 @@ class AuthorizePages:
             return response
         if user is None:
             message = "The email or password is not correct."
-            return await self._show(http, session, grant, error=message, email=email[:320])
-        return self._again(http, session.logged_in(user.id))
+            return await self._show(visit, error=message, email=email[:320])
+        signed_in = session.logged_in(user.id, request_digest(http.url.query))
+        await run_in_threadpool(self.sessions.start, signed_in, session)
+        return self._again(http, signed_in)

@@ -172,10 +172,13 @@ def get_code(
     if challenge is not None:
         params = {"code_challenge": challenge, "code_challenge_method": "S256", **params}
     url = authorize_url(registered, **params)
-    if 'name="password"' in client.get(url).text:  # not signed in yet
+    page = client.get(url)
+    if 'name="password"' in page.text:  # not signed in yet
         posted = login(client, url, user.email)
         assert posted.status_code == 303, posted.text
-    response = consent(client, url)
+        page = client.get(url)
+    # consent remembered (or a first-party client): the code comes at once
+    response = page if page.status_code == 302 else consent(client, url)
     result = redirect_params(response)
     assert result["iss"] == ISSUER
     return result["code"]

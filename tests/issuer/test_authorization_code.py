@@ -48,7 +48,8 @@ def test_login_consent_and_redirect(client, user, confidential):
     page = client.get(url)
     assert page.status_code == 200
     assert "Authorize Test app" in page.text
-    assert "<li>orders:read</li>" in page.text and "<li>profile</li>" in page.text
+    assert 'data-scope="orders:read"' in page.text and 'data-scope="profile"' in page.text
+    assert "See your name" in page.text  # profile's built-in description
     assert "orders:write" not in page.text
     assert user.email in page.text
 

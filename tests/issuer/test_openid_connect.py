@@ -389,7 +389,7 @@ def test_discovery_extends_the_rfc8414_document(client, rp):
     assert {k: oidc[k] for k in oauth} == oauth  # one source: they never disagree
     assert oidc["issuer"] == ISSUER
     assert oidc["userinfo_endpoint"] == f"{ISSUER}/oauth/userinfo"
-    assert "end_session_endpoint" not in oidc  # no logout yet
+    assert oidc["end_session_endpoint"] == f"{ISSUER}/oauth/logout"
     assert (
         oidc["id_token_signing_alg_values_supported"]
         == oauth["access_token_signing_alg_values_supported"]
@@ -401,7 +401,7 @@ def test_discovery_extends_the_rfc8414_document(client, rp):
     )
     assert oidc["response_types_supported"] == ["code"]
     assert oidc["response_modes_supported"] == ["query"]
-    assert oidc["prompt_values_supported"] == ["consent"]
+    assert oidc["prompt_values_supported"] == ["none", "login", "consent"]
     assert oidc["claims_parameter_supported"] is False
     assert oidc["request_parameter_supported"] is False
 

@@ -99,8 +99,9 @@ def browser(chromium_context: BrowserContext) -> Iterator[Browser]:
         page.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def web_app(live_gateway: LiveGateway, redirect_target: RedirectTarget) -> dict[str, Any]:
+    """A client of its own per test: consent given to one is remembered."""
     return live_gateway.create_client(
         "Orders dashboard",
         grant_types=("authorization_code", "refresh_token"),

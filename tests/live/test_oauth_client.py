@@ -154,7 +154,9 @@ def test_authorization_code_with_pkce(
     request: pytest.FixtureRequest,
 ) -> None:
     client = request.getfixturevalue(client_kind)
-    with AuthorizationFlow(live_gateway, client, redirect_target.redirect_uri, SCOPES) as flow:
+    uri = redirect_target.redirect_uri
+    # prompt=consent: the page is shown even if alice allowed this client before
+    with AuthorizationFlow(live_gateway, client, uri, SCOPES, prompt="consent") as flow:
         consent = flow.login(alice)
         page = parse_page(consent.text)
         assert client["name"] in page.text
@@ -188,7 +190,8 @@ def test_authorization_code_needs_the_pkce_verifier(
     alice: str,
 ) -> None:
     uri = redirect_target.redirect_uri
-    with AuthorizationFlow(live_gateway, confidential, uri, SCOPES) as flow:
+    # prompt=consent: alice may have allowed this client before (remembered consent)
+    with AuthorizationFlow(live_gateway, confidential, uri, SCOPES, prompt="consent") as flow:
         flow.decide(flow.login(alice), "allow")
         flow.verifier = "a" * 64  # not the one the challenge was made from
         with pytest.raises(OAuthError) as failed:
@@ -203,7 +206,7 @@ def test_denied_consent_redirects_with_access_denied(
     alice: str,
 ) -> None:
     uri = redirect_target.redirect_uri
-    with AuthorizationFlow(live_gateway, confidential, uri, SCOPES) as flow:
+    with AuthorizationFlow(live_gateway, confidential, uri, SCOPES, prompt="consent") as flow:
         back = flow.decide(flow.login(alice), "deny")
     assert back["error"] == "access_denied"
     assert back["state"] == flow.state

@@ -1,0 +1,167 @@
+"""RP-Initiated Logout 1.0: ``GET|POST /oauth/logout``, the discovery's ``end_session_endpoint``.
+
+Parameters (§2): ``id_token_hint``, ``client_id``, ``post_logout_redirect_uri``, ``state``.
+
+- The hint counts only if it is an ID token of ours (``verify_id_token_hint``); expired is fine.
+  With ``client_id`` too, the two must name the same client (its ``aud``).
+- ``post_logout_redirect_uri`` must equal, as a string, one of the client's registered
+  ``post_logout_redirect_uris`` (§3); with no client to look it up on, or no match, the answer
+  is an error page (400), never a redirect: "the OP MUST NOT perform post-logout redirection"
+  to a URI it did not verify.
+- A valid hint whose ``sid`` is this browser's session, or names a session when the browser
+  sent none (a cross-site POST carries no SameSite=Lax cookie), ends it at once. Anything else
+  asks the user first (§2: "the OP SHOULD ask the End-User whether to log out"): a confirmation
+  page whose form is CSRF-bound to the browser's session, as the authorization pages are.
+- Ending a session sets its row's ``ended_at``: every replica then refuses the session, even
+  from a replayed copy of the old cookie. With ``sessions.logout_revokes_tokens`` the grants
+  made in it are revoked in the same transaction (``Revoker``: durable before the answer).
+  Every answer that ends a session clears the cookie.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import sqlalchemy as sa
+from authlib.oauth2.rfc6749.errors import OAuth2Error
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request as HTTPRequest
+from starlette.responses import RedirectResponse, Response
+
+from gateway.introspect.revocation import Entry
+from gateway.issuer.endpoints import oauth_request
+from gateway.issuer.idtoken import verify_id_token_hint
+from gateway.issuer.pages import AuthorizePages, page_headers, render_page
+from gateway.issuer.session import COOKIE, LoginSession
+from gateway.models import BrowserSession, Client, Grant
+
+#: longer than any URI worth registering; longer ones are refused without a database look-up
+MAX_URI_LENGTH = 2048
+
+
+class LogoutRefused(Exception):
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        self.description = description
+
+
+def with_state(uri: str, state: str | None) -> str:
+    if not state:
+        return uri
+    parts = urlsplit(uri)
+    query = [*parse_qsl(parts.query, keep_blank_values=True), ("state", state)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+class LogoutEndpoint:
+    def __init__(self, pages: AuthorizePages) -> None:
+        self.pages = pages
+        self.server = pages.server
+        self.codec = pages.codec
+        self.sessions = pages.sessions
+
+    async def logout(self, http: HTTPRequest) -> Response:
+        cookie = self.codec.loads(http.cookies.get(COOKIE))
+        try:
+            request = await oauth_request(http, self.server, query=True, form=True)
+            params = request.payload.data
+            hint, client, redirect_uri = await run_in_threadpool(self._check, params)
+        except OAuth2Error as error:
+            return self._refused(error.get_error_description() or "The request is not valid.")
+        except LogoutRefused as refused:
+            return self._refused(refused.description)
+        state = params.get("state") or None
+        signed_in = cookie is not None and await run_in_threadpool(self.sessions.active, cookie)
+        if http.method == "POST" and params.get("action") == "logout":
+            if cookie is None or not self.codec.check_csrf(cookie, params.get("csrf_token")):
+                return self._refused("The form expired or was not sent from this page.")
+            return await self._end([cookie.sid] if cookie.sid else [], redirect_uri, state)
+        if hint is not None:
+            if signed_in and cookie is not None and cookie.sid == hint["sid"]:
+                return await self._end([hint["sid"]], redirect_uri, state)
+            if not signed_in:
+                # no session in this browser (or not sent): the hint names the one to end
+                return await self._end([hint["sid"]], redirect_uri, state, user_id=str(hint["sub"]))
+        session = cookie or LoginSession.anonymous()
+        return self.pages.render(
+            "logout.html",
+            session,
+            action="/oauth/logout",
+            client_name=client.name if client is not None else None,
+            signed_in=signed_in,
+            hidden={
+                "client_id": client.client_id if client is not None else "",
+                "post_logout_redirect_uri": redirect_uri or "",
+                "state": state or "",
+            },
+        )
+
+    def _check(
+        self, params: dict[str, str]
+    ) -> tuple[dict[str, Any] | None, Client | None, str | None]:
+        """The hint (if valid), the client and the verified redirect URI (if asked for)."""
+        raw_hint = params.get("id_token_hint")
+        hint = None
+        if raw_hint:
+            hint = verify_id_token_hint(self.server.keyring, self.server.config.issuer, raw_hint)
+        client_id = params.get("client_id") or None
+        if hint is not None:
+            if client_id is not None and client_id != hint["aud"]:
+                raise LogoutRefused("The 'client_id' is not the ID token's audience.")
+            client_id = hint["aud"]
+        client = self.server.query_client(client_id) if client_id else None
+        uri = params.get("post_logout_redirect_uri") or None
+        if uri is not None:
+            if client is None:
+                raise LogoutRefused(
+                    "A 'post_logout_redirect_uri' needs an 'id_token_hint' or a 'client_id'."
+                )
+            if len(uri) > MAX_URI_LENGTH or uri not in (client.post_logout_redirect_uris or []):
+                raise LogoutRefused("The 'post_logout_redirect_uri' is not registered.")
+        return hint, client, uri
+
+    async def _end(
+        self,
+        sids: list[str],
+        redirect_uri: str | None,
+        state: str | None,
+        user_id: str | None = None,
+    ) -> Response:
+        await run_in_threadpool(self._end_sessions, sids, user_id)
+        if redirect_uri is not None:
+            response: Response = RedirectResponse(with_state(redirect_uri, state), 302)
+            response.headers.update(page_headers("unused"))
+        else:
+            response = render_page("logout.html", done=True)
+        response.headers.append("Set-Cookie", self.codec.clear_cookie_header())
+        return response
+
+    def _end_sessions(self, sids: list[str], user_id: str | None) -> None:
+        revoke = self.server.config.sessions.logout_revokes_tokens
+        revoker = self.server.revoker
+
+        def end(db: Session) -> list[Entry]:
+            ended = sids
+            if user_id is not None:  # only a session of the hint's subject
+                ended = list(
+                    db.scalars(
+                        sa.select(BrowserSession.id).where(
+                            BrowserSession.id.in_(sids), BrowserSession.user_id == user_id
+                        )
+                    )
+                )
+            self.sessions.end(db, ended)
+            if not (revoke and ended):
+                return []
+            grant_ids = db.scalars(
+                sa.select(Grant.id).where(Grant.session_id.in_(ended), Grant.revoked_at.is_(None))
+            ).all()
+            return revoker.grants(db, grant_ids)
+
+        revoker.revoke(end)
+
+    def _refused(self, description: str) -> Response:
+        """Never a redirect to what was not verified: an error page (no session ended)."""
+        return render_page("error.html", 400, error="invalid_request", description=description)

@@ -1,0 +1,57 @@
+"""The authorization request's ``prompt`` and ``max_age`` (OpenID Connect Core 1.0 §3.1.2.1).
+
+``prompt`` is "a space delimited, case sensitive list of ASCII string values": ``none``,
+``login`` and ``consent`` are served; anything else, ``select_account`` included (there is one
+account per browser session, nothing to select), is ``invalid_request``, and so is ``none``
+with any other value ("If this parameter contains none with any other value, an error is
+returned"). ``max_age`` is a non-negative number of seconds since the last login. Either one
+sent empty counts as not sent (RFC 6749 §3.1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from authlib.oauth2.rfc6749.errors import InvalidRequestError
+
+PROMPT_VALUES = ("none", "login", "consent")
+#: more digits than any login is old (3000 years): capped, not refused, as a valid integer
+MAX_AGE_DIGITS = 11
+MAX_AGE_CAP = 10**MAX_AGE_DIGITS
+
+
+@dataclass(frozen=True)
+class Prompt:
+    none: bool = False
+    login: bool = False
+    consent: bool = False
+    max_age: int | None = None
+
+    def login_too_old(self, auth_time: float | None, now: float) -> bool:
+        """§3.1.2.1: "If the elapsed time is greater than this value, the OP MUST attempt to
+        actively re-authenticate the End-User"."""
+        if self.max_age is None:
+            return False
+        return auth_time is None or now - auth_time > self.max_age
+
+
+def parse_prompt(prompt: str | None, max_age: str | None, redirect_uri: str | None) -> Prompt:
+    """The request's prompt; ``InvalidRequestError`` (sent back to ``redirect_uri``) if bad."""
+    values = set((prompt or "").split(" ")) - {""}
+    if not values <= set(PROMPT_VALUES):  # not echoed: it may hold anything
+        raise InvalidRequestError(
+            "'prompt' may only hold none, login and consent.", redirect_uri=redirect_uri
+        )
+    if "none" in values and len(values) > 1:
+        raise InvalidRequestError(
+            "'prompt=none' cannot be combined with other values.", redirect_uri=redirect_uri
+        )
+    age: int | None = None
+    if max_age:
+        if not (max_age.isascii() and max_age.isdigit()):
+            raise InvalidRequestError(
+                "'max_age' must be a non-negative integer.", redirect_uri=redirect_uri
+            )
+        digits = max_age.lstrip("0") or "0"
+        age = MAX_AGE_CAP if len(digits) > MAX_AGE_DIGITS else int(digits)
+    return Prompt("none" in values, "login" in values, "consent" in values, age)
