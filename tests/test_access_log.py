@@ -4,14 +4,27 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
+import os
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
-from gateway.accesslog import PATH_CAP, PIPE_BUF, AccessLog, Entry, error_code, logged_path
+from gateway.accesslog import (
+    MEMO_KEY,
+    MEMO_SIZE,
+    PATH_CAP,
+    PIPE_BUF,
+    AccessLog,
+    Entry,
+    error_code,
+    logged_path,
+    request_id,
+)
 from gateway.app import GatewayApp
 from gateway.config import load_config
 from gateway.errors import ConfigError
@@ -110,6 +123,64 @@ async def test_close_writes_what_is_buffered_and_later_lines_at_once() -> None:
         assert pipe.entries(2)[1]["request_id"] == "id-0002"
     finally:
         pipe.close()
+
+
+def test_what_a_line_remembers_is_bounded_and_never_changes_a_line(tmp_path: Path) -> None:
+    """Escaped values and logged paths are remembered, at most ``MEMO_SIZE`` of each and none
+    longer than ``MEMO_KEY``: a client choosing methods and paths cannot grow the process; a
+    value past the bound is rendered anew, the same as if it had been remembered."""
+    count = MEMO_SIZE + 50
+    with (tmp_path / "log").open("wb") as file:  # a file: a pipe would fill before a reader
+        log = AccessLog("json", fd=file.fileno())
+        for n in range(count):
+            raw = f"/p/{n}".encode() if n % 2 else b"/" + b"x" * (MEMO_KEY + n % 500)
+            scope = {**SCOPE, "method": f"M{n}", "raw_path": raw}
+            logged = Entry(f"id-{n}".encode(), 0.0)
+            logged.route, logged.sub = f'r"{n}', f"sub-{n % 3}"
+            log.write(scope, logged)
+        log.flush()
+    entries = [json.loads(line) for line in (tmp_path / "log").read_bytes().splitlines()]
+    assert len(log._quote) <= MEMO_SIZE and len(log._paths) <= MEMO_SIZE
+    assert all(len(path) <= MEMO_KEY for path in log._paths)
+    assert len(entries) == count
+    for n, logged in enumerate(entries):
+        assert logged["method"] == f"M{n}" and logged["route"] == f'r"{n}'
+        assert logged["sub"] == f"sub-{n % 3}"
+        assert logged["path"] == (f"/p/{n}" if n % 2 else "/" + "x" * (MEMO_KEY + n % 500))
+
+
+def test_each_line_has_the_wall_clock_time_of_its_end() -> None:
+    pipe = LogPipe()
+    try:
+        before = time.time()
+        pipe.log.write(SCOPE, entry(0))
+        pipe.log.flush()
+        after = time.time()
+        stamp = pipe.entries(1)[0]["time"]
+    finally:
+        pipe.close()
+    logged = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+    assert before - 0.002 <= logged <= after + 0.002
+
+
+def test_fresh_request_ids_are_unique_and_a_forked_child_makes_its_own() -> None:
+    untrusted = ("203.0.113.9", 5000)
+    ids = [request_id(None, untrusted, lambda _: False) for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: what its parent had read ahead must not be handed out again
+        os.write(write, b"".join(request_id(None, untrusted, lambda _: False) for _ in range(64)))
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64 * 32)
+    os.close(read)
+    parent = b"".join(request_id(None, untrusted, lambda _: False) for _ in range(64))
+    child_ids = {child[i : i + 32] for i in range(0, len(child), 32)}
+    assert len(child_ids) == 64
+    assert not child_ids & {parent[i : i + 32] for i in range(0, len(parent), 32)}
 
 
 def test_off_writes_nothing(tmp_path: Path) -> None:
