@@ -1,8 +1,9 @@
 """``gateway demo``'s browser client (issue 10, point 7), against the real demo process: the
 printed walkthrough's URL opened in headless Chromium, signed in as the demo user, allowed,
-and the callback page showing the verified ID token and an API call through the gateway; then
-the callback's hostile inputs over plain HTTP (missing or wrong state, another issuer, HTML in
-``error``, a code replayed)."""
+the callback page showing the verified ID token and an API call through the gateway, and Sign
+out landing back on the start page signed out (of the gateway too); then the callback's
+hostile inputs over plain HTTP (missing or wrong state, another issuer, HTML in ``error``, a
+code replayed)."""
 
 from __future__ import annotations
 
@@ -171,7 +172,7 @@ def test_browser_flow_in_chromium(
     assert (request["code_challenge_method"], request["client_id"]) == ("S256", demo.client_id)
     assert request["state"] and request["nonce"] and "code_verifier" not in request
     assert set(request["scope"].split()) == {"openid", "profile", "email", "demo:read"}
-    if page.get_by_label("Password").count():  # no single sign-on yet in this browser
+    if page.get_by_label("Password").count():  # signed out of the gateway in this browser
         page.get_by_label("Email").fill(DEMO_EMAIL)
         page.get_by_label("Password").fill(DEMO_PASSWORD)
         page.get_by_role("button", name="Sign in").click()
@@ -227,11 +228,23 @@ def test_browser_flow_in_chromium(
     # the tokens never reach the browser's address bar or its cookies
     assert "access_token" not in page.url
     assert not any(id_token in c["value"] for c in page.context.cookies())
+    # Sign out: RP-Initiated Logout at the gateway, straight back to the start page
+    callback_url = page.url
+    page.get_by_role("link", name="Sign out").click()
+    page.wait_for_url(lambda url: url.startswith(f"{demo.app_url}?"))
+    assert query_of(page.url)["state"] == asked["state"]
+    assert "You are signed out of the gateway." in page.locator("main").inner_text()
+    page.screenshot(path=tmp_path / "signed-out.png", full_page=True)
     assert browser.console_errors == []
     assert browser.outside == []
     # the same callback again: the sign-in it belonged to is over
-    page.reload()
+    page.goto(callback_url)
     assert "No sign-in in progress" in page.locator("main").inner_text()
+    # and the gateway's session is over: signing in again shows the login form
+    page.goto(demo.app_url)
+    page.get_by_role("link", name="Sign in").click()
+    page.wait_for_url(lambda url: url.startswith(f"{demo.base}/oauth/authorize?"))
+    page.get_by_label("Password").wait_for()
 
 
 # --- hostile callbacks, over plain HTTP -------------------------------------------------------
