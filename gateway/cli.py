@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import getpass
 import json
@@ -297,12 +298,16 @@ def cmd_demo(config: Config, args: argparse.Namespace, storage: Storage) -> None
         raise ConfigError(
             "--upstream-port must be 1 to 65535: the demo app's redirect URI names it"
         )
+    host, port = args.host or config.server.host, args.port or config.server.port
+    base = f"http://{host}:{port}"
+    if config.issuer.rstrip("/") == f"http://{config.server.host}:{config.server.port}":
+        # the issuer is where [server] listens: --host / --port move it along, or discovery
+        # would send the browser flow to a port nothing listens on
+        config = dataclasses.replace(config, issuer=base)
     creds = _demo_client(config, storage)
     app_url = f"http://127.0.0.1:{args.upstream_port}"
     browser_client = _demo_browser_client(config, storage, app_url)
     storage.dispose()  # the served app opens its own
-    host, port = args.host or config.server.host, args.port or config.server.port
-    base = f"http://{host}:{port}"
     auth = f"{creds['client_id']}:{creds['client_secret']}"
     pages = DemoApp(
         gateway_url=base,

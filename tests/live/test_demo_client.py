@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from playwright.sync_api import ConsoleMessage, Page, Route, sync_playwright
 
 from gateway.cli import DEMO_BROWSER_CLIENT, DEMO_EMAIL, DEMO_PASSWORD
+from gateway.config import ServerConfig
 from tests.databases import fresh_database_url
 from tests.live.support import (
     START_TIMEOUT,
@@ -59,7 +60,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     port, upstream_port = free_port(), free_port()
     base = f"http://127.0.0.1:{port}"
     with contextlib.contextmanager(fresh_database_url)(directory) as database_url:
-        config = write_config(directory / "gateway.toml", base, database_url, directory / "keys")
+        # config.example.toml's issuer, where [server] listens by default: --port moves it
+        issuer = f"http://{ServerConfig.host}:{ServerConfig.port}"
+        config = write_config(directory / "gateway.toml", issuer, database_url, directory / "keys")
         log = directory / "demo.log"
         command = [sys.executable, "-m", "gateway", "--config", str(config), "demo"]
         command += ["--port", str(port), "--upstream-port", str(upstream_port)]
@@ -151,6 +154,10 @@ def test_walkthrough_names_the_demo_page(demo: Demo) -> None:
     assert urlsplit(demo.app_url).path == "/app/"
     assert urlsplit(demo.app_url).port != urlsplit(demo.base).port  # the upstream's origin
     assert f"sign in as\n  #    {DEMO_EMAIL} / {DEMO_PASSWORD}" in demo.output()
+    # demo --port N moved the issuer (the config's was [server]'s default) along with it
+    metadata = httpx.get(f"{demo.base}/.well-known/openid-configuration").json()
+    assert metadata["issuer"] == demo.base
+    assert metadata["authorization_endpoint"] == f"{demo.base}/oauth/authorize"
 
 
 @pytest.mark.browser
