@@ -21,7 +21,6 @@ Parameters (§2): ``id_token_hint``, ``client_id``, ``post_logout_redirect_uri``
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import sqlalchemy as sa
 from authlib.oauth2.rfc6749.errors import OAuth2Error
@@ -33,7 +32,7 @@ from starlette.responses import RedirectResponse, Response
 from gateway.introspect.revocation import Entry
 from gateway.issuer.endpoints import oauth_request
 from gateway.issuer.idtoken import verify_id_token_hint
-from gateway.issuer.pages import AuthorizePages, page_headers, render_page
+from gateway.issuer.pages import AuthorizePages, page_headers, render_page, with_param
 from gateway.issuer.session import COOKIE, LoginSession
 from gateway.models import BrowserSession, Client, Grant
 
@@ -48,11 +47,7 @@ class LogoutRefused(Exception):
 
 
 def with_state(uri: str, state: str | None) -> str:
-    if not state:
-        return uri
-    parts = urlsplit(uri)
-    query = [*parse_qsl(parts.query, keep_blank_values=True), ("state", state)]
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    return with_param(uri, "state", state) if state else uri
 
 
 class LogoutEndpoint:

@@ -67,11 +67,16 @@ def page_headers(nonce: str) -> dict[str, str]:
     }
 
 
+def with_param(uri: str, name: str, value: str) -> str:
+    """``uri`` with ``name=value`` added to its query (what was there kept, in order)."""
+    parts = urlsplit(uri)
+    query = [*parse_qsl(parts.query, keep_blank_values=True), (name, value)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
 def with_iss(location: str, issuer: str) -> str:
     """RFC 9207: the authorization response names its issuer."""
-    parts = urlsplit(location)
-    query = [*parse_qsl(parts.query, keep_blank_values=True), ("iss", issuer)]
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    return with_param(location, "iss", issuer)
 
 
 def render_page(template: str, status: int = 200, **context: Any) -> Response:
