@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode, urljoin, urlsplit
 
@@ -22,11 +21,11 @@ import httpx
 import jwt
 import pytest
 import sqlalchemy as sa
-from playwright.sync_api import ConsoleMessage, Page, Route, sync_playwright
 
 from gateway.cli import DEMO_BROWSER_CLIENT, DEMO_EMAIL, DEMO_PASSWORD
 from gateway.config import ServerConfig
 from tests.databases import fresh_database_url
+from tests.live.chromium import Browser
 from tests.live.support import (
     START_TIMEOUT,
     free_port,
@@ -90,64 +89,6 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         finally:
             process.terminate()
             process.wait(timeout=15)
-
-
-# --- the browser: Debian's Chromium, as in test_consent_browser.py ----------------------------
-
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@dataclass
-class Browser:
-    page: Page
-    console_errors: list[str] = field(default_factory=list)
-    #: requests to anywhere but 127.0.0.1, refused
-    outside: list[str] = field(default_factory=list)
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Browser]:
-    """A new headless Chromium profile: console errors recorded, non-loopback hosts refused.
-    Skipped without Chromium, unless ``GATEWAY_REQUIRE_BROWSER=1``."""
-    path = os.environ.get("GATEWAY_BROWSER") or "/usr/bin/chromium"
-    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-        reason = f"no Chromium at {path}: install Debian's chromium or set GATEWAY_BROWSER"
-        if os.environ.get("GATEWAY_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"GATEWAY_REQUIRE_BROWSER=1 but {reason}")
-        pytest.skip(reason)
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=path, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            seen = Browser(context.new_page())
-
-            def loopback_only(route: Route) -> None:
-                if urlsplit(route.request.url).hostname == "127.0.0.1":
-                    route.continue_()
-                else:
-                    seen.outside.append(route.request.url)
-                    route.abort()
-
-            def on_console(message: ConsoleMessage) -> None:
-                # CSP violations and failed loads are reported as console errors
-                if message.type == "error":
-                    seen.console_errors.append(f"{message.text} ({message.location})")
-
-            seen.page.route("**/*", loopback_only)
-            seen.page.on("console", on_console)
-            seen.page.on("pageerror", lambda error: seen.console_errors.append(str(error)))
-            yield seen
-        finally:
-            context.close()
 
 
 def test_walkthrough_names_the_demo_page(demo: Demo) -> None:
