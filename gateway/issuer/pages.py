@@ -38,7 +38,7 @@ from starlette.responses import RedirectResponse, Response
 from gateway.consents import granted_scopes, remember
 from gateway.errors import PasswordsBusy
 from gateway.issuer.endpoints import oauth_request
-from gateway.issuer.prompt import Prompt, parse_prompt
+from gateway.issuer.prompt import Prompt, parse_prompt, refuse_unsupported
 from gateway.issuer.scopes import scope_lines
 from gateway.issuer.server import Request, Server
 from gateway.issuer.session import COOKIE, LoginSession, SessionCodec, Sessions, request_digest
@@ -168,6 +168,7 @@ class AuthorizePages:
             grant = await run_in_threadpool(self.server.get_consent_grant, request)
             data = request.payload.data
             try:
+                refuse_unsupported(data, grant.redirect_uri)
                 prompt = parse_prompt(data.get("prompt"), data.get("max_age"), grant.redirect_uri)
             except OAuth2Error as error:
                 error.state = request.payload.state
