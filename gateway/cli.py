@@ -16,14 +16,14 @@ from typing import Any, NoReturn
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway import accounts
-from gateway.config import GRANT_TYPES, Config, load_config
+from gateway.config import GRANT_TYPES, Config, ScopesConfig, load_config
 from gateway.edge import DEFAULT_LISTEN, DEFAULT_UPSTREAM, EDGES, edge_config
 from gateway.errors import ConfigError, StorageUnavailable
 from gateway.introspect.revocation import RevocationCache
 from gateway.introspect.revoker import Revoker
 from gateway.keys import KeyRing, create_key, ensure_key, retire_key, session_secret
 from gateway.proxy import RouteTable
-from gateway.proxy.demo import READ_SCOPE
+from gateway.proxy.demo import READ_SCOPE, WRITE_SCOPE
 from gateway.storage import Storage, current_revision, head_revision, upgrade_schema
 
 
@@ -233,6 +233,10 @@ DEMO_PASSWORD = "demo-password"
 DEMO_NAME = "Demo User"
 DEMO_CREDENTIALS = "demo-client.json"
 DEMO_BROWSER_CLIENT = "demo-browser-client.json"
+DEMO_SCOPE_DESCRIPTIONS = {
+    READ_SCOPE: "See the demo's orders",
+    WRITE_SCOPE: "Place and change the demo's orders",
+}
 
 
 def _demo_client(config: Config, storage: Storage) -> dict[str, str]:
@@ -304,6 +308,9 @@ def cmd_demo(config: Config, args: argparse.Namespace, storage: Storage) -> None
         # the issuer is where [server] listens: --host / --port move it along, or discovery
         # would send the browser flow to a port nothing listens on
         config = dataclasses.replace(config, issuer=base)
+    # the consent page says what the demo's scopes mean ([scopes.descriptions] still wins)
+    descriptions = {**DEMO_SCOPE_DESCRIPTIONS, **config.scopes.descriptions}
+    config = dataclasses.replace(config, scopes=ScopesConfig(descriptions))
     creds = _demo_client(config, storage)
     app_url = f"http://127.0.0.1:{args.upstream_port}"
     browser_client = _demo_browser_client(config, storage, app_url)

@@ -128,6 +128,8 @@ def test_browser_flow_in_chromium(
     allow = page.get_by_role("button", name="Allow", exact=True)
     allow.or_(page.locator("#id-token-claims")).first.wait_for()
     if allow.count():
+        # the demo's scopes are described, the name in small print below
+        assert "See the demo's orders" in page.locator("main").inner_text()
         allow.click()
 
     page.wait_for_url(lambda url: url.startswith(f"{demo.app_url}callback?"))
