@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,7 @@ from tests.live.support import (
     parse_page,
     query_of,
     run_cli,
+    running_demo,
     wait_until,
     write_config,
 )
@@ -63,13 +62,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         issuer = f"http://{ServerConfig.host}:{ServerConfig.port}"
         config = write_config(directory / "gateway.toml", issuer, database_url, directory / "keys")
         log = directory / "demo.log"
-        command = [sys.executable, "-m", "gateway", "--config", str(config), "demo"]
-        command += ["--port", str(port), "--upstream-port", str(upstream_port)]
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
-            )
-        try:
+        with running_demo(config, port, upstream_port, log) as process:
 
             def printed_url() -> str:
                 assert process.poll() is None, log.read_text()
@@ -86,9 +79,6 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
             engine.dispose()
             yield Demo(base, app_url, client_id["client_id"], user_id, config, log)
             assert process.poll() is None, log.read_text()
-        finally:
-            process.terminate()
-            process.wait(timeout=15)
 
 
 def test_walkthrough_names_the_demo_page(demo: Demo) -> None:
