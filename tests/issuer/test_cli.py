@@ -185,6 +185,10 @@ def test_token_revoke_user(client, storage, user, confidential, resource_server,
             ("client", "create", "--name", "x", "--redirect-uri", "http://evil.com/cb"),
             id="http-redirect-uri",
         ),
+        pytest.param(
+            ("client", "create", "--name", "x", "--redirect-uri", "javascript:alert(1)//cb"),
+            id="javascript-redirect-uri",
+        ),
         pytest.param(("client", "create", "--name", "x"), id="code-without-redirect-uri"),
         pytest.param(("client", "delete", "no-such-client"), id="delete-unknown"),
         pytest.param(("token", "revoke"), id="revoke-needs-target"),
@@ -249,7 +253,18 @@ def test_client_create_logout_uris_and_first_party(gw):
 
 
 @pytest.mark.parametrize(
-    "uri", ["http://portal.example/bye", "/bye", "https://portal.example/bye#x", "https://"]
+    "uri",
+    [
+        "http://portal.example/bye",
+        "/bye",
+        "https://portal.example/bye#x",
+        "https://",
+        "javascript:alert(1)",
+        "JavaScript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "file:///etc/passwd",
+        "vbscript:msgbox",
+    ],
 )
 def test_client_create_refuses_bad_logout_uris(gw, uri):
     code, _, err = gw(
