@@ -423,6 +423,7 @@ def cmd_client(config: Config, args: argparse.Namespace, storage: Storage) -> No
             ]
         lines = [
             f"{r['client_id']}  {r['name']}  [{' '.join(r['grant_types'])}]  scope={r['scope']!r}"
+            + ("  first-party" if r["first_party"] else "")
             for r in rows
         ]
         _out(rows, args.json, "\n".join(lines) or "no clients")

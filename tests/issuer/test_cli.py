@@ -250,6 +250,9 @@ def test_client_create_logout_uris_and_first_party(gw):
     listed = {c["client_id"]: c for c in json.loads(out)}[client_id]
     assert listed["post_logout_redirect_uris"] == ["https://portal.example/bye"]
     assert listed["first_party"] is True
+    code, out, _ = gw("client", "list")
+    line = next(line for line in out.splitlines() if line.startswith(client_id))
+    assert line.endswith("  first-party")
 
 
 @pytest.mark.parametrize(
