@@ -293,6 +293,17 @@ def _demo_browser_client(config: Config, storage: Storage, app_url: str) -> str:
     return client_id
 
 
+def demo_issuer(config: Config, host: str, port: int) -> str:
+    """The demo's issuer: the config's, moved to ``host`` and ``port`` when it is where
+    ``[server]`` listens (config.example.toml's), or discovery would send the browser flow to
+    a port nothing listens on. A wildcard address is nowhere to browse to: the host stays."""
+    if config.issuer.rstrip("/") != f"http://{config.server.host}:{config.server.port}":
+        return config.issuer
+    public = config.server.host if host in ("0.0.0.0", "::", "") else host
+    public = f"[{public}]" if ":" in public else public
+    return f"http://{public}:{port}"
+
+
 @with_storage
 def cmd_demo(config: Config, args: argparse.Namespace, storage: Storage) -> None:
     from gateway.proxy.demo_app import APP_PATH, CALLBACK_PATH, DemoApp, browser_scope
@@ -304,10 +315,7 @@ def cmd_demo(config: Config, args: argparse.Namespace, storage: Storage) -> None
         )
     host, port = args.host or config.server.host, args.port or config.server.port
     base = f"http://{host}:{port}"
-    if config.issuer.rstrip("/") == f"http://{config.server.host}:{config.server.port}":
-        # the issuer is where [server] listens: --host / --port move it along, or discovery
-        # would send the browser flow to a port nothing listens on
-        config = dataclasses.replace(config, issuer=base)
+    config = dataclasses.replace(config, issuer=demo_issuer(config, host, port))
     # the consent page says what the demo's scopes mean ([scopes.descriptions] still wins)
     descriptions = {**DEMO_SCOPE_DESCRIPTIONS, **config.scopes.descriptions}
     config = dataclasses.replace(config, scopes=ScopesConfig(descriptions))

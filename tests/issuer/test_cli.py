@@ -10,6 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from gateway import cli
+from gateway.cli import demo_issuer
+from gateway.config import Config
 from gateway.models import Client, User
 from gateway.storage import head_revision
 from tests.conftest import PASSWORD, Registered, make_client, make_user
@@ -276,3 +278,24 @@ def test_client_create_refuses_bad_logout_uris(gw, uri):
     )  # fmt: skip
     assert code == 2
     assert err.splitlines()[-1].startswith(f"gateway: redirect URI {uri!r}")
+
+
+@pytest.mark.parametrize(
+    ("issuer", "host", "port", "expected"),
+    [
+        pytest.param(None, "127.0.0.1", 8000, "http://127.0.0.1:8000", id="defaults"),
+        pytest.param(None, "127.0.0.1", 18000, "http://127.0.0.1:18000", id="port-moves-it"),
+        pytest.param(None, "localhost", 8000, "http://localhost:8000", id="host-moves-it"),
+        pytest.param(None, "0.0.0.0", 18000, "http://127.0.0.1:18000", id="wildcard-keeps-host"),
+        pytest.param(None, "::", 18000, "http://127.0.0.1:18000", id="v6-wildcard"),
+        pytest.param(None, "::1", 18000, "http://[::1]:18000", id="v6-bracketed"),
+        pytest.param(
+            "https://login.example", "127.0.0.1", 18000, "https://login.example", id="own-issuer"
+        ),
+    ],
+)
+def test_demo_issuer_follows_host_and_port_only_from_the_server_default(
+    issuer, host, port, expected
+):
+    config = Config() if issuer is None else Config(issuer=issuer)
+    assert demo_issuer(config, host, port) == expected
