@@ -61,14 +61,22 @@ class NewClient:
     client_secret: str | None
 
 
+#: schemes a browser runs or reads locally rather than navigates to: never a place to send it
+#: back to (RFC 9700 §4.1 on redirect URIs; native apps' private-use schemes stay allowed)
+UNSAFE_SCHEMES = frozenset({"javascript", "vbscript", "data", "file", "blob", "about"})
+
+
 def _check_redirect_uri(uri: str) -> None:
-    """RFC 6749 §3.1.2: absolute, no fragment; https, or http on loopback only (RFC 8252)."""
+    """RFC 6749 §3.1.2: absolute, no fragment; https, or http on loopback only (RFC 8252); never
+    a scheme that runs script or reads local files."""
     try:
         parts = urlsplit(uri)
     except ValueError:
         parts = None
     if parts is None or not parts.scheme or parts.fragment or "#" in uri:
         raise ConfigError(f"redirect URI {uri!r} must be absolute and carry no fragment")
+    if parts.scheme in UNSAFE_SCHEMES:
+        raise ConfigError(f"redirect URI {uri!r}: the {parts.scheme}: scheme is not allowed")
     if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
         raise ConfigError(f"redirect URI {uri!r}: plain http is only allowed on loopback")
     if parts.scheme in ("http", "https") and not parts.hostname:

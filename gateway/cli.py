@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import getpass
 import json
@@ -15,14 +16,14 @@ from typing import Any, NoReturn
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway import accounts
-from gateway.config import GRANT_TYPES, Config, load_config
+from gateway.config import GRANT_TYPES, Config, ScopesConfig, load_config
 from gateway.edge import DEFAULT_LISTEN, DEFAULT_UPSTREAM, EDGES, edge_config
 from gateway.errors import ConfigError, StorageUnavailable
 from gateway.introspect.revocation import RevocationCache
 from gateway.introspect.revoker import Revoker
 from gateway.keys import KeyRing, create_key, ensure_key, retire_key, session_secret
 from gateway.proxy import RouteTable
-from gateway.proxy.demo import READ_SCOPE
+from gateway.proxy.demo import READ_SCOPE, WRITE_SCOPE
 from gateway.storage import Storage, current_revision, head_revision, upgrade_schema
 
 
@@ -232,6 +233,10 @@ DEMO_PASSWORD = "demo-password"
 DEMO_NAME = "Demo User"
 DEMO_CREDENTIALS = "demo-client.json"
 DEMO_BROWSER_CLIENT = "demo-browser-client.json"
+DEMO_SCOPE_DESCRIPTIONS = {
+    READ_SCOPE: "See the demo's orders",
+    WRITE_SCOPE: "Place and change the demo's orders",
+}
 
 
 def _demo_client(config: Config, storage: Storage) -> dict[str, str]:
@@ -288,6 +293,17 @@ def _demo_browser_client(config: Config, storage: Storage, app_url: str) -> str:
     return client_id
 
 
+def demo_issuer(config: Config, host: str, port: int) -> str:
+    """The demo's issuer: the config's, moved to ``host`` and ``port`` when it is where
+    ``[server]`` listens (config.example.toml's), or discovery would send the browser flow to
+    a port nothing listens on. A wildcard address is nowhere to browse to: the host stays."""
+    if config.issuer.rstrip("/") != f"http://{config.server.host}:{config.server.port}":
+        return config.issuer
+    public = config.server.host if host in ("0.0.0.0", "::", "") else host
+    public = f"[{public}]" if ":" in public else public
+    return f"http://{public}:{port}"
+
+
 @with_storage
 def cmd_demo(config: Config, args: argparse.Namespace, storage: Storage) -> None:
     from gateway.proxy.demo_app import APP_PATH, CALLBACK_PATH, DemoApp, browser_scope
@@ -297,12 +313,16 @@ def cmd_demo(config: Config, args: argparse.Namespace, storage: Storage) -> None
         raise ConfigError(
             "--upstream-port must be 1 to 65535: the demo app's redirect URI names it"
         )
+    host, port = args.host or config.server.host, args.port or config.server.port
+    base = f"http://{host}:{port}"
+    config = dataclasses.replace(config, issuer=demo_issuer(config, host, port))
+    # the consent page says what the demo's scopes mean ([scopes.descriptions] still wins)
+    descriptions = {**DEMO_SCOPE_DESCRIPTIONS, **config.scopes.descriptions}
+    config = dataclasses.replace(config, scopes=ScopesConfig(descriptions))
     creds = _demo_client(config, storage)
     app_url = f"http://127.0.0.1:{args.upstream_port}"
     browser_client = _demo_browser_client(config, storage, app_url)
     storage.dispose()  # the served app opens its own
-    host, port = args.host or config.server.host, args.port or config.server.port
-    base = f"http://{host}:{port}"
     auth = f"{creds['client_id']}:{creds['client_secret']}"
     pages = DemoApp(
         gateway_url=base,
@@ -411,6 +431,7 @@ def cmd_client(config: Config, args: argparse.Namespace, storage: Storage) -> No
             ]
         lines = [
             f"{r['client_id']}  {r['name']}  [{' '.join(r['grant_types'])}]  scope={r['scope']!r}"
+            + ("  first-party" if r["first_party"] else "")
             for r in rows
         ]
         _out(rows, args.json, "\n".join(lines) or "no clients")

@@ -23,8 +23,8 @@ from gateway.storage import Storage
 ATTEMPTS = 8
 
 
-def granted_scopes(storage: Storage, user_id: str, client_id: str) -> frozenset[str] | None:
-    """The scopes ``user_id`` has allowed ``client_id``, or None if it never allowed any."""
+def _stored(storage: Storage, user_id: str, client_id: str) -> str | None:
+    """The row's ``scope`` as stored (None: no row)."""
 
     def query(conn: Connection) -> str | None:
         return conn.scalar(
@@ -33,7 +33,12 @@ def granted_scopes(storage: Storage, user_id: str, client_id: str) -> frozenset[
             )
         )
 
-    scope = storage.read(query)
+    return storage.read(query)
+
+
+def granted_scopes(storage: Storage, user_id: str, client_id: str) -> frozenset[str] | None:
+    """The scopes ``user_id`` has allowed ``client_id``, or None if it never allowed any."""
+    scope = _stored(storage, user_id, client_id)
     return None if scope is None else frozenset(scope.split())
 
 
@@ -44,13 +49,7 @@ def _union(stored: str, scopes: frozenset[str]) -> str:
 def remember(storage: Storage, user_id: str, client_id: str, scopes: frozenset[str]) -> None:
     """Add ``scopes`` to what ``user_id`` allowed ``client_id``."""
     for _ in range(ATTEMPTS):
-        stored = storage.read(
-            lambda conn: conn.scalar(
-                sa.select(Consent.scope).where(
-                    Consent.user_id == user_id, Consent.client_id == client_id
-                )
-            )
-        )
+        stored = _stored(storage, user_id, client_id)
         now = time.time()
         if stored is None:
             try:

@@ -20,7 +20,7 @@ from gateway.config import GRANT_TYPES
 from gateway.errors import InvalidToken
 from gateway.introspect.revocation import revoked_in_database
 from gateway.issuer.idtoken import CLAIMS_SUPPORTED, OIDC_SCOPES
-from gateway.issuer.prompt import PROMPT_VALUES
+from gateway.issuer.prompt import PROMPT_VALUES, RESPONSE_MODES
 from gateway.issuer.records import load_refresh_token
 from gateway.issuer.server import (
     CLIENT_AUTH_METHODS,
@@ -285,6 +285,8 @@ class IssuerEndpoints:
                 "prompt_values_supported": list(PROMPT_VALUES),
                 "claims_parameter_supported": False,
                 "request_parameter_supported": False,
+                # Discovery §3: omitted, it would mean true
+                "request_uri_parameter_supported": False,
             }
         )
         return self._cached(body)
@@ -305,7 +307,7 @@ class IssuerEndpoints:
             "introspection_endpoint": f"{issuer}/oauth/introspect",
             "scopes_supported": self._scopes_supported(),
             "response_types_supported": ["code"],
-            "response_modes_supported": ["query"],
+            "response_modes_supported": list(RESPONSE_MODES),
             "grant_types_supported": list(GRANT_TYPES),
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,

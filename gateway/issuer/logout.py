@@ -12,30 +12,27 @@ Parameters (§2): ``id_token_hint``, ``client_id``, ``post_logout_redirect_uri``
   sent none (a cross-site POST carries no SameSite=Lax cookie), ends it at once. Anything else
   asks the user first (§2: "the OP SHOULD ask the End-User whether to log out"): a confirmation
   page whose form is CSRF-bound to the browser's session, as the authorization pages are.
-- Ending a session sets its row's ``ended_at``: every replica then refuses the session, even
-  from a replayed copy of the old cookie. With ``sessions.logout_revokes_tokens`` the grants
-  made in it are revoked in the same transaction (``Revoker``: durable before the answer).
-  Every answer that ends a session clears the cookie.
+- Ending a session (``AuthorizePages.end_sessions``, as the consent page's "Not you?" does)
+  sets its row's ``ended_at``: every replica then refuses the session, even from a replayed
+  copy of the old cookie. With ``sessions.logout_revokes_tokens`` the grants made in it are
+  revoked in the same transaction (``Revoker``: durable before the answer). Every answer that
+  ends a session clears the cookie.
 """
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import sqlalchemy as sa
 from authlib.oauth2.rfc6749.errors import OAuth2Error
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import RedirectResponse, Response
 
-from gateway.introspect.revocation import Entry
 from gateway.issuer.endpoints import oauth_request
 from gateway.issuer.idtoken import verify_id_token_hint
-from gateway.issuer.pages import AuthorizePages, page_headers, render_page
+from gateway.issuer.pages import AuthorizePages, page_headers, render_page, with_param
 from gateway.issuer.session import COOKIE, LoginSession
-from gateway.models import BrowserSession, Client, Grant
+from gateway.models import Client
 
 #: longer than any URI worth registering; longer ones are refused without a database look-up
 MAX_URI_LENGTH = 2048
@@ -48,11 +45,7 @@ class LogoutRefused(Exception):
 
 
 def with_state(uri: str, state: str | None) -> str:
-    if not state:
-        return uri
-    parts = urlsplit(uri)
-    query = [*parse_qsl(parts.query, keep_blank_values=True), ("state", state)]
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    return with_param(uri, "state", state) if state else uri
 
 
 class LogoutEndpoint:
@@ -129,7 +122,7 @@ class LogoutEndpoint:
         state: str | None,
         user_id: str | None = None,
     ) -> Response:
-        await run_in_threadpool(self._end_sessions, sids, user_id)
+        await run_in_threadpool(self.pages.end_sessions, sids, user_id)
         if redirect_uri is not None:
             response: Response = RedirectResponse(with_state(redirect_uri, state), 302)
             response.headers.update(page_headers("unused"))
@@ -137,30 +130,6 @@ class LogoutEndpoint:
             response = render_page("logout.html", done=True)
         response.headers.append("Set-Cookie", self.codec.clear_cookie_header())
         return response
-
-    def _end_sessions(self, sids: list[str], user_id: str | None) -> None:
-        revoke = self.server.config.sessions.logout_revokes_tokens
-        revoker = self.server.revoker
-
-        def end(db: Session) -> list[Entry]:
-            ended = sids
-            if user_id is not None:  # only a session of the hint's subject
-                ended = list(
-                    db.scalars(
-                        sa.select(BrowserSession.id).where(
-                            BrowserSession.id.in_(sids), BrowserSession.user_id == user_id
-                        )
-                    )
-                )
-            self.sessions.end(db, ended)
-            if not (revoke and ended):
-                return []
-            grant_ids = db.scalars(
-                sa.select(Grant.id).where(Grant.session_id.in_(ended), Grant.revoked_at.is_(None))
-            ).all()
-            return revoker.grants(db, grant_ids)
-
-        revoker.revoke(end)
 
     def _refused(self, description: str) -> Response:
         """Never a redirect to what was not verified: an error page (no session ended)."""

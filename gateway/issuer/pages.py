@@ -31,19 +31,21 @@ from authlib.oidc.core.errors import (
     LoginRequiredError,
 )
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import RedirectResponse, Response
 
 from gateway.consents import granted_scopes, remember
 from gateway.errors import PasswordsBusy
+from gateway.introspect.revocation import Entry
 from gateway.issuer.endpoints import oauth_request
-from gateway.issuer.prompt import Prompt, parse_prompt
+from gateway.issuer.prompt import Prompt, parse_prompt, refuse_unsupported
 from gateway.issuer.scopes import scope_lines
 from gateway.issuer.server import Request, Server
 from gateway.issuer.session import COOKIE, LoginSession, SessionCodec, Sessions, request_digest
 from gateway.issuer.tokens import Principal
-from gateway.models import User
+from gateway.models import BrowserSession, Grant, User
 from gateway.throttle import TooManyAttempts
 
 TEMPLATES = Environment(
@@ -67,11 +69,16 @@ def page_headers(nonce: str) -> dict[str, str]:
     }
 
 
+def with_param(uri: str, name: str, value: str) -> str:
+    """``uri`` with ``name=value`` added to its query (what was there kept, in order)."""
+    parts = urlsplit(uri)
+    query = [*parse_qsl(parts.query, keep_blank_values=True), (name, value)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
 def with_iss(location: str, issuer: str) -> str:
     """RFC 9207: the authorization response names its issuer."""
-    parts = urlsplit(location)
-    query = [*parse_qsl(parts.query, keep_blank_values=True), ("iss", issuer)]
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    return with_param(location, "iss", issuer)
 
 
 def render_page(template: str, status: int = 200, **context: Any) -> Response:
@@ -163,6 +170,7 @@ class AuthorizePages:
             grant = await run_in_threadpool(self.server.get_consent_grant, request)
             data = request.payload.data
             try:
+                refuse_unsupported(data, grant.redirect_uri)
                 prompt = parse_prompt(data.get("prompt"), data.get("max_age"), grant.redirect_uri)
             except OAuth2Error as error:
                 error.state = request.payload.state
@@ -293,10 +301,36 @@ class AuthorizePages:
         )
         return await self._answer(visit, visit.principal())
 
+    def end_sessions(self, sids: list[str], user_id: str | None = None) -> None:
+        """End the browser sessions ``sids`` (only those of ``user_id``, if given): logout, or
+        "Not you?". With ``sessions.logout_revokes_tokens`` their grants are revoked in the
+        same transaction, committed before the answer."""
+        revoke = self.server.config.sessions.logout_revokes_tokens
+        revoker = self.server.revoker
+
+        def end(db: Session) -> list[Entry]:
+            ended = sids
+            if user_id is not None:
+                ended = list(
+                    db.scalars(
+                        sa.select(BrowserSession.id).where(
+                            BrowserSession.id.in_(sids), BrowserSession.user_id == user_id
+                        )
+                    )
+                )
+            self.sessions.end(db, ended)
+            if not (revoke and ended):
+                return []
+            grant_ids = db.scalars(
+                sa.select(Grant.id).where(Grant.session_id.in_(ended), Grant.revoked_at.is_(None))
+            ).all()
+            return revoker.grants(db, grant_ids)
+
+        revoker.revoke(end)
+
     def _end(self, session: LoginSession) -> None:
         if session.sid is not None:
-            with self.server.storage.session(write=True) as db:
-                self.sessions.end(db, [session.sid])
+            self.end_sessions([session.sid])
 
     def _again(self, http: HTTPRequest, session: LoginSession) -> Response:
         """Post/redirect/get back to the same authorization request."""

@@ -10,6 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from gateway import cli
+from gateway.cli import demo_issuer
+from gateway.config import Config
 from gateway.models import Client, User
 from gateway.storage import head_revision
 from tests.conftest import PASSWORD, Registered, make_client, make_user
@@ -185,6 +187,10 @@ def test_token_revoke_user(client, storage, user, confidential, resource_server,
             ("client", "create", "--name", "x", "--redirect-uri", "http://evil.com/cb"),
             id="http-redirect-uri",
         ),
+        pytest.param(
+            ("client", "create", "--name", "x", "--redirect-uri", "javascript:alert(1)//cb"),
+            id="javascript-redirect-uri",
+        ),
         pytest.param(("client", "create", "--name", "x"), id="code-without-redirect-uri"),
         pytest.param(("client", "delete", "no-such-client"), id="delete-unknown"),
         pytest.param(("token", "revoke"), id="revoke-needs-target"),
@@ -246,10 +252,24 @@ def test_client_create_logout_uris_and_first_party(gw):
     listed = {c["client_id"]: c for c in json.loads(out)}[client_id]
     assert listed["post_logout_redirect_uris"] == ["https://portal.example/bye"]
     assert listed["first_party"] is True
+    code, out, _ = gw("client", "list")
+    line = next(line for line in out.splitlines() if line.startswith(client_id))
+    assert line.endswith("  first-party")
 
 
 @pytest.mark.parametrize(
-    "uri", ["http://portal.example/bye", "/bye", "https://portal.example/bye#x", "https://"]
+    "uri",
+    [
+        "http://portal.example/bye",
+        "/bye",
+        "https://portal.example/bye#x",
+        "https://",
+        "javascript:alert(1)",
+        "JavaScript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "file:///etc/passwd",
+        "vbscript:msgbox",
+    ],
 )
 def test_client_create_refuses_bad_logout_uris(gw, uri):
     code, _, err = gw(
@@ -258,3 +278,24 @@ def test_client_create_refuses_bad_logout_uris(gw, uri):
     )  # fmt: skip
     assert code == 2
     assert err.splitlines()[-1].startswith(f"gateway: redirect URI {uri!r}")
+
+
+@pytest.mark.parametrize(
+    ("issuer", "host", "port", "expected"),
+    [
+        pytest.param(None, "127.0.0.1", 8000, "http://127.0.0.1:8000", id="defaults"),
+        pytest.param(None, "127.0.0.1", 18000, "http://127.0.0.1:18000", id="port-moves-it"),
+        pytest.param(None, "localhost", 8000, "http://localhost:8000", id="host-moves-it"),
+        pytest.param(None, "0.0.0.0", 18000, "http://127.0.0.1:18000", id="wildcard-keeps-host"),
+        pytest.param(None, "::", 18000, "http://127.0.0.1:18000", id="v6-wildcard"),
+        pytest.param(None, "::1", 18000, "http://[::1]:18000", id="v6-bracketed"),
+        pytest.param(
+            "https://login.example", "127.0.0.1", 18000, "https://login.example", id="own-issuer"
+        ),
+    ],
+)
+def test_demo_issuer_follows_host_and_port_only_from_the_server_default(
+    issuer, host, port, expected
+):
+    config = Config() if issuer is None else Config(issuer=issuer)
+    assert demo_issuer(config, host, port) == expected

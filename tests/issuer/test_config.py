@@ -3,6 +3,7 @@ the dotted key for unknown keys, wrong types and invalid values."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -203,3 +204,19 @@ logout_revokes_tokens = true
     assert config.sessions.logout_revokes_tokens is True
     assert config.scopes.descriptions == {"orders:read": "See your orders"}
     assert Config().scopes.descriptions == {}
+
+
+def test_the_example_config_shows_every_table_with_the_defaults():
+    """config.example.toml ("every key with its default") loads, names every table of
+    ``Config`` (the commented-out ones too) and gives the defaults where it sets a key."""
+    path = Path(__file__).parents[2] / "config.example.toml"
+    text = path.read_text()
+    tables = [
+        f.name for f in dataclasses.fields(Config) if dataclasses.is_dataclass(f.default_factory)
+    ]
+    for name in tables:
+        assert f"[{name}" in text, name
+    assert "[scopes.descriptions]" in text
+    config = load_config(path)
+    assert config.sessions == Config().sessions
+    assert config.scopes == Config().scopes

@@ -392,6 +392,26 @@ def test_logout_revokes_the_sessions_grants_when_configured(
         assert introspect(client, resource_server, kept["access_token"])["active"] is True
 
 
+@pytest.mark.parametrize("revokes", [True, False])
+def test_not_you_on_the_consent_page_ends_the_session_like_logout(
+    config, storage, user, rp, resource_server, revokes
+):
+    """The consent page's "Not you?" signs out as logout does: the session ends everywhere,
+    and with ``logout_revokes_tokens`` its grants are revoked too."""
+    with running(with_sessions(config, logout_revokes_tokens=revokes)) as client:
+        issued = sign_in_with_tokens(client, rp, user)
+        sid = cookie_session(client, config).sid
+        url = authorize_url(rp, prompt="consent")
+        page = client.get(url)
+        assert is_consent_page(page)
+        response = client.post(url, data={"action": "logout", "csrf_token": csrf_token(page)})
+        assert response.status_code == 303
+        assert session_row(storage, sid).ended_at is not None
+        assert is_login_form(client.get(url))
+        active = introspect(client, resource_server, issued["access_token"])["active"]
+        assert active is not revokes
+
+
 def test_discovery_names_the_endpoint(client):
     body = client.get(DISCOVERY).json()
     assert body["end_session_endpoint"] == f"{ISSUER}/oauth/logout"

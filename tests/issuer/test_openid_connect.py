@@ -404,6 +404,7 @@ def test_discovery_extends_the_rfc8414_document(client, rp):
     assert oidc["prompt_values_supported"] == ["none", "login", "consent"]
     assert oidc["claims_parameter_supported"] is False
     assert oidc["request_parameter_supported"] is False
+    assert oidc["request_uri_parameter_supported"] is False  # omitted, it would mean true
 
 
 def test_openid_scopes_listed_before_any_client_has_them(client):

@@ -191,6 +191,39 @@ def test_bad_prompt_or_max_age_is_invalid_request(client, user, rp, params):
         assert "code" not in back
 
 
+@pytest.mark.parametrize(
+    ("params", "error"),
+    [
+        pytest.param(
+            {"request": "eyJhbGciOiJub25lIn0.e30."}, "request_not_supported", id="request"
+        ),
+        pytest.param(
+            {"request_uri": "https://rp.example/r"}, "request_uri_not_supported", id="request-uri"
+        ),
+        pytest.param({"registration": "{}"}, "registration_not_supported", id="registration"),
+        pytest.param({"response_mode": "form_post"}, "invalid_request", id="form-post"),
+        pytest.param({"response_mode": "fragment"}, "invalid_request", id="fragment"),
+        pytest.param({"response_mode": "é" * 300}, "invalid_request", id="response-mode-odd"),
+    ],
+)
+def test_unsupported_request_features_are_refused_not_ignored(client, user, rp, params, error):
+    """OIDC Core §3.1.2.6: a request object or a response mode not served is answered with an
+    error, never silently dropped (the client believes what it sent applies)."""
+    for signed in (False, True):
+        if signed:
+            signed_in(client, rp, user.email)
+        back = redirect_params(client.get(authorize_url(rp, state="st-1", **params)))
+        assert back["error"] == error, back
+        assert (back["state"], back["iss"]) == ("st-1", ISSUER)
+        assert "code" not in back
+
+
+def test_response_mode_query_is_the_default_spelled_out(client, user, rp):
+    signed_in(client, rp, user.email)
+    page = client.get(authorize_url(rp, response_mode="query"))
+    assert page.status_code == 200 and 'value="allow"' in page.text
+
+
 def test_repeated_prompt_is_refused_with_an_error_page(client, rp):
     page = client.get(authorize_url(rp, prompt="login") + "&prompt=consent")
     assert page.status_code == 400

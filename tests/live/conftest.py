@@ -17,7 +17,11 @@ from typing import Any
 import pytest
 
 from tests.databases import fresh_database_url
+from tests.live.chromium import browser, chromium, chromium_context
 from tests.live.support import LiveGateway, RedirectTarget, running_gateway
+
+#: headless Chromium for the browser tests (tests/live/chromium.py)
+__all__ = ["browser", "chromium", "chromium_context"]
 
 
 @pytest.fixture(scope="session")

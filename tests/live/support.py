@@ -254,6 +254,25 @@ def running_gateway(
         pytest.fail(f"gateway serve exited with {process.returncode}:\n{gateway.server_log()}")
 
 
+@contextlib.contextmanager
+def running_demo(
+    config: Path, port: int, upstream_port: int, log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``gateway demo`` (what ``make run`` starts) on ``port``, its upstream and browser client
+    on ``upstream_port``, its output in ``log``; stopped after."""
+    command = [sys.executable, "-m", "gateway", "--config", str(config), "demo"]
+    command += ["--port", str(port), "--upstream-port", str(upstream_port)]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=_cli_env()
+        )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
 # --- the authorization pages, as a browser would read them -----------------------------------
 
 

@@ -7,8 +7,6 @@ import contextlib
 import http.server
 import json
 import re
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +21,7 @@ from tests.live.support import (
     START_TIMEOUT,
     LiveGateway,
     free_port,
+    running_demo,
     running_gateway,
     wait_until,
     write_config,
@@ -158,13 +157,7 @@ def test_demo_logs_text_lines(tmp_path: Path) -> None:
         tmp_path / "gateway.toml", base, f"sqlite:///{tmp_path / 'demo.db'}", tmp_path / "keys"
     )
     log = tmp_path / "demo.log"
-    command = [sys.executable, "-m", "gateway", "--config", str(config), "demo"]
-    command += ["--port", str(port), "--upstream-port", str(upstream_port)]
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
+    with running_demo(config, port, upstream_port, log) as process:
 
         def up() -> bool:
             assert process.poll() is None, log.read_text()
@@ -179,9 +172,6 @@ def test_demo_logs_text_lines(tmp_path: Path) -> None:
             lambda: next((x for x in log.read_text().splitlines() if " /demo/public/x " in x), ""),
             "the demo's access-log line",
         )
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
     request_id = response.headers["x-request-id"]
     assert re.fullmatch(
         rf"\S+Z GET /demo/public/x 200 [\d.]+ms request_id={request_id} route=demo-public"

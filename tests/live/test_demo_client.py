@@ -1,19 +1,17 @@
 """``gateway demo``'s browser client (issue 10, point 7), against the real demo process: the
 printed walkthrough's URL opened in headless Chromium, signed in as the demo user, allowed,
-and the callback page showing the verified ID token and an API call through the gateway; then
-the callback's hostile inputs over plain HTTP (missing or wrong state, another issuer, HTML in
-``error``, a code replayed)."""
+the callback page showing the verified ID token and an API call through the gateway, and Sign
+out landing back on the start page signed out (of the gateway too); then the callback's
+hostile inputs over plain HTTP (missing or wrong state, another issuer, HTML in ``error``, a
+code replayed)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode, urljoin, urlsplit
 
@@ -21,16 +19,18 @@ import httpx
 import jwt
 import pytest
 import sqlalchemy as sa
-from playwright.sync_api import ConsoleMessage, Page, Route, sync_playwright
 
 from gateway.cli import DEMO_BROWSER_CLIENT, DEMO_EMAIL, DEMO_PASSWORD
+from gateway.config import ServerConfig
 from tests.databases import fresh_database_url
+from tests.live.chromium import Browser
 from tests.live.support import (
     START_TIMEOUT,
     free_port,
     parse_page,
     query_of,
     run_cli,
+    running_demo,
     wait_until,
     write_config,
 )
@@ -58,15 +58,11 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     port, upstream_port = free_port(), free_port()
     base = f"http://127.0.0.1:{port}"
     with contextlib.contextmanager(fresh_database_url)(directory) as database_url:
-        config = write_config(directory / "gateway.toml", base, database_url, directory / "keys")
+        # config.example.toml's issuer, where [server] listens by default: --port moves it
+        issuer = f"http://{ServerConfig.host}:{ServerConfig.port}"
+        config = write_config(directory / "gateway.toml", issuer, database_url, directory / "keys")
         log = directory / "demo.log"
-        command = [sys.executable, "-m", "gateway", "--config", str(config), "demo"]
-        command += ["--port", str(port), "--upstream-port", str(upstream_port)]
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
-            )
-        try:
+        with running_demo(config, port, upstream_port, log) as process:
 
             def printed_url() -> str:
                 assert process.poll() is None, log.read_text()
@@ -83,73 +79,16 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
             engine.dispose()
             yield Demo(base, app_url, client_id["client_id"], user_id, config, log)
             assert process.poll() is None, log.read_text()
-        finally:
-            process.terminate()
-            process.wait(timeout=15)
-
-
-# --- the browser: Debian's Chromium, as in test_consent_browser.py ----------------------------
-
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@dataclass
-class Browser:
-    page: Page
-    console_errors: list[str] = field(default_factory=list)
-    #: requests to anywhere but 127.0.0.1, refused
-    outside: list[str] = field(default_factory=list)
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Browser]:
-    """A new headless Chromium profile: console errors recorded, non-loopback hosts refused.
-    Skipped without Chromium, unless ``GATEWAY_REQUIRE_BROWSER=1``."""
-    path = os.environ.get("GATEWAY_BROWSER") or "/usr/bin/chromium"
-    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-        reason = f"no Chromium at {path}: install Debian's chromium or set GATEWAY_BROWSER"
-        if os.environ.get("GATEWAY_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"GATEWAY_REQUIRE_BROWSER=1 but {reason}")
-        pytest.skip(reason)
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=path, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            seen = Browser(context.new_page())
-
-            def loopback_only(route: Route) -> None:
-                if urlsplit(route.request.url).hostname == "127.0.0.1":
-                    route.continue_()
-                else:
-                    seen.outside.append(route.request.url)
-                    route.abort()
-
-            def on_console(message: ConsoleMessage) -> None:
-                # CSP violations and failed loads are reported as console errors
-                if message.type == "error":
-                    seen.console_errors.append(f"{message.text} ({message.location})")
-
-            seen.page.route("**/*", loopback_only)
-            seen.page.on("console", on_console)
-            seen.page.on("pageerror", lambda error: seen.console_errors.append(str(error)))
-            yield seen
-        finally:
-            context.close()
 
 
 def test_walkthrough_names_the_demo_page(demo: Demo) -> None:
     assert urlsplit(demo.app_url).path == "/app/"
     assert urlsplit(demo.app_url).port != urlsplit(demo.base).port  # the upstream's origin
     assert f"sign in as\n  #    {DEMO_EMAIL} / {DEMO_PASSWORD}" in demo.output()
+    # demo --port N moved the issuer (the config's was [server]'s default) along with it
+    metadata = httpx.get(f"{demo.base}/.well-known/openid-configuration").json()
+    assert metadata["issuer"] == demo.base
+    assert metadata["authorization_endpoint"] == f"{demo.base}/oauth/authorize"
 
 
 @pytest.mark.browser
@@ -171,7 +110,7 @@ def test_browser_flow_in_chromium(
     assert (request["code_challenge_method"], request["client_id"]) == ("S256", demo.client_id)
     assert request["state"] and request["nonce"] and "code_verifier" not in request
     assert set(request["scope"].split()) == {"openid", "profile", "email", "demo:read"}
-    if page.get_by_label("Password").count():  # no single sign-on yet in this browser
+    if page.get_by_label("Password").count():  # signed out of the gateway in this browser
         page.get_by_label("Email").fill(DEMO_EMAIL)
         page.get_by_label("Password").fill(DEMO_PASSWORD)
         page.get_by_role("button", name="Sign in").click()
@@ -179,6 +118,8 @@ def test_browser_flow_in_chromium(
     allow = page.get_by_role("button", name="Allow", exact=True)
     allow.or_(page.locator("#id-token-claims")).first.wait_for()
     if allow.count():
+        # the demo's scopes are described, the name in small print below
+        assert "See the demo's orders" in page.locator("main").inner_text()
         allow.click()
 
     page.wait_for_url(lambda url: url.startswith(f"{demo.app_url}callback?"))
@@ -227,11 +168,23 @@ def test_browser_flow_in_chromium(
     # the tokens never reach the browser's address bar or its cookies
     assert "access_token" not in page.url
     assert not any(id_token in c["value"] for c in page.context.cookies())
+    # Sign out: RP-Initiated Logout at the gateway, straight back to the start page
+    callback_url = page.url
+    page.get_by_role("link", name="Sign out").click()
+    page.wait_for_url(lambda url: url.startswith(f"{demo.app_url}?"))
+    assert query_of(page.url)["state"] == asked["state"]
+    assert "You are signed out of the gateway." in page.locator("main").inner_text()
+    page.screenshot(path=tmp_path / "signed-out.png", full_page=True)
     assert browser.console_errors == []
     assert browser.outside == []
     # the same callback again: the sign-in it belonged to is over
-    page.reload()
+    page.goto(callback_url)
     assert "No sign-in in progress" in page.locator("main").inner_text()
+    # and the gateway's session is over: signing in again shows the login form
+    page.goto(demo.app_url)
+    page.get_by_role("link", name="Sign in").click()
+    page.wait_for_url(lambda url: url.startswith(f"{demo.base}/oauth/authorize?"))
+    page.get_by_label("Password").wait_for()
 
 
 # --- hostile callbacks, over plain HTTP -------------------------------------------------------

@@ -2,7 +2,7 @@
 live ``gateway serve``: one login serves several clients, logout ends the session for good
 (the pre-logout cookie, put back into the browser, signs no one in).
 
-Chromium as in ``test_consent_browser.py`` (its fixtures are shared)."""
+Chromium as ``tests/live/chromium.py`` provides it (skipped without it)."""
 
 from __future__ import annotations
 
@@ -14,17 +14,11 @@ import pytest
 from authlib.common.security import generate_token
 from playwright.sync_api import Page
 
-from tests.live import test_consent_browser as consent_browser
+from tests.live.chromium import Browser
 from tests.live.oauth import oauth_client
 from tests.live.support import PASSWORD, LiveGateway, RedirectTarget, query_of
 
 pytestmark = [pytest.mark.live, pytest.mark.browser]
-
-# the Chromium fixtures of the consent-page tests: one profile per module, a tab per test
-chromium = consent_browser.chromium
-chromium_context = consent_browser.chromium_context
-browser = consent_browser.browser
-Browser = consent_browser.Browser
 
 SCOPES = "openid orders:read"
 
