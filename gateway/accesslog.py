@@ -10,11 +10,12 @@ Cost: the proxy's hot path does no other logging, so the line is built by hand r
 through ``logging``, and a request does as little as it can: its entry and one clock read
 (``write``). The lines are built together, away from each request's work, and written with
 ``os.write`` on fd 2 in writes of whole lines of at most ``PIPE_BUF`` bytes, once ``BATCH``
-requests wait or ``FLUSH_DELAY`` after the first of them (one timer per batch). Building a
-line is mostly formatting numbers; what repeats is not redone: the wall clock is read once per
-batch (each line's time is its request's end on the monotonic clock, shifted), the timestamp's
-seconds once a second, and the escaped route, method, client, subject, reason and logged path
-are remembered (``_Memo``, bounded). Measured with callgrind (instructions, which other
+requests wait or ``FLUSH_DELAY`` after the first of them (one timer per batch). A line is
+bytes made by one ``%`` of a template (the numbers formatted in C, nothing to encode after),
+and what repeats is not redone: the wall clock is read once per batch (each line's time is its
+request's end on the monotonic clock, shifted), the timestamp's seconds once a second, and the
+escaped route, method, client, subject, reason and logged path are remembered (``_Memo``,
+bounded). Measured with callgrind (instructions, which other
 processes on the machine do not change): the log costs about a twentieth of a proxied request.
 The processes of ``--workers N`` share stderr, and writes up to ``PIPE_BUF`` to a pipe are
 atomic, so lines never interleave. ``close()`` (at shutdown) writes what is left and makes
@@ -156,7 +157,7 @@ class AccessLog:
         self._line = _text_line if text else _json_line
         #: a value as its line shows it (JSON, or the text format's), for values that repeat
         self._quote: _Memo = _Memo(_text if text else _json)
-        self._paths: _Memo = _Memo(logged_path)
+        self._paths: _Memo = _Memo(_logged_path_bytes)
         self._fd = fd
         #: finished requests whose lines are not built yet: when each ended, scope, entry
         self._pending: list[tuple[float, dict[str, Any], Entry]] = []
@@ -165,7 +166,7 @@ class AccessLog:
         self._timer_loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._second = -1
-        self._seconds_stamp = ""
+        self._seconds_stamp = b""
 
     def write(self, scope: dict[str, Any], entry: Entry) -> None:
         """Log one finished request (its line is built with the others of its batch)."""
@@ -193,8 +194,8 @@ class AccessLog:
         # the wall clock of the monotonic one: read once for the batch
         offset = time.time() - time.perf_counter()
         line, quote, paths = self._line, self._quote, self._paths
-        millisecond, stamp = -1, ""
-        lines: list[str] = []
+        millisecond, stamp = -1, b""
+        lines: list[bytes] = []
         size = 0
         for ended, scope, entry in pending:
             now = int((ended + offset) * 1000)
@@ -202,22 +203,21 @@ class AccessLog:
                 millisecond, stamp = now, self._stamp(now)
             raw = scope.get("raw_path") or scope["path"].encode("utf-8", "replace")
             duration = (ended - entry.started) * 1000
-            text = line(stamp, quote[scope["method"]], paths[raw], duration, entry, quote)
-            # every line is ASCII (all of it escaped, or visible ASCII): characters are bytes
-            if lines and size + len(text) > PIPE_BUF:
-                self._write("".join(lines).encode())
+            data = line(stamp, quote[scope["method"]], paths[raw], duration, entry, quote)
+            if lines and size + len(data) > PIPE_BUF:
+                self._write(b"".join(lines))
                 lines, size = [], 0
-            lines.append(text)
-            size += len(text)
-        self._write("".join(lines).encode())
+            lines.append(data)
+            size += len(data)
+        self._write(b"".join(lines))
 
-    def _stamp(self, millisecond: int) -> str:
+    def _stamp(self, millisecond: int) -> bytes:
         """RFC 3339 UTC, to the millisecond, of milliseconds since the epoch."""
         second, fraction = divmod(millisecond, 1000)
         if second != self._second:
             self._second = second
-            self._seconds_stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._seconds_stamp}.{fraction:03d}Z"
+            self._seconds_stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode()
+        return b"%s.%03dZ" % (self._seconds_stamp, fraction)
 
     def close(self) -> None:
         """Write what is pending; from now on, each line at once (the loop is ending)."""
@@ -244,16 +244,16 @@ MEMO_SIZE = 1024
 MEMO_KEY = 256
 
 
-class _Memo(dict[Any, str]):
+class _Memo(dict[Any, bytes]):
     """``render(value)`` of values seen before, from a dict; what fills it is bounded (a
     client chooses the methods and paths it sends): past ``MEMO_SIZE`` values, or for one
     longer than ``MEMO_KEY``, each rendering is made anew."""
 
-    def __init__(self, render: Callable[[Any], str]) -> None:
+    def __init__(self, render: Callable[[Any], bytes]) -> None:
         super().__init__()
         self._render = render
 
-    def __missing__(self, value: Any) -> str:
+    def __missing__(self, value: Any) -> bytes:
         rendered = self._render(value)
         if len(self) < MEMO_SIZE and (value is None or len(value) <= MEMO_KEY):
             self[value] = rendered
@@ -274,28 +274,48 @@ def logged_path(raw: bytes) -> str:
     return text
 
 
-def _json(value: str | None) -> str:
-    return "null" if value is None else encode_basestring_ascii(value)
+def _logged_path_bytes(raw: bytes) -> bytes:
+    return logged_path(raw).encode("ascii")
 
 
-def _request_id(entry: Entry, quote: Callable[[str], str]) -> str:
-    """The id without quotes: one of ours is hex; a received one is visible ASCII that may
-    hold the characters a quoted string escapes."""
-    rid = entry.request_id.decode("ascii")
-    return rid if rid.isalnum() else quote(rid)
+def _json(value: str | None) -> bytes:
+    return b"null" if value is None else encode_basestring_ascii(value).encode("ascii")
 
 
-def _json_line(stamp: str, method: str, path: str, duration: float, e: Entry, quote: _Memo) -> str:
+def _request_id(entry: Entry, quote: Callable[[str], str]) -> bytes:
+    """The id: one of ours is hex; a received one is visible ASCII that may hold the characters
+    a quoted string escapes."""
+    rid = entry.request_id
+    return rid if rid.isalnum() else quote(rid.decode("ascii")).encode("ascii")
+
+
+_JSON_LINE = (
+    b'{"time":"%s","request_id":"%s","route":%s,"method":%s,"path":"%s","status":%d,'
+    b'"duration_ms":%.3f,"upstream_status":%s,"upstream_ms":%s,"client_id":%s,"sub":%s,'
+    b'"reason":%s,"bytes_in":%d,"bytes_out":%d}\n'
+)
+
+
+def _json_line(
+    stamp: bytes, method: bytes, path: bytes, duration: float, e: Entry, quote: _Memo
+) -> bytes:
     # ``method`` comes quoted; ``path`` needs no escaping: logged_path leaves nothing JSON would
     us, ums = e.upstream_status, e.upstream_ms
-    return (
-        f'{{"time":"{stamp}","request_id":"{_request_id(e, _unquoted_json)}",'
-        f'"route":{quote[e.route]},"method":{method},"path":"{path}",'
-        f'"status":{e.status},"duration_ms":{duration:.3f},'
-        f'"upstream_status":{"null" if us is None else us},'
-        f'"upstream_ms":{"null" if ums is None else f"{ums:.3f}"},'
-        f'"client_id":{quote[e.client_id]},"sub":{quote[e.sub]},"reason":{quote[e.reason]},'
-        f'"bytes_in":{e.bytes_in},"bytes_out":{e.bytes_out}}}\n'
+    return _JSON_LINE % (
+        stamp,
+        _request_id(e, _unquoted_json),
+        quote[e.route],
+        method,
+        path,
+        e.status,
+        duration,
+        b"null" if us is None else b"%d" % us,
+        b"null" if ums is None else b"%.3f" % ums,
+        quote[e.client_id],
+        quote[e.sub],
+        quote[e.reason],
+        e.bytes_in,
+        e.bytes_out,
     )
 
 
@@ -303,7 +323,7 @@ def _unquoted_json(value: str) -> str:
     return encode_basestring_ascii(value)[1:-1]
 
 
-def _text(value: str | None) -> str:
+def _text_value(value: str | None) -> str:
     """A text-line value: "-" for null, quoted (as JSON) unless it is plain visible ASCII."""
     if value is None:
         return "-"
@@ -312,13 +332,33 @@ def _text(value: str | None) -> str:
     return encode_basestring_ascii(value)
 
 
-def _text_line(stamp: str, method: str, path: str, duration: float, e: Entry, quote: _Memo) -> str:
+def _text(value: str | None) -> bytes:
+    return _text_value(value).encode("ascii")
+
+
+_TEXT_LINE = (
+    b"%s %s %s %d %.3fms request_id=%s route=%s upstream_status=%s upstream_ms=%s"
+    b" client_id=%s sub=%s reason=%s bytes_in=%d bytes_out=%d\n"
+)
+
+
+def _text_line(
+    stamp: bytes, method: bytes, path: bytes, duration: float, e: Entry, quote: _Memo
+) -> bytes:
     us, ums = e.upstream_status, e.upstream_ms
-    return (
-        f"{stamp} {method} {path} {e.status} {duration:.3f}ms"
-        f" request_id={_request_id(e, _text)} route={quote[e.route]}"
-        f" upstream_status={'-' if us is None else us}"
-        f" upstream_ms={'-' if ums is None else f'{ums:.3f}'}"
-        f" client_id={quote[e.client_id]} sub={quote[e.sub]} reason={quote[e.reason]}"
-        f" bytes_in={e.bytes_in} bytes_out={e.bytes_out}\n"
+    return _TEXT_LINE % (
+        stamp,
+        method,
+        path,
+        e.status,
+        duration,
+        _request_id(e, _text_value),
+        quote[e.route],
+        b"-" if us is None else b"%d" % us,
+        b"-" if ums is None else b"%.3f" % ums,
+        quote[e.client_id],
+        quote[e.sub],
+        quote[e.reason],
+        e.bytes_in,
+        e.bytes_out,
     )
