@@ -7,6 +7,7 @@ import asyncio
 import datetime
 import json
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from gateway.accesslog import (
+    BATCH,
     MEMO_KEY,
     MEMO_SIZE,
     PATH_CAP,
@@ -181,6 +183,30 @@ def test_fresh_request_ids_are_unique_and_a_forked_child_makes_its_own() -> None
     child_ids = {child[i : i + 32] for i in range(0, len(child), 32)}
     assert len(child_ids) == 64
     assert not child_ids & {parent[i : i + 32] for i in range(0, len(parent), 32)}
+
+
+async def test_only_a_pipe_or_socket_has_its_writes_cut_at_pipe_buf(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process's write can land inside a long write to a pipe or socket, never inside
+    one to a regular file: a batch goes to a file in one write."""
+    sizes: list[int] = []
+    real_write = os.write
+
+    def counted(fd: int, data: bytes) -> int:
+        sizes.append(len(data))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", counted)
+    left, right = socket.socketpair()
+    with left, right, (tmp_path / "log").open("wb") as file:
+        for fd, cut in ((file.fileno(), False), (left.fileno(), True)):
+            sizes.clear()
+            log = AccessLog("json", fd=fd)
+            for n in range(BATCH):
+                log.write(SCOPE, entry(n))  # ~300-byte lines: a batch is over PIPE_BUF
+            assert sum(sizes) > PIPE_BUF
+            assert (max(sizes) <= PIPE_BUF and len(sizes) > 1) if cut else len(sizes) == 1
 
 
 def test_off_writes_nothing(tmp_path: Path) -> None:
