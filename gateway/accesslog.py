@@ -15,7 +15,7 @@ one ``%`` of a template (the numbers formatted in C, nothing to encode after), a
 is not redone: the wall clock is read once per batch (each line's time is its request's end on
 the monotonic clock, shifted), the timestamp's seconds once a second, and the escaped route,
 method, client, subject, reason and logged path are remembered (``_Memo``, bounded). Measured:
-1.7 µs a line built and written (``benchmarks/access_log.py``); 5 to 7 µs of a proxied
+1.7 µs a line built and written (``benchmarks/access_log.py``); 4.5 to 7 µs of a proxied
 request's CPU end to end (``make bench``, log on against off).
 
 Writes: ``os.write`` on fd 2, of whole lines only. The processes of ``--workers N`` share
