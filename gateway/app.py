@@ -319,9 +319,11 @@ class GatewayApp:
                         entry.reason = error_code(body)
                 await send(message)
 
-            door = self.gateway.decisions if decision else self.issuer
             try:
-                await door(scope, receive_counted, send_logged)
+                if decision:
+                    await self.gateway.decisions(scope, receive_counted, send_logged, entry)
+                else:
+                    await self.issuer(scope, receive_counted, send_logged)
             finally:
                 self.access_log.write(scope, entry)
             return

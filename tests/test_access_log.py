@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import json
 import os
@@ -27,8 +28,8 @@ from gateway.accesslog import (
     logged_path,
     request_id,
 )
-from gateway.app import GatewayApp
-from gateway.config import load_config
+from gateway.app import GatewayApp, create_app
+from gateway.config import Config, RouteConfig, load_config
 from gateway.errors import ConfigError
 from tests.accesslog import LogPipe, assert_shape
 from tests.conftest import ISSUER, PASSWORD, Registered
@@ -344,3 +345,41 @@ def test_a_decision_is_logged_and_answered_without_a_date(
         "not_found",
     )
     assert logged["request_id"] == response.headers["x-request-id"]
+
+
+def test_a_decision_names_whose_token_it_was_and_why_it_refused(
+    config: Config, access_log: LogPipe, confidential: Registered
+) -> None:
+    route = RouteConfig(
+        path="/orders", upstream="http://127.0.0.1:9", name="orders", scopes=(("orders:read",),)
+    )
+    app = create_app(dataclasses.replace(config, routes=(route,)))
+    app.access_log = app.proxy.access_log = access_log.log
+    with TestClient(app, base_url=ISSUER, client=("127.0.0.1", 4000)) as edge:  # trusted
+        answers = []
+        for scope in ("orders:read", "orders:write"):
+            form = {"grant_type": "client_credentials", "scope": scope}
+            token = edge.post("/oauth/token", data=form, auth=confidential.auth).json()
+            asks = {
+                "X-Original-Method": "GET",
+                "X-Original-URI": "/orders/7",
+                "Authorization": f"Bearer {token['access_token']}",
+            }
+            answers.append(edge.get("/decisions", headers=asks).status_code)
+        expired = edge.get(
+            "/decisions",
+            headers={"X-Original-Method": "GET", "X-Original-URI": "/orders/7",
+                     "Authorization": "Bearer " + "e30.e30.sig"},
+        )  # fmt: skip
+    assert answers == [200, 403] and expired.status_code == 401
+    _, allowed, _, refused, unreadable = access_log.entries(5)
+    for logged in (allowed, refused):
+        assert (logged["client_id"], logged["sub"]) == (confidential.client_id,) * 2
+    assert (allowed["status"], allowed["reason"]) == (200, None)
+    assert (refused["status"], refused["reason"]) == (403, "insufficient_scope")
+    # the proxy's own word for it, not only the RFC 6750 code of the body
+    assert (unreadable["status"], unreadable["reason"], unreadable["sub"]) == (
+        401,
+        "malformed_token",
+        None,
+    )

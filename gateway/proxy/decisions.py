@@ -31,6 +31,7 @@ import logging
 import re
 from typing import Any
 
+from gateway.accesslog import Entry
 from gateway.config import DECISIONS_PREFIX, Config
 from gateway.errors import AmbiguousRequest, GatewayError, UntrustedPeer
 from gateway.proxy.decision import Allowed, DecisionCore, Denied
@@ -132,7 +133,11 @@ class DecisionEndpoint:
         #: every header a decision may set, lower-case, for x-envoy-auth-headers-to-remove
         self._settable = tuple(name.lower().encode("latin-1") for name in names)
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(
+        self, scope: dict[str, Any], receive: Receive, send: Send, entry: Entry | None = None
+    ) -> None:
+        """Answer one decision; ``entry`` (the access log's) learns whose token it was and,
+        for a denial, why, as a proxied request's does."""
         try:
             client = scope.get("client")
             if not self._peers.is_trusted(client[0] if client else None):
@@ -146,6 +151,11 @@ class DecisionEndpoint:
         except Exception:
             log.exception("unexpected error while deciding")  # fail closed, as a denial
             decision = Denied(GatewayError("the gateway could not decide"), None)
+        if entry is not None:
+            if decision.token is not None:
+                entry.client_id, entry.sub = decision.token.client_id, decision.token.sub
+            if isinstance(decision, Denied):
+                entry.reason = decision.error.reason
         if isinstance(decision, Allowed):
             await self._allow(send, decision)
         else:
