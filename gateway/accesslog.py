@@ -314,27 +314,41 @@ _JSON_LINE = (
 )
 
 
-def _json_line(
-    stamp: bytes, method: bytes, path: bytes, duration: float, e: Entry, quote: _Memo
-) -> bytes:
-    # ``method`` comes quoted; ``path`` needs no escaping: logged_path leaves nothing JSON would
+def _fields(
+    stamp: bytes,
+    method: bytes,
+    path: bytes,
+    duration: float,
+    e: Entry,
+    quote: _Memo,
+    null: bytes,
+    unquoted: Callable[[str], str],
+) -> tuple[bytes | int | float, ...]:
+    """A line's values in ``KEYS`` order, as a format renders them (``method`` comes quoted;
+    ``path`` needs no escaping: logged_path leaves nothing JSON would escape)."""
     us, ums = e.upstream_status, e.upstream_ms
-    return _JSON_LINE % (
+    return (
         stamp,
-        _request_id(e, _unquoted_json),
+        _request_id(e, unquoted),
         quote[e.route],
         method,
         path,
         e.status,
         duration,
-        b"null" if us is None else b"%d" % us,
-        b"null" if ums is None else b"%.3f" % ums,
+        null if us is None else b"%d" % us,
+        null if ums is None else b"%.3f" % ums,
         quote[e.client_id],
         quote[e.sub],
         quote[e.reason],
         e.bytes_in,
         e.bytes_out,
     )
+
+
+def _json_line(
+    stamp: bytes, method: bytes, path: bytes, duration: float, e: Entry, quote: _Memo
+) -> bytes:
+    return _JSON_LINE % _fields(stamp, method, path, duration, e, quote, b"null", _unquoted_json)
 
 
 def _unquoted_json(value: str) -> str:
@@ -363,20 +377,6 @@ _TEXT_LINE = (
 def _text_line(
     stamp: bytes, method: bytes, path: bytes, duration: float, e: Entry, quote: _Memo
 ) -> bytes:
-    us, ums = e.upstream_status, e.upstream_ms
-    return _TEXT_LINE % (
-        stamp,
-        method,
-        path,
-        e.status,
-        duration,
-        _request_id(e, _text_value),
-        quote[e.route],
-        b"-" if us is None else b"%d" % us,
-        b"-" if ums is None else b"%.3f" % ums,
-        quote[e.client_id],
-        quote[e.sub],
-        quote[e.reason],
-        e.bytes_in,
-        e.bytes_out,
-    )
+    # the same values as JSON's, the request's method, path, status and time first
+    f = _fields(stamp, method, path, duration, e, quote, b"-", _text_value)
+    return _TEXT_LINE % (f[0], f[3], f[4], f[5], f[6], f[1], f[2], *f[7:])
