@@ -134,10 +134,11 @@ class Proxy:
                 await _send_error(send, exc, entry)
         except Exception:
             log.exception("route %r: unexpected error while proxying", route and route.name)
-            status = _error_status(exchange, UpstreamUnavailable())
-            entry.reason = UpstreamUnavailable().reason
+            failure = UpstreamUnavailable()
+            status = _error_status(exchange, failure)
+            entry.reason = failure.reason
             if exchange is None or not exchange.started:
-                await _send_error(send, UpstreamUnavailable(), entry)
+                await _send_error(send, failure, entry)
         finally:
             name = route.name if route is not None else "(no route)"
             self.metrics.observe(name, status, time.perf_counter() - started)
