@@ -175,11 +175,12 @@ class AccessLog:
         self._second = -1
         self._seconds_stamp = b""
 
-    def write(self, scope: dict[str, Any], entry: Entry) -> None:
-        """Log one finished request (its line is built with the others of its batch)."""
+    def write(self, scope: dict[str, Any], entry: Entry, ended: float | None = None) -> None:
+        """Log one finished request (its line is built with the others of its batch);
+        ``ended``: its end on ``time.perf_counter()``, if the caller has read it already."""
         if not self.enabled:
             return
-        self._pending.append((time.perf_counter(), scope, entry))
+        self._pending.append((time.perf_counter() if ended is None else ended, scope, entry))
         if self._closed or len(self._pending) >= BATCH:
             self.flush()
         elif self._timer is None or not self._timer_loop.is_running():  # type: ignore[union-attr]

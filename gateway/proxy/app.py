@@ -141,8 +141,9 @@ class Proxy:
                 await _send_error(send, failure, entry)
         finally:
             name = route.name if route is not None else "(no route)"
-            self.metrics.observe(name, status, time.perf_counter() - started)
-            self.access_log.write(scope, entry)
+            ended = time.perf_counter()  # one clock read for the metrics and the log
+            self.metrics.observe(name, status, ended - started)
+            self.access_log.write(scope, entry, ended)
 
 
 def _error_status(exchange: Exchange | None, error: GatewayError) -> str:
