@@ -42,6 +42,17 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
+    #: bytes a request line and its header block may take together; past it, 431 and close
+    max_request_head: int = 65536
+    #: header fields a request may carry; past it, 431 and close
+    max_header_fields: int = 100
+    #: seconds for a request's head to arrive whole, from the connection's opening or the end
+    #: of the previous response; past it the connection is closed (408 if a byte had come)
+    head_timeout: float = 10.0
+    #: seconds a kept-alive connection may wait for the first byte of its next request
+    keep_alive_timeout: float = 5.0
+    #: client connections one process holds open at once; past it, 503 and close
+    max_connections: int = 10000
 
 
 @dataclass(frozen=True)
@@ -112,6 +123,9 @@ class ThrottleConfig:
     window: int = 300
     max_address_failures: int | None = None
     max_user_delay: float = 5.0
+    #: seconds a known-device cookie (set at a successful sign-in on the login page) exempts
+    #: its user's attempts from the per-user delay
+    device_ttl: float = 2592000.0
 
     @property
     def address_budget(self) -> int:
@@ -208,6 +222,9 @@ class RouteConfig:
     tls_verify: bool = True
     #: the identity assertion's ``aud`` (default: the upstream's origin, scheme://host:port)
     assertion_audience: str | None = None
+    #: honour ``X-HTTP-Method-Override`` (and ``X-HTTP-Method``, ``X-Method-Override``): the
+    #: overriding method is the one matched and checked; false: those headers are dropped
+    allow_method_override: bool = False
 
 
 @dataclass(frozen=True)
@@ -480,6 +497,12 @@ def _validate(config: Config, where: str) -> Config:
     for key, value in (
         ("server.port", config.server.port),
         ("server.workers", config.server.workers),
+        ("server.max_request_head", config.server.max_request_head),
+        ("server.max_header_fields", config.server.max_header_fields),
+        ("server.head_timeout", config.server.head_timeout),
+        ("server.keep_alive_timeout", config.server.keep_alive_timeout),
+        ("server.max_connections", config.server.max_connections),
+        ("throttle.device_ttl", config.throttle.device_ttl),
         ("tokens.access_token_ttl", config.tokens.access_token_ttl),
         ("tokens.refresh_token_ttl", config.tokens.refresh_token_ttl),
         ("tokens.authorization_code_ttl", config.tokens.authorization_code_ttl),
