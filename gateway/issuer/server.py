@@ -14,7 +14,7 @@ from typing import Any
 
 from authlib.oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import OAuth2Payload, OAuth2Request
-from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidScopeError
+from authlib.oauth2.rfc6749.errors import InvalidScopeError
 from starlette.datastructures import Headers
 from starlette.responses import Response
 
@@ -22,6 +22,7 @@ from gateway.accounts import find_user, normalize_email, storable
 from gateway.config import Config
 from gateway.introspect.revoker import Revoker
 from gateway.introspect.validator import BearerValidator
+from gateway.issuer import clientauth
 from gateway.issuer.records import load_client
 from gateway.issuer.tokens import persist_token
 from gateway.keys import KeyRing, session_secret
@@ -116,19 +117,8 @@ class Server(AuthorizationServer):
         self.passwords = PasswordPool(config.passwords.max_concurrent, config.passwords.queue_bound)
 
     def authenticate_client(self, request: Any, methods: list[str], endpoint: str = "token") -> Any:
-        authorization = request.headers.get("Authorization")
-        if authorization and len(authorization.split(None, 1)) == 1 and " " in authorization:
-            # "Basic " (a scheme, then only spaces): Authlib unpacks it into scheme and
-            # credentials and fails with a ValueError
-            raise InvalidClientError(
-                status_code=401, description="The Authorization header has no credentials."
-            )
-        try:
-            return super().authenticate_client(request, methods, endpoint)
-        except UnicodeDecodeError:  # Authlib decodes HTTP Basic credentials as strict UTF-8
-            raise InvalidClientError(
-                status_code=401, description="The client credentials are not valid UTF-8."
-            ) from None
+        """One method per request, never a fall-through (``gateway.issuer.clientauth``)."""
+        return clientauth.authenticate(self.query_client, request, methods, endpoint)
 
     def query_client(self, client_id: str) -> Client | None:
         """Read on every request, never cached: a deleted client or a new secret holds at
