@@ -52,6 +52,12 @@ class AccessToken:
     def scope(self) -> str:
         return " ".join(sorted(self.scopes))
 
+    @property
+    def is_user_token(self) -> bool:
+        """Issued for a user (every user's token carries ``auth_time``), not a client's own
+        (client_credentials): ``email`` cannot tell, a user's token has it only for some scopes."""
+        return "auth_time" in self.claims
+
 
 class BearerValidator:
     def __init__(

@@ -22,6 +22,7 @@ from gateway.introspect.revocation import revoked_in_database
 from gateway.issuer.idtoken import CLAIMS_SUPPORTED, OIDC_SCOPES
 from gateway.issuer.prompt import PROMPT_VALUES, RESPONSE_MODES
 from gateway.issuer.records import load_refresh_token
+from gateway.issuer.scopes import releases_email
 from gateway.issuer.server import (
     CLIENT_AUTH_METHODS,
     CONFIDENTIAL_AUTH_METHODS,
@@ -255,7 +256,7 @@ class IssuerEndpoints:
             "aud": self.server.config.issuer,
             "token_type": "refresh_token",
         }
-        if grant.user:
+        if grant.user and releases_email(refresh.scope.split()):
             info["username"] = grant.user.email
         return info
 

@@ -1,4 +1,5 @@
-"""What the consent page says a scope lets the client do.
+"""What a scope lets the client do: what the consent page says of it, and which scopes release
+the user's e-mail address.
 
 ``[scopes.descriptions]`` in the config first, then the built-in texts for the scopes OpenID
 Connect defines (Core §5.4); any other scope is shown by its name alone.
@@ -11,9 +12,19 @@ from dataclasses import dataclass
 
 BUILT_IN = {
     "openid": "Confirm who you are",
-    "profile": "See your name",
+    # /oauth/me, the resource ``profile`` opens, answers the e-mail address too
+    "profile": "See your name and e-mail address",
     "email": "See your email address",
 }
+
+#: RFC 9068 §6 (privacy): an access token, which its client can read, names the user's e-mail
+#: address (the ``email`` claim, the ``X-Forwarded-Email`` header, introspection's ``username``)
+#: only for a grant that includes one of these
+EMAIL_SCOPES = frozenset({"email", "profile"})
+
+
+def releases_email(scopes: Iterable[str]) -> bool:
+    return not EMAIL_SCOPES.isdisjoint(scopes)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 from gateway.issuer import records
 from gateway.issuer.idtoken import id_token
 from gateway.issuer.records import grants
+from gateway.issuer.scopes import releases_email
 from gateway.keys import KeyRing
 from gateway.models import (
     AuthorizationCode,
@@ -101,7 +102,8 @@ class TokenGenerator:
         }
         if user.user is not None:
             claims["auth_time"] = int(user.auth_time or now)
-            claims["email"] = user.user.email
+            if releases_email(scope.split()):
+                claims["email"] = user.user.email
         token: dict[str, Any] = {
             "access_token": self.keyring.sign(claims),
             "token_type": "Bearer",

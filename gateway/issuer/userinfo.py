@@ -31,7 +31,7 @@ class UserInfo:
         access = self.server.validator.validate(token, self.server.config.audience)
         if scope not in access.scopes:
             raise InsufficientScope(scope)
-        if access.email is None:  # a client's own token (client_credentials): no user
+        if not access.is_user_token:  # a client's own token (client_credentials): no user
             raise InvalidToken("not a user token")
 
         def load() -> User | None:

@@ -5,9 +5,9 @@ With ``[proxy.assertion] enabled``, every allowed request to a non-public route 
 a JWT signed by the gateway's active key (the same JWKS as its access tokens) with
 ``typ: "assertion+jwt"``, so it can never be taken for an access token, nor an access token for
 it (RFC 8725 §3.11: explicit typing). Claims: ``iss``, ``aud`` (the route's
-``assertion_audience``), ``sub``, ``email`` (users), ``client_id``, ``scope``, ``iat``, ``exp``
-(``now + ttl``, never past the access token's ``exp``), ``jti`` and ``at_jti`` (the access
-token's, for audit).
+``assertion_audience``), ``sub``, ``email`` (when the token names one), ``client_id``,
+``scope``, ``iat``, ``exp`` (``now + ttl``, never past the access token's ``exp``), ``jti`` and
+``at_jti`` (the access token's, for audit).
 
 A signature costs up to ~0.4 ms (RS256), so an assertion is remembered per (access token,
 audience) and served again until shortly before its ``exp``. The cache is consulted only for

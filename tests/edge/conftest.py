@@ -136,7 +136,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             ) as gateway:
                 gateway.create_user(EMAIL)
                 client = gateway.create_client(
-                    "Edge test", grant_types=("password", "client_credentials"), scope=SCOPE
+                    "Edge test",
+                    grant_types=("password", "client_credentials"),
+                    scope=f"{SCOPE} profile",
                 )
                 yield Deployment(
                     gateway,
@@ -147,6 +149,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
                         gateway,
                         client,
                         grant_type="password",
+                        # profile: the token names the user's address (RFC 9068 §6)
+                        scope=f"{SCOPE} profile",
                         username=EMAIL,
                         password="correct horse battery staple",
                     ),

@@ -59,7 +59,7 @@ def test_allowed_with_identity_headers_and_a_verifiable_assertion(
     assert headers["x-forwarded-user"] == [token["sub"]]
     assert headers["x-forwarded-email"] == [EMAIL]
     assert headers["x-forwarded-client-id"] == [token["client_id"]]
-    assert headers["x-forwarded-scopes"] == [SCOPE]
+    assert headers["x-forwarded-scopes"] == [f"{SCOPE} profile"]
     verify = readme_verifier(deployment.gateway.issuer, deployment.upstream.url)
     claims = verify(headers["x-gateway-assertion"][0])
     assert (claims["sub"], claims["email"], claims["at_jti"]) == (token["sub"], EMAIL, token["jti"])

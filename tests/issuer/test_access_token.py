@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from tests.conftest import ISSUER, with_tokens
+from tests.conftest import ISSUER, make_client, with_tokens
 from tests.issuer.conftest import (
     decode,
     get_code,
@@ -70,6 +70,26 @@ def test_code_flow_token_claims(client, user, confidential):
     claims = decode(client, issued["access_token"])
     assert (claims["sub"], claims["email"], claims["scope"]) == (user.id, user.email, "profile")
     assert "auth_time" in claims and "sid" in claims
+
+
+@pytest.mark.parametrize(
+    ("scope", "named"),
+    [
+        pytest.param("orders:read", False, id="no-email-scope"),
+        pytest.param("orders:read orders:write", False, id="api-scopes"),
+        pytest.param("profile", True, id="profile"),
+        pytest.param("orders:read email", True, id="email"),
+    ],
+)
+def test_a_user_token_names_the_address_only_for_email_or_profile(
+    client, storage, user, scope, named
+):
+    """RFC 9068 §6: the client can read its access token, so the user's e-mail address is in
+    it only when the grant includes it; introspection's ``username`` follows the token."""
+    registered = make_client(storage, scope="orders:read orders:write profile email")
+    claims = decode(client, tokens(password_grant(client, registered, scope=scope))["access_token"])
+    assert ("email" in claims) is named
+    assert "auth_time" in claims  # a user's token either way
 
 
 def test_client_token_claims(client, confidential):

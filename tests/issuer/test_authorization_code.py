@@ -49,7 +49,7 @@ def test_login_consent_and_redirect(client, user, confidential):
     assert page.status_code == 200
     assert "Authorize Test app" in page.text
     assert 'data-scope="orders:read"' in page.text and 'data-scope="profile"' in page.text
-    assert "See your name" in page.text  # profile's built-in description
+    assert "See your name and e-mail address" in page.text  # profile: /oauth/me answers both
     assert "orders:write" not in page.text
     assert user.email in page.text
 

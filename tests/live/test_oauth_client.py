@@ -22,6 +22,8 @@ from tests.live.support import LiveGateway, RedirectTarget, parse_page
 pytestmark = pytest.mark.live
 
 SCOPES = "orders:read orders:write"
+#: what the clients are registered for: SCOPES, and ``profile`` (releases the e-mail address)
+REGISTERED = SCOPES + " profile"
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +31,7 @@ def confidential(live_gateway: LiveGateway, redirect_target: RedirectTarget) -> 
     return live_gateway.create_client(
         "Orders web app",
         grant_types=("authorization_code", "password", "refresh_token", "client_credentials"),
-        scope=SCOPES,
+        scope=REGISTERED,
         redirect_uris=(redirect_target.redirect_uri,),
     )
 
@@ -39,7 +41,7 @@ def public(live_gateway: LiveGateway, redirect_target: RedirectTarget) -> dict[s
     return live_gateway.create_client(
         "Orders mobile app",
         grant_types=("authorization_code", "refresh_token"),
-        scope=SCOPES,
+        scope=REGISTERED,
         redirect_uris=(redirect_target.redirect_uri,),
         public=True,
     )
@@ -75,7 +77,25 @@ def test_password_grant(
     assert token["refresh_token"]
     info = introspect(live_gateway, resource_server, token["access_token"])
     assert info["active"] is True
-    assert (info["username"], info["client_id"]) == (alice, confidential["client_id"])
+    assert info["client_id"] == confidential["client_id"]
+    assert "username" not in info  # orders:read releases no e-mail address (RFC 9068 §6)
+
+
+@pytest.mark.parametrize("scope", ["profile", "orders:read profile"])
+def test_the_email_address_only_with_a_scope_that_releases_it(
+    live_gateway: LiveGateway,
+    confidential: dict[str, Any],
+    resource_server: dict[str, Any],
+    alice: str,
+    scope: str,
+) -> None:
+    """RFC 9068 §6: a client reads its access token; the address is in it, in the identity
+    headers and in introspection only for a grant that includes ``email`` or ``profile``."""
+    token = password_token(live_gateway, confidential, alice, scope=scope)
+    claims = verify_offline(live_gateway, token["access_token"], (*USER_CLAIMS, "email"))
+    assert claims["email"] == alice
+    info = introspect(live_gateway, resource_server, token["access_token"])
+    assert info["username"] == alice
 
 
 # Each failure counts against 127.0.0.1 on the shared server, whose throttle refuses a user there
@@ -173,7 +193,7 @@ def test_authorization_code_with_pkce(
         assert set(token["scope"].split()) == set(SCOPES.split())
         claims = verify_offline(live_gateway, token["access_token"], USER_CLAIMS)
         assert claims["client_id"] == client["client_id"]
-        assert claims["email"] == alice
+        assert "email" not in claims  # not a scope of this grant (RFC 9068 §6)
         assert claims["auth_time"] <= claims["iat"]
 
         # RFC 6749 §4.1.2: the code works once; a replay revokes what it gave
@@ -228,7 +248,7 @@ def test_user_token_verifies_with_pyjwkclient(
     assert claims["iss"] == claims["aud"] == live_gateway.base_url
     assert claims["client_id"] == confidential["client_id"]
     assert claims["scope"] == SCOPES
-    assert claims["email"] == alice
+    assert "email" not in claims
     assert claims["sub"] != alice  # a stable id, not the (changeable) email
     assert before <= claims["auth_time"] <= claims["iat"]
     assert claims["exp"] - claims["iat"] == token["expires_in"]
