@@ -267,6 +267,9 @@ def create_app(config: Config, freeze_heap: bool = False) -> GatewayApp:
         },
         lifespan=lifespan,
     )
+    # Starlette answers "/oauth/token/" with a 307 to "/oauth/token" built from the client's
+    # Host header, on plain http: the gateway's paths are exact, anything else is 404
+    issuer.router.redirect_slashes = False
     return GatewayApp(gateway, issuer)
 
 

@@ -36,3 +36,25 @@ def test_own_paths_are_answered_by_the_gateway(
         response = client.request(method, path)
         assert response.status_code == status, response.text
         assert client.get("/anything/else").status_code == 502  # the proxy's, for contrast
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        pytest.param("POST", "/oauth/token/", id="token"),
+        pytest.param("GET", "/healthz/", id="healthz"),
+        pytest.param("GET", "/.well-known/jwks.json/", id="jwks"),
+        pytest.param("GET", "/oauth/authorize/", id="authorize"),
+    ],
+)
+def test_a_trailing_slash_is_404_json_never_a_redirect(
+    client: TestClient, method: str, path: str
+) -> None:
+    """Starlette's slash redirect answered 307 to ``http://<the client's Host>/oauth/token``:
+    a location built from a header the client chose, downgraded to http."""
+    response = client.request(
+        method, path, headers={"Host": "evil.example"}, follow_redirects=False
+    )
+    assert response.status_code == 404, response.text
+    assert "location" not in response.headers
+    assert response.json()["error"] == "not_found"
