@@ -121,9 +121,8 @@ async def oauth_request(
             http.client.host if http.client else None, http.headers.getlist("x-forwarded-for")
         ),
     )
-    repeated = request.payload.repeated()
-    if repeated:
-        raise InvalidRequestError(f"Repeated parameter: {', '.join(repeated)}.")
+    if request.payload.has_repeats():  # not named: a name is the request's words
+        raise InvalidRequestError("A parameter is repeated.")
     return request
 
 

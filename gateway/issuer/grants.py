@@ -49,6 +49,17 @@ class PKCE(CodeChallenge):
 class AuthorizationCodeGrant(ClientScopes, grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
 
+    @staticmethod
+    def validate_authorization_redirect_uri(request: Any, client: Any) -> str:
+        """Authlib's check, without quoting the request's URI into the error page."""
+        uri = request.payload.redirect_uri
+        if uri and not client.check_redirect_uri(uri):
+            raise InvalidRequestError("The redirect URI is not registered for this client.")
+        redirect_uri: str = grants.AuthorizationCodeGrant.validate_authorization_redirect_uri(
+            request, client
+        )
+        return redirect_uri
+
     def save_authorization_code(self, code: str, request: Any) -> None:
         principal: Principal = request.user
         if principal.user is None:  # the pages only authorize signed-in users

@@ -14,7 +14,7 @@ from typing import Any
 
 from authlib.oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import OAuth2Payload, OAuth2Request
-from authlib.oauth2.rfc6749.errors import InvalidScopeError
+from authlib.oauth2.rfc6749.errors import InvalidScopeError, UnsupportedResponseTypeError
 from starlette.datastructures import Headers
 from starlette.responses import Response
 
@@ -60,11 +60,9 @@ class Payload(OAuth2Payload):
     def datalist(self) -> defaultdict[str, list[str]]:
         return self._datalist
 
-    def repeated(self) -> list[str]:
-        """Names given more than once, shown only if they are printable ASCII: they end up in
-        an error description (RFC 6749 §5.2)."""
-        names = (k for k, v in self._datalist.items() if len(v) > 1)
-        return sorted(k if NQSCHAR.issuperset(k) else "(unprintable)" for k in names)
+    def has_repeats(self) -> bool:
+        """A name given more than once (RFC 6749 §3.1, §3.2: not allowed)."""
+        return any(len(values) > 1 for values in self._datalist.values())
 
 
 class Request(OAuth2Request):
@@ -94,6 +92,17 @@ class Request(OAuth2Request):
         return self._form
 
 
+class ResponseTypeNotSupported(UnsupportedResponseTypeError):
+    """Authlib's, whose description quotes the request's ``response_type`` (into the error
+    page and the redirect back): a fixed one instead."""
+
+    def __init__(self, redirect_uri: str | None) -> None:
+        super().__init__(None, "The response type is not supported.", redirect_uri=redirect_uri)
+
+    def get_error_description(self) -> str:
+        return str(self.description)
+
+
 class Server(AuthorizationServer):
     """Holds what the grants and endpoints need; requests are always built by the caller."""
 
@@ -119,6 +128,12 @@ class Server(AuthorizationServer):
     def authenticate_client(self, request: Any, methods: list[str], endpoint: str = "token") -> Any:
         """One method per request, never a fall-through (``gateway.issuer.clientauth``)."""
         return clientauth.authenticate(self.query_client, request, methods, endpoint)
+
+    def get_authorization_grant(self, request: Request) -> Any:
+        try:
+            return super().get_authorization_grant(request)
+        except UnsupportedResponseTypeError as error:
+            raise ResponseTypeNotSupported(error.redirect_uri) from None
 
     def query_client(self, client_id: str) -> Client | None:
         """Read on every request, never cached: a deleted client or a new secret holds at
@@ -188,6 +203,5 @@ class ClientScopes:
         requested = set(scope.split())
         if not requested:
             raise InvalidScopeError("The 'scope' parameter is empty.")
-        unknown = requested - client.scopes
-        if unknown:
-            raise InvalidScopeError(f"The client may not request: {' '.join(sorted(unknown))}.")
+        if not requested <= client.scopes:  # not named: they are the request's words
+            raise InvalidScopeError("The client may not request some of these scopes.")

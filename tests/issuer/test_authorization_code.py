@@ -173,7 +173,7 @@ def test_repeated_parameters_are_refused(client, confidential, repeated):
     page = client.get(f"{url}&{repeated}={value}")
     assert page.status_code == 400
     assert "location" not in page.headers
-    assert "Repeated parameter" in page.text
+    assert "A parameter is repeated." in page.text
 
 
 # --- PKCE (RFC 7636, RFC 9700 §2.1.1) -----------------------------------------------------------

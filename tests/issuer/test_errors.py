@@ -138,7 +138,7 @@ def test_repeated_parameter_is_invalid_request(client, confidential):
         auth=confidential.auth,
     )
     body = oauth_error(response, 400, "invalid_request")
-    assert "scope" in body["error_description"]
+    assert body["error_description"] == "A parameter is repeated."  # never named
 
 
 def test_query_string_parameters_are_not_read(client, confidential):

@@ -228,7 +228,7 @@ def test_repeated_prompt_is_refused_with_an_error_page(client, rp):
     page = client.get(authorize_url(rp, prompt="login") + "&prompt=consent")
     assert page.status_code == 400
     assert "location" not in page.headers
-    assert "Repeated parameter" in page.text
+    assert "A parameter is repeated." in page.text
 
 
 @pytest.mark.parametrize("params", [{"prompt": ""}, {"max_age": ""}, {"prompt": " "}])
