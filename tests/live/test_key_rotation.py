@@ -67,7 +67,7 @@ def test_rotate_then_retire(isolated_gateway: LiveGateway, service: dict[str, An
     assert introspect(gateway, service, token_a)["active"] is True
     verify_offline(gateway, token_a, CLIENT_CLAIMS)
 
-    gateway.cli("key", "retire", old_kid)
+    gateway.cli("key", "retire", "--", old_kid)  # a kid may start with "-"
     wait_until(lambda: old_kid not in gateway.jwks_kids(), "the old key gone from the JWKS")
 
     assert introspect(gateway, service, token_a) == {"active": False}
@@ -77,7 +77,7 @@ def test_rotate_then_retire(isolated_gateway: LiveGateway, service: dict[str, An
     verify_offline(gateway, token_b, CLIENT_CLAIMS)
     assert gateway.jwks_kids() == {new_kid}
 
-    refused = gateway.cli("key", "retire", new_kid, status=2)
+    refused = gateway.cli("key", "retire", "--", new_kid, status=2)
     assert "cannot retire the only key" in refused
 
 
