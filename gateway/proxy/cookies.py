@@ -23,7 +23,7 @@ A cookie with no ``Path``, or one not starting with "/", gets the request's defa
 (§5.1.4): the proxy never serves a path under the gateway's own (those are the issuer's), so
 such a cookie can only be the gateway's by its name. ``Domain`` changes neither rule.
 
-Each distinct field is parsed once (a bounded cache): the response path pays a dict probe per
+Each distinct field is parsed once (a bounded cache): the response path pays a set probe per
 header, and only ``Set-Cookie`` fields cost more (``gateway.proxy.headers.response_headers``).
 """
 
