@@ -5,6 +5,10 @@ app; everything else goes straight to the proxy, a raw ASGI app, so the hot path
 framework routing; so does ``/decisions``, the proxy's decisions for an edge in front. The
 lifespan owns the shared resources on ``Gateway``: the database, the key ring, the revocation
 cache and the background tasks that keep the last two fresh.
+
+At start a warning names the routes served on the issuer's host (issue 15 §3): their upstreams'
+pages share an origin with the login and consent pages, so their scripts can read those pages
+and drive them, which no check of ours can tell from the user.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import AsyncIterator, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import formatdate
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio.to_thread
 from starlette.applications import Starlette
@@ -97,6 +102,16 @@ class Gateway:
         if self.storage.is_postgres and config.revocation.notify:
             self.listener = RevocationListener(self.storage, self.revocations, self._upkeep)
         self._tasks: list[asyncio.Task[None]] = []
+        shared = routes_on_issuer_host(config)
+        if shared:
+            log.warning(
+                "routes served on the issuer's host (%s): %s. Their pages share an origin with "
+                "the login and consent pages, and their scripts can read and drive those pages: "
+                "fine for a trial; in production give the issuer a host of its own (README: "
+                "The issuer's own host)",
+                urlsplit(config.issuer).hostname,
+                ", ".join(shared),
+            )
 
     # --- background upkeep -----------------------------------------------------------------
 
@@ -195,6 +210,26 @@ class Gateway:
             "revocation_staleness_seconds": None if staleness == float("inf") else staleness,
         }
         return JSONResponse(body, 200 if ready else 503, {"Cache-Control": "no-store"})
+
+
+def routes_on_issuer_host(config: Config) -> list[str]:
+    """The names of the routes that serve the issuer's host: a route without ``host`` serves
+    every host; one with a ``host`` serves it when that names the issuer's (port ignored)."""
+    issuer = _host_name(urlsplit(config.issuer).netloc)
+    return [
+        route.name or route.path
+        for route in config.routes
+        if route.host is None or _host_name(route.host) == issuer
+    ]
+
+
+def _host_name(authority: str) -> str | None:
+    """The host of ``authority`` (``host[:port]``), lower-case, without a trailing dot."""
+    try:
+        host = urlsplit("//" + authority).hostname
+    except ValueError:  # not an authority at all: names no host
+        return None
+    return host.removesuffix(".") if host else None
 
 
 def _error_handler(request: Request, exc: Exception) -> Response:

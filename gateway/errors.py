@@ -16,7 +16,8 @@
     ├── UpstreamUnavailable          502 bad_gateway
     ├── UpstreamTimeout              504 gateway_timeout
     ├── StorageUnavailable           503 temporarily_unavailable (database down)
-    └── PasswordsBusy                503 temporarily_unavailable (password work queue full)
+    ├── PasswordsBusy                503 temporarily_unavailable (password work queue full)
+    └── NotANavigation               403 on the pages: a form POST that was not a person's
 
 Foreign exceptions are translated once, at the boundary that sees them: JOSE errors in the
 validator, upstream client errors in the forwarder, SQLAlchemy errors in the storage layer.
@@ -197,6 +198,16 @@ class PasswordsBusy(GatewayError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": "1"}
+
+
+class NotANavigation(GatewayError):
+    """A form of the authorization pages posted by something other than a person on the page
+    (Fetch Metadata says a script's request, a frame or another site: ``issuer.fetch_metadata``).
+    Shown as an error page; nothing is stored and the session is left as it was."""
+
+    error = "access_denied"
+    status_code = 403
+    description = "This form can only be sent from its own page. Nothing was changed."
 
 
 def _quote(value: str) -> str:

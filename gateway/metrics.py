@@ -114,6 +114,13 @@ class Metrics:
             ["key"],
             registry=registry,
         )
+        self._cookies_dropped = Counter(
+            "gateway_upstream_cookies_dropped",
+            "Set-Cookie fields from upstreams dropped by route: they named a cookie of the "
+            "gateway's or a path under /oauth or /.well-known.",
+            ["route"],
+            registry=registry,
+        )
         # shown at 0 from the start, so that a rate over them is defined
         for grant in GRANT_TYPES:
             self._issued.labels(grant)
@@ -178,6 +185,11 @@ class Metrics:
     def login_throttled(self, key: ThrottleKey) -> None:
         """A login refused by the throttle (``LoginThrottle.on_refusal``)."""
         self._throttled.labels(key).inc()
+
+    def upstream_cookies_dropped(self, route: str, count: int) -> None:
+        """``count`` Set-Cookie fields of one upstream response were dropped (rare: not
+        tallied like ``observe``)."""
+        self._cookies_dropped.labels(route).inc(count)
 
     def refresh(self) -> None:
         """Set the gauges from the gateway's state (under N workers: this worker's file), and

@@ -11,7 +11,14 @@ Parameters (§2): ``id_token_hint``, ``client_id``, ``post_logout_redirect_uri``
 - A valid hint whose ``sid`` is this browser's session, or names a session when the browser
   sent none (a cross-site POST carries no SameSite=Lax cookie), ends it at once. Anything else
   asks the user first (§2: "the OP SHOULD ask the End-User whether to log out"): a confirmation
-  page whose form is CSRF-bound to the browser's session, as the authorization pages are.
+  page whose form is CSRF-bound to the browser's session, as the authorization pages are, and
+  posted as a person's navigation from it (``is_navigation``, issue 15 §3).
+- A POST that sent no session cookie (another site's form) is asked on a GET instead: a 303 to
+  the confirmation page, with the verified ``client_id`` and ``post_logout_redirect_uri`` and
+  ``state``. The browser follows it as a top-level navigation, which carries its SameSite=Lax
+  cookie, so the page is bound to the session the user would end. No answer sets or clears the
+  cookie of a browser that did not send it (``withhold_session_cookie``, issue 15 §4): a fresh
+  cookie there would sign the user out without asking.
 - Ending a session (``AuthorizePages.end_sessions``, as the consent page's "Not you?" does)
   sets its row's ``ended_at``: every replica then refuses the session, even from a replayed
   copy of the old cookie. With ``sessions.logout_revokes_tokens`` the grants made in it are
@@ -22,18 +29,28 @@ Parameters (§2): ``id_token_hint``, ``client_id``, ``post_logout_redirect_uri``
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from authlib.oauth2.rfc6749.errors import OAuth2Error
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import RedirectResponse, Response
 
+from gateway.errors import NotANavigation
 from gateway.issuer.endpoints import oauth_request
+from gateway.issuer.fetch_metadata import is_navigation
 from gateway.issuer.idtoken import verify_id_token_hint
-from gateway.issuer.pages import AuthorizePages, page_headers, render_page, with_param
+from gateway.issuer.pages import (
+    AuthorizePages,
+    page_headers,
+    render_page,
+    with_param,
+    withhold_session_cookie,
+)
 from gateway.issuer.session import COOKIE, LoginSession
 from gateway.models import Client
 
+PATH = "/oauth/logout"
 #: longer than any URI worth registering; longer ones are refused without a database look-up
 MAX_URI_LENGTH = 2048
 
@@ -56,6 +73,11 @@ class LogoutEndpoint:
         self.sessions = pages.sessions
 
     async def logout(self, http: HTTPRequest) -> Response:
+        """``GET`` or ``POST /oauth/logout``: every answer under the session cookie's rule."""
+        return withhold_session_cookie(http, await self._logout(http))
+
+    async def _logout(self, http: HTTPRequest) -> Response:
+        sent_cookie = COOKIE in http.cookies
         cookie = self.codec.loads(http.cookies.get(COOKIE))
         try:
             request = await oauth_request(http, self.server, query=True, form=True)
@@ -68,20 +90,25 @@ class LogoutEndpoint:
         state = params.get("state") or None
         signed_in = cookie is not None and await run_in_threadpool(self.sessions.active, cookie)
         if http.method == "POST" and params.get("action") == "logout":
+            if not is_navigation(http.headers, same_origin=True):
+                return self.pages.error_page(NotANavigation())
             if cookie is None or not self.codec.check_csrf(cookie, params.get("csrf_token")):
                 return self._refused("The form expired or was not sent from this page.")
-            return await self._end([cookie.sid] if cookie.sid else [], redirect_uri, state)
+            return await self._end([cookie.sid] if cookie.sid else [], redirect_uri, state, True)
         if hint is not None:
             if signed_in and cookie is not None and cookie.sid == hint["sid"]:
-                return await self._end([hint["sid"]], redirect_uri, state)
+                return await self._end([hint["sid"]], redirect_uri, state, True)
             if not signed_in:
                 # no session in this browser (or not sent): the hint names the one to end
-                return await self._end([hint["sid"]], redirect_uri, state, user_id=str(hint["sub"]))
+                user_id = str(hint["sub"])
+                return await self._end([hint["sid"]], redirect_uri, state, sent_cookie, user_id)
+        if http.method == "POST" and not sent_cookie:
+            return self._ask_on_a_get(client, redirect_uri, state)
         session = cookie or LoginSession.anonymous()
         return self.pages.render(
             "logout.html",
             session,
-            action="/oauth/logout",
+            action=PATH,
             client_name=client.name if client is not None else None,
             signed_in=signed_in,
             hidden={
@@ -120,15 +147,34 @@ class LogoutEndpoint:
         sids: list[str],
         redirect_uri: str | None,
         state: str | None,
+        clear_cookie: bool,
         user_id: str | None = None,
     ) -> Response:
+        """End ``sids``; ``clear_cookie``: the browser sent its cookie, which goes with them."""
         await run_in_threadpool(self.pages.end_sessions, sids, user_id)
         if redirect_uri is not None:
             response: Response = RedirectResponse(with_state(redirect_uri, state), 302)
             response.headers.update(page_headers("unused"))
         else:
             response = render_page("logout.html", done=True)
-        response.headers.append("Set-Cookie", self.codec.clear_cookie_header())
+        if clear_cookie:
+            response.headers.append("Set-Cookie", self.codec.clear_cookie_header())
+        return response
+
+    @staticmethod
+    def _ask_on_a_get(
+        client: Client | None, redirect_uri: str | None, state: str | None
+    ) -> Response:
+        """Post/redirect/get to the confirmation page, with what was verified (the hint, if
+        any, was not valid: it is left out)."""
+        params = {
+            "client_id": client.client_id if client is not None else None,
+            "post_logout_redirect_uri": redirect_uri,
+            "state": state,
+        }
+        query = urlencode({name: value for name, value in params.items() if value})
+        response = RedirectResponse(PATH + (f"?{query}" if query else ""), 303)
+        response.headers.update({"Cache-Control": "no-store"})
         return response
 
     def _refused(self, description: str) -> Response:

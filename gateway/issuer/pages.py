@@ -12,6 +12,11 @@ The forms post back to the same URL (the authorization request stays in the quer
 every POST re-validates the request from scratch. A request whose client or redirect URI is not
 valid gets an error page and never a redirect (RFC 6749 §4.1.2.1); any other error goes back to
 the client, with ``state`` and ``iss`` (RFC 9207).
+
+A form POST counts only as a person's navigation from our own page (``is_navigation``, Fetch
+Metadata): a script on the issuer's origin could otherwise read a page's CSRF token and post
+it (issue 15 §3). And no answer sets or clears the session cookie of a browser that did not
+send it, but for the first page of a sign-in (``withhold_session_cookie``, issue 15 §4).
 """
 
 from __future__ import annotations
@@ -37,9 +42,10 @@ from starlette.requests import Request as HTTPRequest
 from starlette.responses import RedirectResponse, Response
 
 from gateway.consents import granted_scopes, remember
-from gateway.errors import PasswordsBusy
+from gateway.errors import GatewayError, NotANavigation, PasswordsBusy
 from gateway.introspect.revocation import Entry
 from gateway.issuer.endpoints import oauth_request
+from gateway.issuer.fetch_metadata import is_navigation
 from gateway.issuer.prompt import Prompt, parse_prompt, refuse_unsupported
 from gateway.issuer.scopes import scope_lines
 from gateway.issuer.server import Request, Server
@@ -88,6 +94,27 @@ def render_page(template: str, status: int = 200, **context: Any) -> Response:
     return Response(html, status, page_headers(nonce), media_type="text/html")
 
 
+def withhold_session_cookie(http: HTTPRequest, response: Response) -> Response:
+    """``response`` without the session cookie, unless ``http`` sent one or is a GET top-level
+    navigation: the rule of every answer of the pages (issue 15 §4).
+
+    A cross-site form POST carries no SameSite=Lax cookie. A cookie set (or cleared) in its
+    answer would replace the user's session with an anonymous one: signed out, without the
+    confirmation logout promises. A top-level GET navigation, from the client's site too
+    (``Sec-Fetch-Site: cross-site``), does carry SameSite=Lax cookies: without one, the browser
+    has none, and the login form's new session replaces nothing. Pages without a form (error
+    pages) set none in the first place."""
+    if COOKIE in http.cookies or (http.method == "GET" and is_navigation(http.headers)):
+        return response
+    ours = COOKIE.encode() + b"="  # how SessionCodec's Set-Cookie fields begin
+    response.raw_headers[:] = [
+        (name, value)
+        for name, value in response.raw_headers
+        if not (name == b"set-cookie" and value.startswith(ours))
+    ]
+    return response
+
+
 @dataclass(frozen=True)
 class Visit:
     """One authorization request, as the pages see it."""
@@ -128,20 +155,23 @@ class AuthorizePages:
     def render(
         self, template: str, session: LoginSession, status: int = 200, **context: Any
     ) -> Response:
+        """A page with a form: its CSRF token, and the session's cookie (which
+        ``withhold_session_cookie`` then keeps from a browser that did not send one, but for a
+        top-level GET navigation)."""
         response = render_page(
             template, status, csrf_token=self.codec.csrf_token(session), **context
         )
         response.headers.append("Set-Cookie", self.codec.cookie_header(session))
         return response
 
-    def error_page(self, session: LoginSession, error: OAuth2Error) -> Response:
-        return self.render(
-            "error.html",
-            session,
-            status=400,
-            error=error.error,
-            description=error.get_error_description(),
-        )
+    @staticmethod
+    def error_page(error: OAuth2Error | GatewayError) -> Response:
+        """An error page: it has no form, so it needs no session and leaves the cookie alone."""
+        if isinstance(error, GatewayError):
+            status, description = error.status_code, error.description
+        else:
+            status, description = 400, error.get_error_description()
+        return render_page("error.html", status, error=error.error, description=description)
 
     def back_to_client(self, response: Response) -> Response:
         location = response.headers.get("location")
@@ -164,6 +194,12 @@ class AuthorizePages:
         return session
 
     async def authorize(self, http: HTTPRequest) -> Response:
+        """``GET`` or ``POST /oauth/authorize``: every answer under the session cookie's rule."""
+        return withhold_session_cookie(http, await self._authorize(http))
+
+    async def _authorize(self, http: HTTPRequest) -> Response:
+        if http.method == "POST" and not is_navigation(http.headers, same_origin=True):
+            return self.error_page(NotANavigation())
         session = await self.session(http)
         try:
             request = await oauth_request(http, self.server, query=True, form=False)
@@ -178,7 +214,7 @@ class AuthorizePages:
         except OAuth2Error as error:
             if error.redirect_uri:
                 return self.back_to_client(self.server.handle_error_response(None, error))
-            return self.error_page(session, error)
+            return self.error_page(error)
         visit = Visit(http, request, grant, session, await self._user(session), prompt)
         if prompt.none:
             return await self._silently(visit)
@@ -284,7 +320,7 @@ class AuthorizePages:
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
         if not self.codec.check_csrf(session, fields.get("csrf_token")):
             error = InvalidRequestError("The form expired or was not sent from this page.")
-            return self.error_page(LoginSession.anonymous(), error)
+            return self.error_page(error)  # the session stays as it was
         action = fields.get("action")
         if action == "login":
             return await self._login(visit, fields)

@@ -114,6 +114,7 @@ class Proxy:
                 self._deadlines,
                 entry,
                 self._loop or asyncio.get_running_loop(),
+                self.metrics,
             )
             await exchange.run(
                 self._forwarder, route.upstream, scope["method"], target, headers, incoming.has_body

@@ -29,6 +29,7 @@ from typing import Any, cast
 
 from gateway.accesslog import Entry
 from gateway.errors import UpstreamTimeout, UpstreamUnavailable
+from gateway.metrics import Metrics
 from gateway.proxy.forwarder import Forwarder, UpstreamResponse
 from gateway.proxy.headers import response_headers
 from gateway.proxy.http1.origin import Origin
@@ -130,6 +131,7 @@ class Exchange:
         "entry",
         "idle",
         "loop",
+        "metrics",
         "receive",
         "started",
         "wait",
@@ -144,6 +146,7 @@ class Exchange:
         deadlines: Deadlines,
         entry: Entry,
         loop: asyncio.AbstractEventLoop,
+        metrics: Metrics,
     ) -> None:
         self.receive = receive
         self._send = send
@@ -153,6 +156,8 @@ class Exchange:
         self.started = False
         self.entry = entry
         self.loop = loop
+        #: counts the upstream's Set-Cookie fields the response may not carry
+        self.metrics = metrics
         self._deadlines = deadlines
         self._task: asyncio.Task[Any] | None = None
         self._expired = False
@@ -210,13 +215,10 @@ class Exchange:
         send = self._send
         entry = self.entry
         entry.upstream_answered(upstream.status)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": upstream.status,
-                "headers": response_headers(upstream.headers, entry.request_id),
-            }
-        )
+        headers, cookies_dropped = response_headers(upstream.headers, entry.request_id)
+        if cookies_dropped:
+            self.metrics.upstream_cookies_dropped(entry.route or "", cookies_dropped)
+        await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
         self.started = True
         watcher: asyncio.Future[Any] | None = None
         chunks = 0

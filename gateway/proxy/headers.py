@@ -23,7 +23,10 @@ one dict probe in a table built once per config, and only ``Host`` and ``Authori
 decoded (``Authorization`` as latin-1, so a forwarded token goes on byte for byte).
 
 Response: hop-by-hop headers and those the upstream's ``Connection`` names are dropped, and
-the upstream's ``X-Request-Id`` is replaced by the request's.
+the upstream's ``X-Request-Id`` is replaced by the request's. So is every ``Set-Cookie`` field
+that would set or clear a cookie of the gateway's, or one scoped to its paths
+(``gateway.proxy.cookies``); the others pass. Each header costs one set probe; only those in
+the set (rare but for ``Set-Cookie``) cost more.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from gateway.accesslog import REQUEST_ID
 from gateway.config import AssertionConfig, IdentityHeaders
 from gateway.errors import InvalidToken
 from gateway.introspect.validator import AccessToken
+from gateway.proxy.cookies import refused
 
 Header = tuple[bytes, bytes]
 
@@ -53,8 +57,10 @@ HOP_BY_HOP = frozenset(
 )
 FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"})
 
-#: dropped from responses: the request's own id is sent instead
-_RESPONSE_DROP = HOP_BY_HOP | {REQUEST_ID}
+SET_COOKIE = b"set-cookie"
+#: response headers that are dropped (the request's own id is sent instead of the upstream's),
+#: or looked at (Set-Cookie)
+_RESPONSE_SPECIAL = HOP_BY_HOP | {REQUEST_ID, SET_COOKIE}
 
 # what split_request does with a header, by its lower-case name
 _DROP, _CONNECTION, _CHUNKED, _EXPECT, _HOST, _AUTHORIZATION, _FORWARDED, _LENGTH, _ID = range(9)
@@ -169,20 +175,26 @@ class HeaderPolicy:
         return headers
 
 
-def response_headers(raw: list[Header], request_id: bytes) -> list[Header]:
-    """The upstream's response headers (names lower-case) minus hop-by-hop ones, with the
-    request's ``X-Request-Id``."""
+def response_headers(raw: list[Header], request_id: bytes) -> tuple[list[Header], int]:
+    """The upstream's response headers (names lower-case) minus hop-by-hop ones and the
+    ``Set-Cookie`` fields ``refused``, with the request's ``X-Request-Id``; and how many
+    ``Set-Cookie`` fields were dropped."""
     kept = []
     connection: bytes | None = None
+    cookies_dropped = 0
     for header in raw:
-        if header[0] in _RESPONSE_DROP:
-            if header[0] == b"connection":
-                connection = header[1] if connection is None else connection + b"," + header[1]
-            continue
-        kept.append(header)
+        if header[0] not in _RESPONSE_SPECIAL:
+            kept.append(header)
+        elif header[0] == SET_COOKIE:
+            if refused(header[1]):
+                cookies_dropped += 1
+            else:
+                kept.append(header)
+        elif header[0] == b"connection":
+            connection = header[1] if connection is None else connection + b"," + header[1]
     if connection is not None:
         named = named_by_connection(connection)
         if named:
             kept = [header for header in kept if header[0] not in named]
     kept.append((REQUEST_ID, request_id))
-    return kept
+    return kept, cookies_dropped

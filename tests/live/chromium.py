@@ -1,7 +1,8 @@
 """Debian's headless Chromium for the live browser tests, as pytest fixtures (the live suite's
 conftest makes them everyone's there): ``chromium`` (the executable, or the test skipped),
 ``chromium_context`` (one empty profile per test module) and ``browser`` (a new tab with no
-cookies, that records console errors and refuses non-loopback hosts).
+cookies, that records console errors and refuses non-loopback hosts: ``127.0.0.1``, and
+``localhost``, another site to the browser, for the cross-site tests).
 
 Chromium is ``/usr/bin/chromium``, or ``$GATEWAY_BROWSER``; without it the tests that use it
 are skipped, unless ``GATEWAY_REQUIRE_BROWSER=1`` makes its absence a failure.
@@ -29,6 +30,10 @@ CHROMIUM_ARGS = [
 ]
 
 
+#: the hosts a test may browse: two sites on one machine (Chromium resolves localhost itself)
+LOOPBACK = ("127.0.0.1", "localhost")
+
+
 @pytest.fixture(scope="module")
 def chromium() -> str:
     path = os.environ.get("GATEWAY_BROWSER") or "/usr/bin/chromium"
@@ -44,7 +49,7 @@ def chromium() -> str:
 class Browser:
     page: Page
     console_errors: list[str] = field(default_factory=list)
-    #: requests to anywhere but 127.0.0.1, refused
+    #: requests to anywhere but 127.0.0.1 and localhost, refused
     outside: list[str] = field(default_factory=list)
 
 
@@ -73,7 +78,7 @@ def browser(chromium_context: BrowserContext) -> Iterator[Browser]:
     seen = Browser(page)
 
     def loopback_only(route: Route) -> None:
-        if urlsplit(route.request.url).hostname == "127.0.0.1":
+        if urlsplit(route.request.url).hostname in LOOPBACK:
             route.continue_()
         else:
             seen.outside.append(route.request.url)
