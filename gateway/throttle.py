@@ -9,13 +9,13 @@ last ``window`` seconds:
 1. **the address**: ``max_address_failures`` failures from it, for any users, refuse it for
    the rest of the window (until the oldest of those leaves it);
 2. **the user from that address**: ``max_failures`` failures refuse that pair likewise;
-3. **the user from anywhere**: past ``max_failures`` failures over all addresses, an attempt
-   from an address that has failed recently must wait ``2 ** (n - max_failures)`` seconds,
-   at most ``max_user_delay``, after the user's last failure. Never a lock: an attempt that
-   is refused writes nothing and so never extends a wait, and an address with no recent
-   failures is never delayed. A guesser spread over many addresses gets one quick guess per
-   fresh address, then one per delay for the user across all of them; the real user, from
-   an address of their own, signs in at once.
+3. **the user from anywhere**: once the user has ``max_failures`` failures over all addresses,
+   every attempt for that user, from any address (a fresh one too), must wait
+   ``2 ** (n - max_failures)`` seconds, at most ``max_user_delay``, after the user's last
+   failure (OWASP's Authentication Cheat Sheet, "Account Lockout": failures count against
+   the account, not the source address). Never a lock: an attempt that is refused writes
+   nothing and so never extends a wait. However many addresses a guesser has, it gets about
+   one guess at a user per ``max_user_delay``; the real user waits that long at most.
 
 An address is the peer's, or the right-most untrusted ``X-Forwarded-For`` entry from a peer in
 ``[proxy] trusted_proxies`` (``ForwardedPolicy.client_address``); IPv6 addresses count by /64,
@@ -115,7 +115,6 @@ class LoginThrottle:
         pair = user & (failures.c.address == sa.bindparam("address"))
         count = sa.func.count(failures.c.id)
         self._standing = sa.select(
-            sa.select(count).where(address).scalar_subquery().label("address_n"),
             _nth_latest(address, config.address_budget).label("address_nth"),
             sa.select(count).where(pair).scalar_subquery().label("pair_n"),
             _nth_latest(pair, config.max_failures).label("pair_nth"),
@@ -145,7 +144,7 @@ class LoginThrottle:
         if row.pair_nth is not None:
             return TooManyAttempts("user_address", row.pair_nth + window - now)
         excess = row.user_n - self.config.max_failures
-        if excess >= 0 and row.address_n > 0:
+        if excess >= 0:
             delay = min(self.config.max_user_delay, 2.0**excess)
             wait = row.user_last + delay - now
             if wait > 0:

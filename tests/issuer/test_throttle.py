@@ -1,7 +1,8 @@
 """Login throttling (gateway/throttle.py): counted in the database, keyed by (user, address) and
-by address, a capped per-user delay instead of a lock, the same answers for unknown users.
+by address, a capped per-user delay at every address instead of a lock, the same answers for
+unknown users.
 
-Time is moved by ageing the ``login_failures`` rows, never by sleeping."""
+Time is moved by ageing the ``login_failures`` rows or by passing ``now``, never by sleeping."""
 
 from __future__ import annotations
 
@@ -59,34 +60,50 @@ def wrong(response: Any) -> None:
     assert "retry-after" not in response.headers
 
 
-# --- the lock-out attack fails ---------------------------------------------------------------
+# --- the lock-out attack fails; a distributed guesser is slowed at every address ------------
 
 
 def test_a_distributed_attacker_cannot_lock_the_user_out(app, storage, user, confidential):
-    """Today's complaint: five failures used to lock the account for everyone. Now 40 guesses
-    from 8 addresses leave the real user, from an address of their own, signing in at once."""
+    """Five failures used to lock the account for everyone. Now 40 guesses from 8 addresses
+    cost the real user, from an address of their own, at most ``max_user_delay``."""
     for i in range(8):
         attacker = from_(app, f"10.0.0.{i + 1}")
         for _ in range(5):
             response = password_grant(attacker, confidential, password=WRONG)
             assert response.status_code == 400
     victim = from_(app, "192.0.2.10")
+    wait = throttled(password_grant(victim, confidential))
+    assert wait <= app.gateway.config.throttle.max_user_delay
+    age(storage, wait)
     tokens(password_grant(victim, confidential))
 
 
-def test_a_distributed_guesser_is_slowed_by_a_growing_capped_delay(
+def test_a_fresh_address_is_delayed_once_the_user_is_past_the_threshold(
     app, storage, user, confidential
 ):
-    max_failures = app.gateway.config.throttle.max_failures
-    for i in range(max_failures):  # one guess from each of five fresh addresses: all checked
-        wrong(password_grant(from_(app, f"10.0.1.{i + 1}"), confidential, password=WRONG))
-    again = from_(app, "10.0.1.1")  # an address that failed: must wait for the user's delay
+    """Issue 15 §8 as reported: wrong password grants for one user over three addresses, then
+    a guess from a fourth, fresh address was checked at once (no Retry-After)."""
+    for n in range(20):
+        password_grant(from_(app, f"10.0.1.{n % 3 + 1}"), confidential, password=WRONG)
+    fresh = from_(app, "10.0.1.4")
     before = rows(storage)
-    assert throttled(password_grant(again, confidential)) == 1
+    assert throttled(password_grant(fresh, confidential, password=WRONG)) == 1
     assert rows(storage) == before, "a refused attempt must write nothing"
     age(storage, 1.01)
-    wrong(password_grant(again, confidential, password=WRONG))  # checked once the wait passed
-    assert throttled(password_grant(again, confidential, password=WRONG)) == 2
+    wrong(password_grant(fresh, confidential, password=WRONG))  # checked once the wait passed
+    assert throttled(password_grant(from_(app, "10.0.1.5"), confidential)) == 2
+
+
+def test_the_user_delay_starts_at_max_failures_from_any_address(storage: Storage) -> None:
+    throttle = LoginThrottle(storage, ThrottleConfig(max_failures=3, max_user_delay=5), b"k" * 32)
+    now = 1_500_000.0
+    for n in range(3):  # under the threshold, a fresh address is checked at once
+        throttle.failed(throttle.admit("alice@example.com", f"10.1.0.{n + 1}", now), now)
+    with pytest.raises(TooManyAttempts) as refused:  # at it (2 ** 0 = 1 s), even a fresh one
+        throttle.admit("alice@example.com", "10.1.9.9", now + 0.5)
+    assert (refused.value.key, refused.value.retry_after) == ("user", 1)
+    throttle.admit("alice@example.com", "10.1.9.9", now + 1.01)
+    throttle.admit("bob@example.com", "10.1.9.9", now)  # another user: not delayed
 
 
 def test_the_per_user_delay_doubles_up_to_its_cap(storage: Storage) -> None:
@@ -94,11 +111,12 @@ def test_the_per_user_delay_doubles_up_to_its_cap(storage: Storage) -> None:
     now = 1_000_000.0
     waits = []
     for n in range(8):
-        address = f"10.2.0.{n + 1}"
-        if n >= 3:  # a failed address asks again at once: refused, for how long?
+        address = f"10.2.0.{n + 1}"  # a fresh address each time
+        if n >= 3:  # past the threshold: refused at once, for how long?
             with pytest.raises(TooManyAttempts) as refused:
-                throttle.admit("alice@example.com", f"10.2.0.{n}", now)
+                throttle.admit("alice@example.com", address, now)
             waits.append(refused.value.retry_after)
+            now += refused.value.retry_after
         throttle.failed(throttle.admit("alice@example.com", address, now), now)
     assert waits == [1, 2, 4, 5, 5]
 
@@ -112,12 +130,14 @@ def test_refused_attempts_never_extend_the_wait(storage: Storage) -> None:
         )
     last = now + 30
     seen = []
-    for t in (0.0, 1.0, 2.5, 4.0):
+    before = rows(storage)
+    for n, t in enumerate((0.0, 1.0, 2.5, 4.0)):
         with pytest.raises(TooManyAttempts) as refused:
-            throttle.admit("bob@example.com", "10.3.0.1", last + t)
+            throttle.admit("bob@example.com", f"10.3.1.{n + 1}", last + t)
         seen.append(refused.value.retry_after)
     assert seen == [5, 4, 3, 1]
-    throttle.admit("bob@example.com", "10.3.0.1", last + 5.01)  # admitted: no lock
+    assert rows(storage) == before  # refusals wrote nothing
+    throttle.admit("bob@example.com", "10.3.1.9", last + 5.01)  # admitted: no lock
 
 
 # --- the (user, address) and address budgets ------------------------------------------------
@@ -132,7 +152,10 @@ def test_a_user_failing_from_one_address_is_refused_there_for_the_window(
     retry = throttled(password_grant(here, confidential))  # even the right password
     window = app.gateway.config.throttle.window
     assert window - 2 <= retry <= window
-    tokens(password_grant(from_(app, "10.0.2.2"), confidential))  # elsewhere: at once
+    elsewhere = from_(app, "10.0.2.2")
+    assert throttled(password_grant(elsewhere, confidential)) == 1  # the user's delay only
+    age(storage, 1.01)
+    tokens(password_grant(elsewhere, confidential))
     age(storage, window + 1)
     tokens(password_grant(here, confidential))  # the window has passed
 
@@ -212,6 +235,8 @@ def test_ipv6_addresses_of_one_64_share_a_budget(app, storage, user, confidentia
     for host in range(1, 6):
         wrong(password_grant(from_(app, f"2001:db8:7::{host}"), confidential, password=WRONG))
     throttled(password_grant(from_(app, "2001:db8:7::ffff"), confidential))
+    age(storage, 1.01)  # past the user's delay: the /64's own budget still refuses it
+    throttled(password_grant(from_(app, "2001:db8:7::ffff"), confidential))
     tokens(password_grant(from_(app, "2001:db8:8::1"), confidential))  # another /64
 
 
@@ -250,6 +275,7 @@ def test_behind_a_trusted_proxy_the_forwarded_client_is_counted(
 
     for n in range(5):  # the attacker varies the part it controls: still one address
         wrong(password_grant(via_proxy(f"1.2.3.{n}, 203.0.113.50"), confidential, password=WRONG))
+    age(storage, 1.01)  # past the user's delay: the address's own budget still refuses it
     throttled(password_grant(via_proxy("9.9.9.9, 203.0.113.50"), confidential))
     tokens(password_grant(via_proxy("203.0.113.51"), confidential))
 

@@ -1,11 +1,13 @@
 """Login throttling at two real replicas sharing one database: the budgets are shared (an
-attacker alternating replicas gets one budget, not two) and the lock-out attack fails at both.
+attacker alternating replicas gets one budget, not two), and a guesser spread over addresses
+and replicas makes every attempt for the user wait, at both, never longer than the cap.
 
 Both replicas trust 127.0.0.1 as a proxy, so each request names its client in
 ``X-Forwarded-For`` as a load balancer in front of them would."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,13 +16,15 @@ import httpx
 import pytest
 
 from tests.conftest import PASSWORD
-from tests.live.support import LiveGateway, free_port, running_gateway
+from tests.live.support import LiveGateway, free_port, running_gateway, wait_until
 from tests.scale.test_replicas import client_of
 
 pytestmark = pytest.mark.live
 
 MAX_FAILURES = 3
 ADDRESS_BUDGET = 5
+#: the cap of the user's delay: the longest real wait here
+MAX_USER_DELAY = 2
 
 
 @pytest.fixture
@@ -31,7 +35,7 @@ def replicas(tmp_path: Path, database_url: str) -> Iterator[tuple[LiveGateway, L
         "keys_dir": tmp_path / "keys",
         "extra_toml": (
             f"[throttle]\nmax_failures = {MAX_FAILURES}\n"
-            f"max_address_failures = {ADDRESS_BUDGET}\n"
+            f"max_address_failures = {ADDRESS_BUDGET}\nmax_user_delay = {MAX_USER_DELAY}\n"
             '[proxy]\ntrusted_proxies = ["127.0.0.1"]\n'
         ),
     }
@@ -84,18 +88,54 @@ def test_the_budget_of_an_address_is_shared(replicas: tuple[LiveGateway, LiveGat
         assert refused(attempt(gateway, client, email, PASSWORD, "203.0.113.8"))
 
 
-def test_the_lock_out_attack_fails_at_both_replicas(
+# --- a guesser spread over addresses and replicas -----------------------------------------
+
+
+class Attacker:
+    """Wrong passwords for one user, each from a new address, at the two replicas in turn."""
+
+    def __init__(
+        self, replicas: tuple[LiveGateway, LiveGateway], client: dict[str, Any], email: str
+    ) -> None:
+        self.replicas = replicas
+        self.client = client
+        self.email = email
+        self._next = itertools.count()
+
+    def guess(self) -> httpx.Response:
+        n = next(self._next)
+        address = f"198.51.{100 + n // 250}.{n % 250 + 1}"
+        return attempt(self.replicas[n % 2], self.client, self.email, "guess", address)
+
+    def start(self) -> None:
+        """``max_failures`` guesses, checked at once: the user's delay is on."""
+        for _ in range(MAX_FAILURES):
+            assert not refused(self.guess())
+
+    def strike(self) -> None:
+        """Guess until one is checked: from then the user's delay runs for the cap (once
+        past ``max_failures`` + 1 failures), time enough for the checks that follow."""
+        wait_until(lambda: not refused(self.guess()), "a guess to be checked", MAX_USER_DELAY + 5)
+
+
+def test_a_fresh_address_waits_during_an_attack_at_both_replicas(
     replicas: tuple[LiveGateway, LiveGateway],
 ) -> None:
-    """Guesses for one user from many addresses, at both replicas, past every budget: the real
-    user, from an address of their own, still signs in at once at either."""
+    """Guesses for one user from many addresses at both replicas: a fresh address waits for
+    the user's delay at either (invalid_grant with Retry-After); the real user, from an address
+    of their own, signs in within the cap."""
     a, b = replicas
     email = a.create_user("erin@example.com")
     client = client_of(a, "password")
-    for n in range(4 * MAX_FAILURES):
-        attempt((a, b)[n % 2], client, email, "guess", f"198.51.100.{n % 4 + 1}")
-    for gateway, home in ((a, "192.0.2.20"), (b, "192.0.2.21")):
-        response = attempt(gateway, client, email, PASSWORD, home)
-        assert response.status_code == 200, response.text
-    # and the attackers' addresses are slowed: their next guess waits for the user's delay
-    assert refused(attempt(b, client, email, "guess", "198.51.100.1"))
+    attacker = Attacker(replicas, client, email)
+    attacker.start()
+    attacker.strike()
+    for gateway, fresh in ((a, "203.0.113.30"), (b, "203.0.113.31")):
+        response = attempt(gateway, client, email, PASSWORD, fresh)
+        assert refused(response)  # the right password, not even checked
+        assert 1 <= int(response.headers["retry-after"]) <= MAX_USER_DELAY
+    wait_until(
+        lambda: attempt(b, client, email, PASSWORD, "192.0.2.20").status_code == 200,
+        "the user to sign in once the delay passed",
+        MAX_USER_DELAY + 5,
+    )
