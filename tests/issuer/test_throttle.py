@@ -1,13 +1,17 @@
 """Login throttling (gateway/throttle.py): counted in the database, keyed by (user, address) and
-by address, a capped per-user delay at every address instead of a lock, the same answers for
-unknown users.
+by address, a capped per-user delay at every address instead of a lock, known-device cookies
+that skip that delay, the same answers for unknown users. (The device cookie at the login page:
+test_devices.py.)
 
 Time is moved by ageing the ``login_failures`` rows or by passing ``now``, never by sleeping."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
-from collections.abc import Iterator
+import hashlib
+import hmac
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import pytest
@@ -17,10 +21,11 @@ from starlette.testclient import TestClient
 from gateway.app import GatewayApp, create_app
 from gateway.config import Config, ProxyConfig, ThrottleConfig
 from gateway.housekeeping import prune_expired
-from gateway.models import LoginFailure
+from gateway.issuer.devices import DeviceCodec
+from gateway.models import DeviceReset, LoginFailure
 from gateway.proxy.forwarded import ForwardedPolicy
 from gateway.storage import Storage
-from gateway.throttle import LoginThrottle, TooManyAttempts, address_key
+from gateway.throttle import Attempt, LoginThrottle, TooManyAttempts, address_key
 from tests.conftest import ISSUER, Registered
 from tests.issuer.conftest import authorize_url, login, oauth_error, password_grant, tokens
 
@@ -212,6 +217,169 @@ def test_the_login_page_shares_the_throttle(app, storage, user, confidential):
     assert response.status_code == 401
     assert "Too many failed attempts" in response.text
     assert int(response.headers["retry-after"]) > 0
+
+
+# --- known devices ----------------------------------------------------------------------------
+
+SECRET = b"k" * 32
+DEVICE_TTL = 3600.0
+#: alice's known device is issued at ISSUED; her attackers fail at ATTACK; NOW she tries again
+ISSUED, ATTACK = 3_000_000.0, 3_000_100.0
+NOW = ATTACK + 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class Attacked:
+    throttle: LoginThrottle
+    codec: DeviceCodec
+    #: a valid cookie of alice's, from before the attack
+    cookie: str
+
+    def key(self, email: str) -> str:
+        return self.throttle.user_key(email)
+
+    def admit(self, cookie: str | None, address: str = "192.0.2.1", now: float = NOW) -> Attempt:
+        device = self.codec.loads(cookie, now)
+        return self.throttle.admit("alice@example.com", address, now, device)
+
+
+@pytest.fixture
+def attacked(storage: Storage) -> Attacked:
+    """alice past the threshold: five failures from five addresses at ATTACK (a 4 s delay)."""
+    config = ThrottleConfig(max_failures=3, max_user_delay=60, device_ttl=DEVICE_TTL)
+    throttle = LoginThrottle(storage, config, SECRET)
+    codec = DeviceCodec(SECRET, secure=False, ttl=DEVICE_TTL)
+    alice = throttle.user_key("alice@example.com")
+    for n in range(5):
+        throttle.failed(Attempt(alice, f"10.5.0.{n + 1}", 0), ATTACK)
+    return Attacked(throttle, codec, codec.dumps(alice, ISSUED))
+
+
+def test_a_known_device_skips_the_per_user_delay(attacked: Attacked) -> None:
+    with pytest.raises(TooManyAttempts) as refused:
+        attacked.admit(None)
+    assert (refused.value.key, refused.value.retry_after) == ("user", 4)
+    attempt = attacked.admit(attacked.cookie)  # the same browser: at once
+    device = attacked.codec.loads(attacked.cookie, NOW)
+    assert device is not None and attempt.device_id == device.device_id
+
+
+def test_a_known_device_leaves_the_address_budgets(storage: Storage) -> None:
+    throttle = LoginThrottle(storage, ThrottleConfig(max_failures=3), SECRET)
+    codec = DeviceCodec(SECRET, secure=False, ttl=DEVICE_TTL)
+    device = codec.loads(codec.dumps(throttle.user_key("alice@example.com"), ISSUED), NOW)
+    for _ in range(3):  # alice from one address (another browser): that pair's budget
+        throttle.failed(throttle.admit("alice@example.com", "10.6.0.1", ATTACK), ATTACK)
+    for n in range(12):  # many users from another: that address's budget
+        throttle.failed(throttle.admit(f"u{n}@example.com", "10.6.0.2", ATTACK), ATTACK)
+    for address, key in (("10.6.0.1", "user_address"), ("10.6.0.2", "address")):
+        with pytest.raises(TooManyAttempts) as refused:
+            throttle.admit("alice@example.com", address, NOW, device)
+        assert refused.value.key == key
+    throttle.admit("alice@example.com", "10.6.0.3", NOW, device)  # the user delay: skipped
+
+
+def _tagged(key: bytes, data: str) -> str:
+    tag = hmac.new(key, data.encode(), hashlib.sha256).digest()
+    return f"{data}.{base64.urlsafe_b64encode(tag).rstrip(b'=').decode()}"
+
+
+def _data(cookie: str) -> str:
+    return cookie.rsplit(".", 1)[0]
+
+
+def _other_field(cookie: str, index: int, value: str) -> str:
+    fields = cookie.split(".")
+    fields[index] = value
+    return ".".join(fields)
+
+
+BAD_COOKIES = [
+    pytest.param(lambda a: a.codec.dumps(a.key("bob@example.com"), ISSUED), id="another-users"),
+    pytest.param(
+        lambda a: a.codec.dumps(a.key("alice@example.com"), NOW - DEVICE_TTL), id="expired"
+    ),
+    pytest.param(lambda a: a.cookie[:-1] + ("B" if a.cookie[-1] == "A" else "A"), id="bad-mac"),
+    pytest.param(lambda a: a.cookie[:-1], id="truncated"),
+    pytest.param(lambda a: _data(a.cookie), id="no-mac"),
+    pytest.param(lambda a: a.cookie + ".", id="extra-field"),
+    pytest.param(lambda a: a.cookie + "\n", id="trailing-newline"),
+    pytest.param(lambda a: a.cookie + "A" * 200, id="too-long"),
+    pytest.param(lambda a: a.cookie[:70] + "é" + a.cookie[71:], id="non-ascii"),
+    pytest.param(lambda a: _other_field(a.cookie, 2, "\uff13" * 13), id="fullwidth-digits"),
+    pytest.param(lambda a: "garbage", id="garbage"),
+    pytest.param(lambda a: "", id="empty"),
+    pytest.param(lambda a: _other_field(a.cookie, 0, a.key("bob@example.com")), id="user-swapped"),
+    pytest.param(lambda a: _other_field(a.cookie, 2, str(int(NOW * 1000))), id="issued-later"),
+    pytest.param(
+        lambda a: DeviceCodec(b"another deployment", False, DEVICE_TTL).dumps(
+            a.key("alice@example.com"), ISSUED
+        ),
+        id="another-secret",
+    ),
+    pytest.param(
+        lambda a: _tagged(
+            hashlib.sha256(b"gateway-session\x00" + SECRET).digest(), _data(a.cookie)
+        ),
+        id="session-cookie-key",
+    ),
+    pytest.param(
+        lambda a: _tagged(
+            hmac.new(SECRET, b"gateway login-throttle user v1", hashlib.sha256).digest(),
+            _data(a.cookie),
+        ),
+        id="throttle-user-key",
+    ),
+]
+
+
+@pytest.mark.parametrize("bad", BAD_COOKIES)
+def test_a_bad_device_cookie_exempts_nothing(
+    attacked: Attacked, bad: Callable[[Attacked], str]
+) -> None:
+    cookie = bad(attacked)
+    device = attacked.codec.loads(cookie, NOW)  # refused by the codec, or names someone else
+    assert device is None or device.user_key != attacked.key("alice@example.com")
+    with pytest.raises(TooManyAttempts) as refused:
+        attacked.admit(cookie)
+    assert refused.value.key == "user"
+
+
+def test_an_exhausted_device_stops_exempting(storage: Storage, attacked: Attacked) -> None:
+    """A stolen cookie buys ``max_failures`` guesses (3 here), not more; the failures count
+    against that device only."""
+    for n in range(3):
+        attempt = attacked.admit(attacked.cookie, f"10.7.0.{n + 1}")
+        attacked.throttle.failed(attempt, NOW)
+    with storage.engine.connect() as conn:
+        marked = conn.scalars(sa.select(failures.c.device_id).where(failures.c.at == NOW)).all()
+    device = attacked.codec.loads(attacked.cookie, NOW)
+    assert device is not None and marked == [device.device_id] * 3
+    with pytest.raises(TooManyAttempts) as refused:
+        attacked.admit(attacked.cookie, "10.7.0.9")
+    assert refused.value.key == "user"
+    another = attacked.codec.dumps(attacked.key("alice@example.com"), ISSUED)
+    attacked.admit(another, "10.7.0.9")  # alice's other browser still vouches for her
+    # once those failures leave the window, the device counts again
+    attacked.admit(attacked.cookie, "10.7.0.9", NOW + 300.01)
+
+
+def test_forgotten_devices_exempt_nothing(storage: Storage, attacked: Attacked) -> None:
+    alice = attacked.key("alice@example.com")
+    before = attacked.codec.dumps(alice, ISSUED + 50)
+    attacked.throttle.forget_devices("alice@example.com", ISSUED + 50)
+    for cookie in (attacked.cookie, before):  # issued before the forget, or at its moment
+        with pytest.raises(TooManyAttempts):
+            attacked.admit(cookie)
+    after = attacked.codec.dumps(alice, ISSUED + 60)  # signed in again since
+    attacked.admit(after)
+    attacked.throttle.forget_devices("alice@example.com", ISSUED + 70)  # again: the later time
+    with pytest.raises(TooManyAttempts):
+        attacked.admit(after)
+    with storage.engine.connect() as conn:
+        assert conn.execute(sa.select(DeviceReset.user_key, DeviceReset.not_before)).all() == [
+            (alice, ISSUED + 70)
+        ]
 
 
 # --- who the client is --------------------------------------------------------------------------
