@@ -1,14 +1,14 @@
 """Known-device cookies (gateway/issuer/devices.py) at the login page: set at a successful
 sign-in there (never by the password grant), with its attributes; during a guessing attack
 spread over many addresses, the browser that carries one signs its user in at once, while
-another browser, or a forged, expired or foreign cookie, waits the user's delay. (The
-throttle's own rules: test_throttle.py.)"""
+another browser, a forged, expired or foreign cookie, or one forgotten with ``gateway user
+devices forget``, waits the user's delay. (The throttle's own rules: test_throttle.py.)"""
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -21,7 +21,7 @@ from gateway.issuer.devices import DEVICE_COOKIE
 from gateway.issuer.session import COOKIE
 from tests.conftest import Registered, make_user
 from tests.issuer.conftest import authorize_url, login, password_grant
-from tests.issuer.test_throttle import WRONG, from_, throttled
+from tests.issuer.test_throttle import WRONG, age, from_, throttled
 
 #: the default ``[throttle] device_ttl``: 30 days
 DEVICE_TTL = 2592000
@@ -185,3 +185,42 @@ def test_signing_in_as_another_user_replaces_the_device_cookie(
     assert cookie.startswith(app.gateway.server.throttle.user_key("bob@example.com") + ".")
     attack(app, confidential)  # alice's: bob's device vouches for nothing there
     refused_at_login(login(shared, authorize_url(confidential), user.email))
+
+
+# --- gateway user devices forget -----------------------------------------------------------------
+
+
+@pytest.fixture
+def own(app: GatewayApp, user: Any, confidential: Registered) -> Iterator[TestClient]:
+    client = browser(app, "192.0.2.15")
+    signed_in_before(client, confidential, user.email)
+    yield client
+
+
+def test_forgotten_devices_wait_until_signed_in_again(
+    app: GatewayApp,
+    storage: Any,
+    user: Any,
+    confidential: Registered,
+    own: TestClient,
+    gw: Callable[..., tuple[Any, str, str]],
+) -> None:
+    code, out, _ = gw("user", "devices", "forget", "--user", "Alice@Example.com")
+    assert code == 0
+    assert "alice@example.com" in out
+    attack(app, confidential)
+    url = authorize_url(confidential)
+    refused_at_login(login(own, url, user.email))
+    age(storage, app.gateway.config.throttle.max_user_delay)  # the wait passes: signed in
+    assert login(own, url, user.email).status_code == 303
+    own.cookies.delete(COOKIE)
+    attack(app, confidential)
+    assert login(own, url, user.email).status_code == 303  # the new cookie counts
+
+
+def test_forgetting_an_unknown_users_devices_is_an_error(
+    gw: Callable[..., tuple[Any, str, str]],
+) -> None:
+    code, out, err = gw("user", "devices", "forget", "--user", "nobody@example.com")
+    assert (code, out) == (2, "")
+    assert err.endswith("gateway: no user with email nobody@example.com\n")

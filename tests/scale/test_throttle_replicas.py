@@ -208,7 +208,7 @@ def test_during_an_attack_every_address_waits_but_the_users_known_device(
     )
 
 
-def test_foreign_forged_expired_and_exhausted_devices_exempt_nothing(
+def test_foreign_forged_expired_exhausted_and_forgotten_devices_exempt_nothing(
     replicas: tuple[LiveGateway, LiveGateway], login_url: str
 ) -> None:
     a, b = replicas
@@ -235,3 +235,8 @@ def test_foreign_forged_expired_and_exhausted_devices_exempt_nothing(
         response = sign_in((a, b)[n % 2], login_url, email, f"203.0.113.{50 + n}", stolen, "guess")
         assert response.status_code == 401 and "retry-after" not in response.headers
     waits(sign_in(b, login_url, email, "203.0.113.60", stolen))
+
+    # forgotten at A (the CLI), honoured by B at once
+    a.cli("user", "devices", "forget", "--user", email)
+    attacker.strike()
+    waits(sign_in(b, login_url, email, home, device))
