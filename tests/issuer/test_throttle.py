@@ -264,6 +264,22 @@ def test_a_known_device_skips_the_per_user_delay(attacked: Attacked) -> None:
     assert device is not None and attempt.device_id == device.device_id
 
 
+def test_one_read_decides_devices_included(attacked: Attacked) -> None:
+    """The throttle's whole decision, the device's failures and the user's forgotten devices
+    included, is one statement before the password is checked."""
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", record)
+    try:
+        attacked.admit(attacked.cookie)
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", record)
+    assert len(statements) == 1, statements
+
+
 def test_a_known_device_leaves_the_address_budgets(storage: Storage) -> None:
     throttle = LoginThrottle(storage, ThrottleConfig(max_failures=3), SECRET)
     codec = DeviceCodec(SECRET, secure=False, ttl=DEVICE_TTL)
