@@ -25,6 +25,7 @@ from gateway.keys import KeyRing, create_key, ensure_key, retire_key, session_se
 from gateway.proxy import RouteTable
 from gateway.proxy.demo import READ_SCOPE, WRITE_SCOPE
 from gateway.storage import Storage, current_revision, head_revision, upgrade_schema
+from gateway.throttle import LoginThrottle
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,6 +53,14 @@ def _parser() -> argparse.ArgumentParser:
     uc.add_argument("--name", help="the user's full name (the OpenID Connect 'name' claim)")
     uc.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     uc.add_argument("--json", action="store_true")
+    devices = user.add_parser(
+        "devices", help="a user's known-device cookies (they skip the login throttle's delay)"
+    ).add_subparsers(dest="devices_action", metavar="{forget}", required=True, parser_class=_Parser)
+    udf = devices.add_parser(
+        "forget",
+        help="every known-device cookie of the user issued until now stops skipping the delay",
+    )
+    udf.add_argument("--user", metavar="EMAIL", required=True)
 
     client = sub.add_parser("client", help="manage OAuth clients").add_subparsers(
         dest="action", required=True, parser_class=_Parser
@@ -379,6 +388,14 @@ def _read_password(from_stdin: bool) -> str:
 
 @with_storage
 def cmd_user(config: Config, args: argparse.Namespace, storage: Storage) -> None:
+    if args.action == "devices":
+        with storage.session() as session:
+            email = accounts.require_user(session, args.user).email
+        LoginThrottle(storage, config.throttle, session_secret(config.keys_dir)).forget_devices(
+            email
+        )
+        print(f"forgot {email}'s known devices: the cookies issued until now no longer count")
+        return
     password = _read_password(args.password_stdin)
     with storage.session() as session:
         user = accounts.create_user(session, args.email, password, args.name)

@@ -265,19 +265,34 @@ class LoginFailure(Base):
     """One password check that failed: the login throttle's evidence (gateway/throttle.py),
     shared by every replica and worker. ``user_key`` is a keyed hash of the normalised user
     name, never the name: people type passwords into the email field. ``address`` is the
-    client's (IPv6 by its /64). Pruned by housekeeping once past the throttle's window."""
+    client's (IPv6 by its /64); ``device_id`` the known-device cookie's, when the attempt came
+    with one for that user. Pruned by housekeeping once past the throttle's window."""
 
     __tablename__ = "login_failures"
     __table_args__ = (
         Index("ix_login_failures_address_at", "address", "at"),
         Index("ix_login_failures_user_key_at", "user_key", "at"),
+        Index("ix_login_failures_device_id_at", "device_id", "at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     user_key: Mapped[str] = mapped_column(String(64))
     address: Mapped[str] = mapped_column(String(64))
+    device_id: Mapped[str | None] = mapped_column(String(32))
     at: Mapped[float] = mapped_column(Float)
     expires_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class DeviceReset(Base):
+    """``gateway user devices forget``: the user's known-device cookies issued until
+    ``not_before`` no longer skip the throttle's per-user delay. Keyed like ``LoginFailure``
+    (the throttle's keyed hash of the user name), so the throttle reads it in its one query.
+    Kept: one small row per user who ever had their devices forgotten."""
+
+    __tablename__ = "device_resets"
+
+    user_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    not_before: Mapped[float] = mapped_column(Float)
 
 
 class BrowserSession(Base):

@@ -44,6 +44,7 @@ from starlette.responses import RedirectResponse, Response
 from gateway.consents import granted_scopes, remember
 from gateway.errors import GatewayError, NotANavigation, PasswordsBusy
 from gateway.introspect.revocation import Entry
+from gateway.issuer.devices import DEVICE_COOKIE
 from gateway.issuer.endpoints import oauth_request
 from gateway.issuer.fetch_metadata import is_navigation
 from gateway.issuer.prompt import Prompt, parse_prompt, refuse_unsupported
@@ -378,12 +379,14 @@ class AuthorizePages:
     async def _login(self, visit: Visit, fields: dict[str, str]) -> Response:
         http, session = visit.http, visit.session
         email = fields.get("email", "")
+        devices = self.server.devices
         try:
             user = await run_in_threadpool(
                 self.server.check_password,
                 email,
                 fields.get("password", ""),
                 visit.request.client_addr,
+                devices.loads(http.cookies.get(DEVICE_COOKIE)),
             )
         except TooManyAttempts as refused:
             wait = refused.retry_after
@@ -408,4 +411,9 @@ class AuthorizePages:
             return await self._show(visit, error=message, email=email[:320])
         signed_in = session.logged_in(user.id, request_digest(http.url.query))
         await run_in_threadpool(self.sessions.start, signed_in, session)
-        return self._again(http, signed_in)
+        response = self._again(http, signed_in)
+        # a known device from now on (a new one each sign-in: the cookie of another user, or
+        # an old one of this user's, is replaced)
+        user_key = self.server.throttle.user_key(user.email)
+        response.headers.append("Set-Cookie", devices.cookie_header(user_key))
+        return response

@@ -23,6 +23,7 @@ from gateway.config import Config
 from gateway.introspect.revoker import Revoker
 from gateway.introspect.validator import BearerValidator
 from gateway.issuer import clientauth
+from gateway.issuer.devices import DeviceCodec
 from gateway.issuer.records import load_client
 from gateway.issuer.tokens import persist_token
 from gateway.keys import KeyRing, session_secret
@@ -30,7 +31,7 @@ from gateway.models import Client, User
 from gateway.passwords import PasswordPool
 from gateway.proxy.forwarded import ForwardedPolicy
 from gateway.storage import Storage
-from gateway.throttle import LoginThrottle
+from gateway.throttle import KnownDevice, LoginThrottle
 
 #: RFC 6749 §5.1 and RFC 7009/7662 responses carry credentials: never cache them
 NO_STORE = [("Cache-Control", "no-store"), ("Pragma", "no-cache")]
@@ -120,7 +121,12 @@ class Server(AuthorizationServer):
         self.keyring = keyring
         self.validator = validator
         self.revoker = revoker
-        self.throttle = LoginThrottle(storage, config.throttle, session_secret(config.keys_dir))
+        secret = session_secret(config.keys_dir)
+        self.throttle = LoginThrottle(storage, config.throttle, secret)
+        #: the login page's known-device cookies (the throttle decides what they vouch for)
+        self.devices = DeviceCodec(
+            secret, config.issuer.startswith("https://"), config.throttle.device_ttl
+        )
         #: who the client is, by the proxy's rule for X-Forwarded-For
         self.forwarded = ForwardedPolicy(config.proxy.trusted_proxies)
         self.passwords = PasswordPool(config.passwords.max_concurrent, config.passwords.queue_bound)
@@ -142,12 +148,15 @@ class Server(AuthorizationServer):
             return None
         return self.storage.read(lambda conn: load_client(conn, client_id))
 
-    def check_password(self, email: str, password: str, client_addr: str) -> User | None:
+    def check_password(
+        self, email: str, password: str, client_addr: str, device: KnownDevice | None = None
+    ) -> User | None:
         """The user when the password matches, else None, in about the same time either way
         (RFC 6749 §10.10); raises ``TooManyAttempts`` when the throttle refuses the attempt
         (gateway/throttle.py), and ``PasswordsBusy`` (counted as no attempt) when the
-        password pool's queue is full."""
-        attempt = self.throttle.admit(normalize_email(email), client_addr)
+        password pool's queue is full. ``device``: the login page's known-device cookie, if
+        the browser sent a valid one (the password grant never has one)."""
+        attempt = self.throttle.admit(normalize_email(email), client_addr, device=device)
         user = None
         if len(email) <= MAX_CREDENTIAL_LENGTH and len(password) <= MAX_CREDENTIAL_LENGTH:
             with self.storage.session() as session:

@@ -32,10 +32,11 @@ from __future__ import annotations
 import functools
 from urllib.parse import unquote
 
+from gateway.issuer.devices import DEVICE_COOKIE
 from gateway.issuer.session import COOKIE as SESSION_COOKIE
 
-#: every cookie the gateway sets, by name (the device cookie joins the session's here)
-GATEWAY_COOKIES = frozenset({SESSION_COOKIE})
+#: every cookie the gateway sets, by name
+GATEWAY_COOKIES = frozenset({SESSION_COOKIE, DEVICE_COOKIE})
 #: the gateway's own paths: no upstream cookie may be scoped to them
 GATEWAY_PATHS = ("/oauth", "/.well-known")
 

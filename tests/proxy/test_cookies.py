@@ -18,6 +18,7 @@ from tests.proxy.conftest import GatewayFactory, RawHandler, raw_request, read_r
     [
         # by name: the session cookie, however spelled
         pytest.param("gateway_session=x", id="name"),
+        pytest.param("gateway_device=x; Path=/", id="device-cookie"),
         pytest.param("gateway_session=x; Path=/; HttpOnly", id="name-path-root"),
         pytest.param("gateway_session=", id="name-empty-value"),
         pytest.param("gateway_session=; Max-Age=0", id="name-clearing"),
@@ -93,7 +94,7 @@ def test_passed(field: str) -> None:
 
 
 def test_every_gateway_cookie_is_refused_by_name() -> None:
-    assert "gateway_session" in GATEWAY_COOKIES
+    assert {"gateway_session", "gateway_device"} <= GATEWAY_COOKIES
     for name in GATEWAY_COOKIES:
         assert refused(f"{name}=1; Path=/pub".encode())
 
