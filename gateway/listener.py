@@ -93,6 +93,8 @@ CLOSE_REASONS = (IDLE, *_BY_LABEL)
 LOG_INTERVAL = 60.0
 #: header fields the listener looks at (RFC 9112 §3.2, §6.1; Expect as uvicorn does)
 _FRAMING = frozenset({b"host", b"transfer-encoding", b"expect"})
+#: how the parser stops short of the end of what it was fed
+_PARSER_STOPPED = (httptools.HttpParserUpgrade, httptools.HttpParserError)
 #: a timer may fire this early (uvloop rounds to milliseconds)
 _TIMER_SLACK = 0.002
 
@@ -289,21 +291,29 @@ class GatewayProtocol(HttpToolsProtocol):
             if self._head_bytes > self._max_head:
                 self._feed_past_bound(data)
                 return
-        self._feed(data)
+        try:  # as _feed, inline: a call here would cost more than the listener's own work
+            self.parser.feed_data(data)
+        except _PARSER_STOPPED as exc:
+            self._parser_stopped(exc)
 
     def _feed(self, data: bytes | memoryview) -> bool:
         """Parse ``data``; False when the connection was refused or handed over."""
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
+        except _PARSER_STOPPED as exc:
+            return self._parser_stopped(exc)
+        return True
+
+    def _parser_stopped(self, stop: Exception) -> bool:
+        """The parser stopped at an upgrade or an error; False unless it parses on."""
+        if isinstance(stop, httptools.HttpParserUpgrade):
             # uvicorn's own answer, less its warning per request for an unknown protocol
             if self._should_upgrade():
                 self.handle_websocket_upgrade()
                 return False
-        except httptools.HttpParserError as exc:
-            self._refuse(_refusal_for(exc))
-            return False
-        return True
+            return True
+        self._refuse(_refusal_for(cast(httptools.HttpParserError, stop)))
+        return False
 
     def _feed_past_bound(self, data: bytes) -> None:
         """``_head_bytes``, counting all of ``data``, is past ``max_request_head``: feed what
@@ -384,6 +394,8 @@ class GatewayProtocol(HttpToolsProtocol):
             self._arm(deadline)
 
     # --- parser callbacks ---------------------------------------------------------------
+    # (per request: they call uvicorn's by name, a zero-argument super() costing more than the
+    # listener's own work)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         """uvicorn's (the name lower-cased, trailing whitespace off the value, ``Expect``
@@ -412,7 +424,7 @@ class GatewayProtocol(HttpToolsProtocol):
         self._reading_head = self._waiting = False
         if not self._host_seen and self.parser.get_http_version() != "1.0":
             raise MissingOrRepeatedHost()
-        super().on_headers_complete()
+        HttpToolsProtocol.on_headers_complete(self)
 
     def on_chunk_header(self) -> None:
         # the chunk's data follows, or, after the last chunk, the trailer section: a header
@@ -422,7 +434,7 @@ class GatewayProtocol(HttpToolsProtocol):
 
     def on_body(self, body: bytes) -> None:
         self._reading_head = False
-        super().on_body(body)
+        HttpToolsProtocol.on_body(self, body)
 
     def on_message_complete(self) -> None:
         # what arrives next is the next request's head
@@ -430,4 +442,4 @@ class GatewayProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._host_seen = self._coding_seen = False
         self._completed_scope = self.scope
-        super().on_message_complete()
+        HttpToolsProtocol.on_message_complete(self)
