@@ -338,13 +338,19 @@ class GatewayProtocol(HttpToolsProtocol):
                 return
 
     def _refuse(self, refusal: type[ListenerRefusal]) -> None:
-        """Answer ``refusal``, unless another response is being written (it cannot be cut
-        into: the connection is just closed), and close."""
+        """Answer ``refusal`` and close; when an earlier request's response is still to come
+        (pipelining), or this one's has begun, close without a word: an answer then would be
+        read as that response, or cut into it."""
         if self.transport.is_closing():
             return
         self._limits.closed(refusal.label)
         cycle = self.cycle
-        if cycle is None or not cycle.response_started or cycle.response_complete:
+        # the last request parsed: answered, or this very one (refused in its trailers)
+        if not self.pipeline and (
+            cycle is None
+            or cycle.response_complete
+            or (cycle.scope is self.scope and not cycle.response_started)
+        ):
             self.transport.write(_response(refusal))
         if cycle is not None and not cycle.response_complete:
             # the app reading this request's body, or answering it, learns it is gone
