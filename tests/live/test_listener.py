@@ -188,12 +188,16 @@ def test_a_connection_that_sends_nothing_is_closed_silently(port: int) -> None:
 
 
 def test_a_head_begun_in_time_may_take_up_to_head_timeout(port: int) -> None:
-    """The idle bound is on the first byte; then the whole head has ``head_timeout``."""
+    """The idle bound is on the first byte; then the whole head has ``head_timeout``. The
+    next request's first byte is due within the idle bound again, not the head's."""
     with connect(port) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\n")
         time.sleep(IDLE_TIMEOUT * 2)  # past the idle bound on purpose: the pause is the test
         sock.sendall(b"Host: gw.test\r\n\r\n")
         assert read_answer(sock).status == 200
+        received, took = wait_for_close(sock)
+    assert received == b""
+    assert took <= IDLE_TIMEOUT + 1.0 < HEAD_TIMEOUT - IDLE_TIMEOUT * 2, took
 
 
 def test_a_kept_alive_connection_is_closed_once_idle(port: int) -> None:
@@ -201,6 +205,9 @@ def test_a_kept_alive_connection_is_closed_once_idle(port: int) -> None:
         for _ in range(2):  # kept alive across requests sent in time
             sock.sendall(head("/healthz", HOST))
             assert read_answer(sock).status == 200
+        # a response that takes longer than the idle timeout: the bound counts from its end
+        sock.sendall(head(f"/echo/events?count=2&interval={IDLE_TIMEOUT * 2}", HOST))
+        assert read_answer(sock).status == 200
         received, took = wait_for_close(sock)
     assert received == b""
     assert IDLE_TIMEOUT - 0.05 <= took <= IDLE_TIMEOUT + LATE, took
