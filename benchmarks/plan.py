@@ -31,6 +31,11 @@ EDGE = {
     "decisions-1w": "GET /decisions as nginx's auth_request asks (RS256 + identity headers)",
     "nginx-edge-1w": "nginx auth_request + /decisions, then nginx to the upstream, 1 worker",
 }
+#: the listener's cost: the scoped route on uvicorn's stock protocol, against scoped-1w
+LISTENER = {
+    "scoped-1w-stock": "gateway scoped route, 1 worker, uvicorn's stock httptools protocol",
+    "listener-micro": "listener per request, gateway's protocol against stock (micro-benchmark)",
+}
 TOKENS = {
     "client-credentials-sqlite": "POST /oauth/token client_credentials, SQLite",
     "refresh-token-sqlite": "POST /oauth/token refresh_token (rotating), SQLite",
@@ -48,6 +53,7 @@ GROUPS = {
     "proxy": PROXY,
     "accesslog": ACCESS_LOG,
     "edge": EDGE,
+    "listener": LISTENER,
     "tokens": TOKENS,
     "introspect": INTROSPECT,
     "streaming": STREAMING,

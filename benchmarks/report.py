@@ -6,9 +6,9 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from benchmarks import access_log, revocation_memory, streaming
+from benchmarks import access_log, listener, revocation_memory, streaming
 from benchmarks.load import Run
-from benchmarks.plan import EDGE, INTROSPECT, PROXY, TOKEN_CONNECTIONS, TOKENS, Plan
+from benchmarks.plan import EDGE, INTROSPECT, LISTENER, PROXY, TOKEN_CONNECTIONS, TOKENS, Plan
 
 
 def line(name: str, sample: Run | streaming.Transfer) -> str:
@@ -146,6 +146,7 @@ def report(
     revocations: dict[str, float] | None,
     upstream: str,
     access_log_cost: dict[str, float] | None = None,
+    listener_cost: dict[str, float] | None = None,
 ) -> None:
     results = {
         name: Summary.of([s for s in runs if isinstance(s, Run)])
@@ -171,6 +172,8 @@ def report(
         )
     edge = f"Behind an edge ({rounds}, wrk -c{plan.proxy_connections}; CPU: the gateway's only)"
     _table(edge, {"scoped-1w": PROXY["scoped-1w"], **EDGE}, results)
+    stock = {"scoped-1w": PROXY["scoped-1w"], "scoped-1w-stock": LISTENER["scoped-1w-stock"]}
+    _table(f"Listener ({rounds}, wrk -c{plan.proxy_connections})", stock, results)
     _table(f"Token endpoint ({rounds}, wrk -c{TOKEN_CONNECTIONS}, RS256)", TOKENS, results)
     _table(f"Introspection ({rounds}, wrk -c{TOKEN_CONNECTIONS})", INTROSPECT, results)
     transfers = {
@@ -185,6 +188,8 @@ def report(
             print(f"  {label:52} {revocations[key]:10.2f} {unit}")
     if access_log_cost is not None:
         access_log.report(access_log_cost)
+    if listener_cost is not None:
+        listener.report(listener_cost)
 
     targets = Targets()
     targets.ratio(
@@ -222,6 +227,19 @@ def report(
         cost = access_log_cost["json_us"]
         what = "access log: JSON line built and written, µs/request"
         targets.add(what, f"{cost:.2f} µs", "<= 5 µs", cost <= 5)
+    ours, theirs = results.get("scoped-1w"), results.get("scoped-1w-stock")
+    if ours and theirs and ours.cpu_us and theirs.cpu_us:
+        what = "listener: scoped, CPU µs/req, gateway's protocol - stock"
+        targets.add(what, f"{ours.cpu_us - theirs.cpu_us:+.1f} µs", "", None)
+        what = "listener: scoped, requests per CPU second, gateway's / stock"
+        targets.add(what, f"{theirs.cpu_us / ours.cpu_us:.3f}x", "", None)
+    if listener_cost is not None:
+        added = listener_cost["added_us"]
+        what = "listener: added per request, µs (micro-benchmark)"
+        targets.add(what, f"{added:+.2f} µs", "<= 1 µs", added <= 1)
+        if "added_ir" in listener_cost:
+            what = "listener: added per request, instructions (callgrind)"
+            targets.add(what, f"{listener_cost['added_ir']:+,.0f}", "", None)
     for db in ("sqlite", "postgres"):
         targets.rate(f"token: client_credentials, {db}", results, f"client-credentials-{db}", 1300)
         targets.rate(f"token: refresh_token, {db}", results, f"refresh-token-{db}", 500)

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks import access_log, revocation_memory, servers, streaming
+from benchmarks import access_log, listener, revocation_memory, servers, streaming
 from benchmarks.cases import access_token, proxy_case, token_cases
 from benchmarks.load import Case, Run, cleanup_scripts
 from benchmarks.plan import (
@@ -66,7 +66,7 @@ def set_up(plan: Plan, folder: Path) -> Iterator[Setup]:
     )
     notes: list[str] = []
     cases: list[Case] = []
-    needs_gateway = plan.wants(*PROXY, *EDGE, *TOKENS, *INTROSPECT, *STREAMING)
+    needs_gateway = plan.wants(*PROXY, *EDGE, "scoped-1w-stock", *TOKENS, *INTROSPECT, *STREAMING)
     wants_streaming = plan.wants(*STREAMING)
     if needs_gateway and not servers.ensure_tool("wrk", "wrk"):
         raise SystemExit("bench: wrk is not installed (apt-get install wrk)")
@@ -99,6 +99,13 @@ def set_up(plan: Plan, folder: Path) -> Iterator[Setup]:
             cases.append(
                 proxy_case(plan, "scoped-1w", base + "/scoped/x", pid, upstream.pid, token)
             )
+        if plan.wants("scoped-1w-stock"):
+            # the same app on uvicorn's stock protocol: what the listener's limits cost
+            base_s, pid_s = stack.enter_context(
+                servers.gateway(folder, sqlite, 1, server_pin, stock=True)
+            )
+            url = base_s + "/scoped/x"
+            cases.append(proxy_case(plan, "scoped-1w-stock", url, pid_s, upstream.pid, token))
         if plan.wants("public-1w-nolog", "scoped-1w-nolog"):
             quiet = servers.without_access_log(sqlite)
             base_q, pid_q = stack.enter_context(servers.gateway(folder, quiet, 1, server_pin))
@@ -229,6 +236,7 @@ def main() -> None:
     samples: dict[str, list[Run | streaming.Transfer]] = {}
     revocations = None
     access_log_cost = None
+    listener_cost = None
     upstream = ""
     try:
         with contextlib.ExitStack() as stack:
@@ -251,9 +259,12 @@ def main() -> None:
             if plan.wants(*ACCESS_LOG):
                 print("access log: micro-benchmark ...", flush=True)
                 access_log_cost = access_log.run()
+            if plan.wants("listener-micro"):
+                print("listener: micro-benchmark (and callgrind, if installed) ...", flush=True)
+                listener_cost = listener.run()
     finally:
         cleanup_scripts()
-    report(plan, samples, revocations, upstream, access_log_cost)
+    report(plan, samples, revocations, upstream, access_log_cost, listener_cost)
     print(f"\n(bench took {time.monotonic() - started:.0f} s)")
 
 

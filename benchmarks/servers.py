@@ -333,15 +333,23 @@ def without_access_log(deployment: Deployment) -> Deployment:
 
 @contextlib.contextmanager
 def gateway(
-    folder: Path, deployment: Deployment, workers: int, pin: Sequence[str]
+    folder: Path, deployment: Deployment, workers: int, pin: Sequence[str], stock: bool = False
 ) -> Iterator[tuple[str, int]]:
-    """``gateway serve`` on a free port; yields (its URL, the pid of its process tree)."""
+    """``gateway serve`` on a free port; yields (its URL, the pid of its process tree).
+    ``stock``: one worker on uvicorn's stock httptools protocol instead of the gateway's
+    (``benchmarks/listener.py``), for the listener's cost."""
     port = free_port()
-    command = [*pin, sys.executable, "-m", "gateway", "--config", str(deployment.config)]
-    command += ["serve", "--port", str(port), "--workers", str(workers)]
+    if stock:
+        command = [*pin, sys.executable, "-m", "benchmarks.listener", "serve"]
+        command += ["--config", str(deployment.config), "--port", str(port)]
+    else:
+        command = [*pin, sys.executable, "-m", "gateway", "--config", str(deployment.config)]
+        command += ["serve", "--port", str(port), "--workers", str(workers)]
     url = f"http://127.0.0.1:{port}"
-    log = folder / f"gateway-{deployment.name}-{workers}w.log"
-    with running(command, log, f"gateway ({deployment.name}, {workers} worker(s))") as process:
+    log = folder / f"gateway-{deployment.name}-{workers}w{'-stock' if stock else ''}.log"
+    with running(
+        command, log, f"gateway ({deployment.name}, {workers} worker(s))", cwd=ROOT
+    ) as process:
         wait_until_up(url + "/readyz", process, f"gateway ({deployment.name})")
         if workers > 1:
             time.sleep(1.0)  # /readyz answered by one worker; let the others finish starting

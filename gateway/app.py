@@ -54,6 +54,7 @@ from gateway.issuer.session import SessionCodec, Sessions
 from gateway.issuer.tokens import TokenGenerator
 from gateway.issuer.userinfo import UserInfo
 from gateway.keys import KeyRing, session_secret
+from gateway.listener import ConnectionLimits
 from gateway.metrics import CONTENT_TYPE, STALENESS, Metrics
 from gateway.proxy import Proxy
 from gateway.proxy.decisions import DecisionEndpoint, is_decision_path
@@ -95,6 +96,8 @@ class Gateway:
         self.server.throttle.on_refusal = self.metrics.login_throttled
         self.proxy = Proxy(config, self.validator, metrics=self.metrics)
         self.decisions = DecisionEndpoint(config, self.proxy.decisions)
+        #: read by the listener's protocol (gateway/listener.py), one per connection
+        self.connection_limits = ConnectionLimits(config, self.metrics.listener_closed)
         # Blocking upkeep (database syncs, pruning, key reloads) runs on threads of its own, so
         # that stopping can wait for a job in flight instead of abandoning it mid-query.
         self._upkeep = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gateway-upkeep")

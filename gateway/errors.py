@@ -13,6 +13,14 @@
     ├── BadRequestPath               400 (path tricks)
     ├── UntrustedPeer                403 at /decisions: the peer is not a trusted edge
     ├── AmbiguousRequest             403 at /decisions: which request is meant is unclear
+    ├── ListenerRefusal              the listener's own answers, before any app sees the request
+    │   ├── MalformedRequest         400, not an HTTP/1.x message llhttp accepts
+    │   ├── MissingOrRepeatedHost    400, RFC 9112 §3.2
+    │   ├── RequestHeadTimeout       408, the head not whole within [server] head_timeout
+    │   ├── RequestHeadTooLarge      431, past [server] max_request_head
+    │   │   └── TooManyHeaderFields  431, past [server] max_header_fields
+    │   ├── UnsupportedTransferCoding 501, RFC 9112 §6.1
+    │   └── TooManyConnections       503, past [server] max_connections
     ├── UpstreamUnavailable          502 bad_gateway
     ├── UpstreamTimeout              504 gateway_timeout
     ├── StorageUnavailable           503 temporarily_unavailable (database down)
@@ -164,6 +172,80 @@ class AmbiguousRequest(GatewayError):
     error = "invalid_request"
     status_code = 403
     description = "the request to decide on is ambiguous"
+
+
+class ListenerRefusal(GatewayError):
+    """Answered by the listener (``gateway/listener.py``) on the connection itself, which it then
+    closes: the request never reaches the app. One fixed description per class; ``reason``
+    names it in the metrics."""
+
+    error = "invalid_request"
+    label = "malformed_request"
+
+    @property
+    def reason(self) -> str:
+        return self.label
+
+
+class MalformedRequest(ListenerRefusal):
+    status_code = 400
+    description = "the request is not a valid HTTP/1.1 message"
+
+
+class MissingOrRepeatedHost(ListenerRefusal):
+    """RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code to any
+    HTTP/1.1 request message that lacks a Host header field and to any request message that
+    contains more than one Host header field line"."""
+
+    status_code = 400
+    description = "a request needs one Host header field (HTTP/1.0: at most one)"
+    label = "missing_or_repeated_host"
+
+
+class RequestHeadTimeout(ListenerRefusal):
+    """RFC 9110 §15.5.9: the server "did not receive a complete request message within the
+    time that it was prepared to wait"."""
+
+    status_code = 408
+    description = "the request head did not arrive in time"
+    label = "request_head_timeout"
+
+
+class RequestHeadTooLarge(ListenerRefusal):
+    """RFC 6585 §5: 431 "indicates that the server is unwilling to process the request because
+    its header fields are too large"."""
+
+    status_code = 431
+    description = "the request line and header fields are too large"
+    label = "request_head_too_large"
+
+
+class TooManyHeaderFields(RequestHeadTooLarge):
+    description = "the request has too many header fields"
+    label = "too_many_header_fields"
+
+
+class UnsupportedTransferCoding(ListenerRefusal):
+    """RFC 9112 §6.1: "A server that receives a request message with a transfer coding it does
+    not understand SHOULD respond with 501 (Not Implemented)". ``chunked``, once, is the only
+    coding understood."""
+
+    status_code = 501
+    description = "the only transfer coding accepted is chunked, applied once"
+    label = "unsupported_transfer_coding"
+
+
+class TooManyConnections(ListenerRefusal):
+    """Past ``[server] max_connections`` (or what the file descriptor limit lets a process
+    hold), a new connection is answered at once, before it sends anything."""
+
+    error = "temporarily_unavailable"
+    status_code = 503
+    description = "the server has too many connections open; retry shortly"
+    label = "too_many_connections"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
 
 
 class UpstreamUnavailable(GatewayError):

@@ -36,6 +36,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from prometheus_client.registry import Collector
 
 from gateway.config import GRANT_TYPES
+from gateway.listener import CLOSE_REASONS
 from gateway.throttle import THROTTLE_KEYS, ThrottleKey
 
 #: names the directory of the workers' files; read when prometheus-client is imported
@@ -131,6 +132,15 @@ class Metrics:
             "Password verifications refused because the pool and its queue were full.",
             registry=registry,
         ).inc
+        closes = Counter(
+            "gateway_listener_closes",
+            "Client connections the listener closed on its own, by reason (idle, or the "
+            "refusal it answered).",
+            ["reason"],
+            registry=registry,
+        )
+        #: reason -> its pre-bound increment (every reason shown from 0)
+        self._listener_closes = {reason: closes.labels(reason).inc for reason in CLOSE_REASONS}
         self.database_error: Callable[[], None] = Counter(
             "gateway_database_errors",
             "Database operations that failed because the database was unavailable.",
@@ -190,6 +200,10 @@ class Metrics:
         """``count`` Set-Cookie fields of one upstream response were dropped (rare: not
         tallied like ``observe``)."""
         self._cookies_dropped.labels(route).inc(count)
+
+    def listener_closed(self, reason: str) -> None:
+        """``reason``: one of ``gateway.listener.CLOSE_REASONS``."""
+        self._listener_closes[reason]()
 
     def refresh(self) -> None:
         """Set the gauges from the gateway's state (under N workers: this worker's file), and

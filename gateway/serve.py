@@ -1,5 +1,6 @@
 """Running the gateway under uvicorn (uvloop + httptools), in one or N worker processes, and
-``gateway demo``: the gateway and a demo upstream in one process."""
+``gateway demo``: the gateway and a demo upstream in one process. Every way serves through the
+listener's protocol (``gateway.listener``), which bounds what a client can hold."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import uvloop
 
 from gateway.app import GatewayApp, create_app
 from gateway.config import Config, LoggingConfig, load_config
+from gateway.listener import fit_descriptor_limit
 from gateway.metrics import MULTIPROC_DIR
 from gateway.proxy.demo import ASGIApp, demo_routes, start_echo_upstream
 
@@ -27,12 +29,18 @@ def app_factory() -> GatewayApp:
     return create_app(load_config(), freeze_heap=True)
 
 
-def _options(host: str, port: int) -> dict[str, Any]:
+#: the listener's protocol, by name: spawned worker processes import it
+PROTOCOL = "gateway.listener:GatewayProtocol"
+
+
+def uvicorn_options(host: str, port: int) -> dict[str, Any]:
     return {
         "host": host,
         "port": port,
         "loop": "uvloop",
-        "http": "httptools",
+        # the listener's limits ([server] keys, keep_alive_timeout among them) come with the
+        # app: gateway.listener.ConnectionLimits
+        "http": PROTOCOL,
         # X-Forwarded-* trust is the proxy's own decision ([proxy] trusted_proxies)
         "proxy_headers": False,
         "server_header": False,
@@ -51,7 +59,8 @@ def _log_to_stderr() -> None:
 
 def serve(config: Config, host: str, port: int, workers: int) -> None:
     _log_to_stderr()
-    options = _options(host, port)
+    fit_descriptor_limit(config)
+    options = uvicorn_options(host, port)
     # N workers share a metrics directory; one inherited is replaced, never added to
     shared = workers > 1 or MULTIPROC_DIR in os.environ
     with _metrics_directory() if shared else contextlib.nullcontext():
@@ -98,9 +107,9 @@ def serve_demo(
                 # someone trying the gateway out reads the log in a terminal
                 logging=LoggingConfig(config.logging.format or "text"),
             )
-            server = uvicorn.Server(
-                uvicorn.Config(create_app(demo, freeze_heap=True), **_options(host, port))
-            )
+            fit_descriptor_limit(demo)
+            options = uvicorn_options(host, port)
+            server = uvicorn.Server(uvicorn.Config(create_app(demo, freeze_heap=True), **options))
             serving = asyncio.create_task(server.serve())
             while not server.started and not serving.done():
                 await asyncio.sleep(0.05)

@@ -205,11 +205,13 @@ def running_gateway(
     extra_toml: str = "",
     serve_args: tuple[str, ...] = (),
     port: int | None = None,
+    preexec_fn: Callable[[], None] | None = None,
     **keys: Any,
 ) -> Iterator[LiveGateway]:
     """Start ``gateway serve`` on a free loopback port; stop it (and check it lived) after.
 
-    Replicas of one deployment share ``issuer``, ``keys_dir`` and the database."""
+    Replicas of one deployment share ``issuer``, ``keys_dir`` and the database;
+    ``preexec_fn`` runs in the server's process before it starts (e.g. to lower a limit)."""
     directory.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     base_url = f"http://127.0.0.1:{port}"
@@ -234,6 +236,7 @@ def running_gateway(
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env=_cli_env(),
+            preexec_fn=preexec_fn,
         )
     gateway = LiveGateway(base_url, issuer, config, directory, keys_dir, database_url, process, log)
     try:
