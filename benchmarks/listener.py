@@ -30,7 +30,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import uvicorn
@@ -98,7 +97,7 @@ class _Discard(asyncio.Transport):
 
 
 class _Answer:
-    """A bare ASGI app answering 200 at once; ``gateway`` as the listener's protocol reads it."""
+    """A bare ASGI app answering 200 at once, with the limits the listener's protocol reads."""
 
     START: ClassVar[dict[str, Any]] = {
         "type": "http.response.start",
@@ -108,7 +107,7 @@ class _Answer:
     BODY: ClassVar[dict[str, Any]] = {"type": "http.response.body", "body": b"ok"}
 
     def __init__(self) -> None:
-        self.gateway = SimpleNamespace(connection_limits=ConnectionLimits(Config(), lambda _: None))
+        self.connection_limits = ConnectionLimits(Config(), lambda _: None)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await send(self.START)

@@ -319,6 +319,8 @@ class GatewayApp:
         self.issuer = issuer
         self.proxy = gateway.proxy
         self.access_log = gateway.proxy.access_log
+        #: read by the listener's protocol (``gateway.listener.Limited``)
+        self.connection_limits = gateway.connection_limits
         #: the gateway's own endpoints: a request's path is its route in the access log
         self._endpoints = frozenset(r.path for r in issuer.routes if isinstance(r, Route))
 

@@ -47,7 +47,7 @@ import resource
 import time
 from collections.abc import Callable
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -66,9 +66,6 @@ from gateway.errors import (
     TooManyHeaderFields,
     UnsupportedTransferCoding,
 )
-
-if TYPE_CHECKING:
-    from gateway.app import GatewayApp
 
 log = logging.getLogger("gateway.listener")
 
@@ -235,6 +232,12 @@ class ConnectionLimits:
 # --- the protocol --------------------------------------------------------------------------
 
 
+class Limited(Protocol):
+    """The app served: it holds its process's limits (``GatewayApp`` does)."""
+
+    connection_limits: ConnectionLimits
+
+
 class GatewayProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the listener's limits (see the module docstring).
 
@@ -251,7 +254,7 @@ class GatewayProtocol(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        limits = cast("GatewayApp", self.app).gateway.connection_limits
+        limits = cast(Limited, self.app).connection_limits
         self._limits = limits
         self._max_head = limits.max_request_head
         self._max_fields = limits.max_header_fields

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -90,11 +89,11 @@ def test_upstream_connections_take_at_most_half_of_what_is_left() -> None:
 
 
 class SlowApp:
-    """Answers ``/slow`` after half a second, anything else at once; ``gateway`` holds the
+    """Answers ``/slow`` after half a second, anything else at once; it holds the
     limits the listener's protocol reads, as ``GatewayApp`` does."""
 
     def __init__(self) -> None:
-        self.gateway = SimpleNamespace(connection_limits=ConnectionLimits(Config(), lambda _: None))
+        self.connection_limits = ConnectionLimits(Config(), lambda _: None)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
