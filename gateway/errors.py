@@ -11,6 +11,7 @@
     ├── RouteNotFound                404
     ├── MethodNotAllowed             405 with ``Allow``
     ├── BadRequestPath               400 (path tricks)
+    ├── BadHost                      400: Host (or X-Forwarded-Host) is not a valid host
     ├── UntrustedPeer                403 at /decisions: the peer is not a trusted edge
     ├── AmbiguousRequest             403 at /decisions: which request is meant is unclear
     ├── UpstreamUnavailable          502 bad_gateway
@@ -148,6 +149,12 @@ class BadRequestPath(GatewayError):
     error = "invalid_request"
     status_code = 400
     description = "the request path is not acceptable"
+
+
+class BadHost(GatewayError):
+    error = "invalid_request"
+    status_code = 400
+    description = "the request's host is not a valid host name"
 
 
 class UntrustedPeer(GatewayError):

@@ -99,8 +99,12 @@ class Proxy:
             if config.forward_token:
                 headers += [(b"authorization", v.encode("latin-1")) for v in incoming.authorization]
             client = scope.get("client")
+            host = decision.host
             headers += self._forwarded.headers(
-                incoming.forwarded, client[0] if client else None, scope["scheme"], incoming.host
+                incoming.forwarded,
+                client[0] if client else None,
+                scope["scheme"],
+                host.authority if host is not None else None,
             )
             headers.append((REQUEST_ID, entry.request_id))
             target = upstream_target(

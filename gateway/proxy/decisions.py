@@ -13,6 +13,9 @@ The request being decided is read, in this order:
 3. the request itself with ``/decisions`` cut off the front (Envoy, ``path_prefix``), keeping
    its method, ``Host`` and path.
 
+The host is normalised and checked in the decision core (``gateway.hosts``), as the proxy's
+is.
+
 Those headers are honoured only from ``[decisions] trusted_peers``; any other peer is refused
 403. When both header descriptions are present and disagree, or one is repeated or missing a
 part, the answer is 403: never guess which request the edge meant (oauth2-proxy's
@@ -73,6 +76,7 @@ class Described:
         self, method: str, host: str | None, raw_path: bytes, authorization: list[str]
     ) -> None:
         self.method = method
+        #: as the edge sent it (``Host`` or ``X-Forwarded-Host``), latin-1
         self.host = host
         self.raw_path = raw_path
         self.authorization = authorization
@@ -97,7 +101,7 @@ def describe(scope: dict[str, Any]) -> Described:
         raw_path = scope.get("raw_path") or encode_path(scope["path"]).encode()
         # not below the prefix (an encoded "/decisions"): refused as a path trick by the core
         rest = raw_path[len(_PREFIX) :] if raw_path.startswith(_PREFIX) else b""
-        return Described(scope["method"], _host(host), rest, authorization)
+        return Described(scope["method"], host, rest, authorization)
     if forwarded != (None, None) and original != (None, None):
         pairs = (*zip(forwarded, original, strict=True), (fields.get(_FORWARDED_HOST), host))
         for one, other in pairs:
@@ -115,12 +119,7 @@ def describe(scope: dict[str, Any]) -> Described:
     if not _METHOD.fullmatch(method):
         raise AmbiguousRequest("the forwarded method is not an HTTP method")
     path = uri.partition("?")[0]
-    return Described(method, _host(host), path.encode("latin-1"), authorization)
-
-
-def _host(value: str | None) -> str | None:
-    """As the proxy reads ``Host``: lower-case (see ``HeaderPolicy.split_request``)."""
-    return value.encode("latin-1").decode("utf-8", "replace").lower() if value else None
+    return Described(method, host, path.encode("latin-1"), authorization)
 
 
 class DecisionEndpoint:
@@ -143,8 +142,12 @@ class DecisionEndpoint:
             if not self._peers.is_trusted(client[0] if client else None):
                 raise UntrustedPeer()
             request = describe(scope)
+            host = request.host
             decision = self._core.decide(
-                request.raw_path, request.host, request.method, request.authorization
+                request.raw_path,
+                None if host is None else host.encode("latin-1"),
+                request.method,
+                request.authorization,
             )
         except GatewayError as exc:
             decision = Denied(exc, None)

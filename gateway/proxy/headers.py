@@ -19,8 +19,9 @@ The gateway then adds the identity headers it vouches for, from the validated to
 once per verified token and remembered with it.
 
 Names and values stay bytes as the ASGI server gave them (names lower-case): each header costs
-one dict probe in a table built once per config, and only ``Host`` and ``Authorization`` are
-decoded (``Authorization`` as latin-1, so a forwarded token goes on byte for byte).
+one dict probe in a table built once per config, and only ``Authorization`` is decoded (as
+latin-1, so a forwarded token goes on byte for byte); ``Host`` stays raw for the decision core's
+host cache (``gateway.hosts``).
 
 Response: hop-by-hop headers and those the upstream's ``Connection`` names are dropped, and
 the upstream's ``X-Request-Id`` is replaced by the request's.
@@ -68,7 +69,8 @@ class IncomingHeaders:
     def __init__(self) -> None:
         #: end-to-end headers to pass on, as received
         self.kept: list[Header] = []
-        self.host: str | None = None
+        #: ``Host`` as received (the last one; a repeated Host is the listener's to refuse)
+        self.host: bytes | None = None
         self.authorization: list[str] = []
         #: ``X-Forwarded-*`` / ``Forwarded`` values as received, by lower-case name
         self.forwarded: dict[bytes, list[str]] = {}
@@ -129,7 +131,7 @@ class HeaderPolicy:
             elif action == _AUTHORIZATION:
                 incoming.authorization.append(header[1].decode("latin-1"))
             elif action == _HOST:
-                incoming.host = header[1].decode("utf-8", "replace").lower()
+                incoming.host = header[1]
             elif action == _FORWARDED:
                 incoming.forwarded.setdefault(name, []).append(header[1].decode("latin-1"))
             elif action == _CONNECTION:
