@@ -31,6 +31,12 @@ HOSTS = (
     '[[routes]]\npath = "/"\npublic = true\nupstream = "{echo}"\n'
 )
 ASSERTING = "[proxy.assertion]\nenabled = true\n" + ORDERS
+OVERRIDING = (
+    '[[routes]]\npath = "/o"\nmethods = ["POST"]\nupstream = "{echo}"\nscopes = ["w"]\n'
+    "allow_method_override = true\n"
+    '[[routes]]\npath = "/o"\nmethods = ["DELETE"]\nupstream = "{echo}"\nscopes = ["d"]\n'
+    "allow_method_override = true\n"
+)
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,18 @@ def bearer(token: Callable[[Context], str], target: str = "/orders", **kw: Any) 
 
 def plain(method: str, target: str, *headers: tuple[str, str], host: str = "gw.test") -> Make:
     return lambda _: Request(method, target, headers, host)
+
+
+def overriding(scope: str, *overrides: str) -> Make:
+    """A POST to /o with a token for ``scope`` and an ``X-HTTP-Method-Override`` per value."""
+    return lambda ctx: Request(
+        "POST",
+        "/o/1",
+        (
+            ("Authorization", f"Bearer {ctx.mint(scope)}"),
+            *(("X-HTTP-Method-Override", value) for value in overrides),
+        ),
+    )
 
 
 def minted(scope: str = "orders:read", **claims: Any) -> Callable[[Context], str]:
@@ -144,6 +162,12 @@ CASES = [
     pytest.param(HOSTS, plain("GET", "/x", host="api.test:99999"), id="host-bad-port"),
     pytest.param(HOSTS, plain("GET", "/x", host="[foo]"), id="host-bracketed-name"),
     pytest.param(HOSTS, plain("GET", "/x", host="api%2etest"), id="host-percent-encoded"),
+    pytest.param(OVERRIDING, overriding("d", "DELETE"), id="override-honoured"),
+    pytest.param(OVERRIDING, overriding("w", "DELETE"), id="override-scope-checked"),
+    pytest.param(OVERRIDING, overriding("d", "delete", "DELETE"), id="override-one-method"),
+    pytest.param(OVERRIDING, overriding("d", "DELETE", "PUT"), id="override-two-methods"),
+    pytest.param(OVERRIDING, overriding("d", "DEL ETE"), id="override-not-a-method"),
+    pytest.param(OVERRIDING, overriding("d", "PATCH"), id="override-no-route"),
     pytest.param(PUBLIC_ALL, bearer(lambda _: "garbage", "/x"), id="public-ignores-token"),
     pytest.param(
         '[[routes]]\npath = "/r"\naudience = "https://orders.test"\nupstream = "{echo}"\n',
