@@ -31,7 +31,7 @@ from gateway.introspect.validator import AccessToken, BearerValidator
 from gateway.metrics import Metrics
 from gateway.proxy.assertion import AssertionSigner
 from gateway.proxy.auth import authenticate, authorize
-from gateway.proxy.headers import Header, HeaderPolicy
+from gateway.proxy.headers import UNDERSCORE, Header, HeaderPolicy
 from gateway.proxy.overrides import OVERRIDABLE, overriding_method
 from gateway.proxy.paths import decode_path
 from gateway.proxy.routes import Route, RouteTable
@@ -134,7 +134,7 @@ class DecisionCore:
         if method == OVERRIDABLE and route.config.allow_method_override:
             target = self.routes.match(host and host.name, path, overriding)
             if target.config.allow_method_override and (
-                droppable or not any(b"_" in name for name, _ in headers)
+                droppable or not any(UNDERSCORE in name for name, _ in headers)
             ):
                 return target, overriding
         if droppable:

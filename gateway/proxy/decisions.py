@@ -40,7 +40,7 @@ from gateway.errors import AmbiguousRequest, GatewayError, UntrustedPeer
 from gateway.proxy.decision import Allowed, DecisionCore, Denied
 from gateway.proxy.exchange import Receive, Send
 from gateway.proxy.forwarded import ForwardedPolicy
-from gateway.proxy.headers import Header
+from gateway.proxy.headers import UNDERSCORE, Header
 from gateway.proxy.overrides import METHOD, OVERRIDE_HEADERS
 from gateway.proxy.paths import encode_path
 
@@ -101,7 +101,7 @@ def describe(scope: dict[str, Any]) -> Described:
                 raise AmbiguousRequest(f"more than one {name.decode()} header")
             fields[name] = value.decode("latin-1")
         elif name in OVERRIDE_HEADERS or (
-            b"_" in name and name.replace(b"_", b"-") in OVERRIDE_HEADERS
+            UNDERSCORE in name and name.replace(b"_", b"-") in OVERRIDE_HEADERS
         ):
             overrides.append((name, value))
     host = fields.get(_HOST)
