@@ -34,6 +34,7 @@ from starlette.routing import Route
 from gateway.accesslog import REQUEST_ID, Entry, error_code, received_id, request_id
 from gateway.config import Config, is_reserved
 from gateway.errors import ConfigError, GatewayError
+from gateway.hosts import parse_host
 from gateway.housekeeping import prune_expired
 from gateway.introspect.notify import RevocationListener
 from gateway.introspect.revocation import RevocationCache
@@ -217,7 +218,8 @@ class Gateway:
 
 def routes_on_issuer_host(config: Config) -> list[str]:
     """The names of the routes that serve the issuer's host: a route without ``host`` serves
-    every host; one with a ``host`` serves it when that names the issuer's (port ignored)."""
+    every host; one with a ``host`` serves it when that names the issuer's (hosts as routes
+    compare them, ``gateway.hosts``: case, a trailing dot and the port aside)."""
     issuer = _host_name(urlsplit(config.issuer).netloc)
     return [
         route.name or route.path
@@ -226,13 +228,11 @@ def routes_on_issuer_host(config: Config) -> list[str]:
     ]
 
 
-def _host_name(authority: str) -> str | None:
-    """The host of ``authority`` (``host[:port]``), lower-case, without a trailing dot."""
+def _host_name(value: str) -> str | None:
     try:
-        host = urlsplit("//" + authority).hostname
-    except ValueError:  # not an authority at all: names no host
+        return parse_host(value).name
+    except ValueError:  # names no host a route could match
         return None
-    return host.removesuffix(".") if host else None
 
 
 def _error_handler(request: Request, exc: Exception) -> Response:

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.errors import ConfigError
+from gateway.hosts import parse_host
 
 DEFAULT_ISSUER = "http://127.0.0.1:8000"
 SIGNING_ALGORITHMS = ("RS256", "ES256", "EdDSA", "Ed25519")
@@ -476,9 +477,24 @@ def _validate_route(route: RouteConfig, prefix: str) -> RouteConfig:
         raise _KeyError(prefix + "scopes", "a public route cannot require scopes")
     if route.assertion_audience is not None and not route.assertion_audience.strip():
         raise _KeyError(prefix + "assertion_audience", "must not be empty")
-    host = route.host.lower() if route.host else None
+    host = None if route.host is None else _route_host(route.host, prefix)
     name = route.name or (f"{host}{path}" if host else path)
     return dataclasses.replace(route, path=path, methods=methods, host=host, name=name)
+
+
+def _route_host(value: str, prefix: str) -> str:
+    """A route's ``host``, normalised as requests' hosts are (``gateway.hosts``)."""
+    try:
+        host = parse_host(value)
+    except ValueError:
+        raise _KeyError(
+            prefix + "host",
+            "must be a host name (letters, digits, '-' and '_' in dot-separated labels), "
+            "an IPv4 address or a bracketed IPv6 address",
+        ) from None
+    if host.authority != host.name:
+        raise _KeyError(prefix + "host", "must not carry a port (routes match any port)")
+    return host.name
 
 
 def _validate(config: Config, where: str) -> Config:

@@ -5,8 +5,11 @@ identity headers (and the assertion's) from the gateway's answer onto the reques
 forwards, replacing any copy the client sent. It also sets, itself, every header the gateway
 reads to learn which request it decides on: an edge passes the client's own headers into its
 auth request, and a client's ``X-Forwarded-Uri`` must never describe the request
-(GHSA-7x63-xv5r-3p2x). The tests run the nginx and Caddy snippets in front of a real gateway
-and parse the Traefik and Envoy ones.
+(GHSA-7x63-xv5r-3p2x). The host the gateway decides on is the one the edge routes by, as the
+client sent it (the gateway normalises it: ``gateway.hosts``); method override headers reach the
+gateway, which refuses a request whose route does not honour them, or are removed where an edge
+would pass on a spelling with ``_`` (``gateway.proxy.overrides``). The tests run the nginx and
+Caddy snippets in front of a real gateway and parse the Traefik and Envoy ones.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from urllib.parse import urlsplit
 
 from gateway.config import DECISIONS_PREFIX, Config
 from gateway.errors import ConfigError
+from gateway.proxy.overrides import OVERRIDE_NAMES
 
 EDGES = ("nginx", "caddy", "traefik", "envoy")
 DEFAULT_UPSTREAM = "http://127.0.0.1:9001"
@@ -141,6 +145,10 @@ def _caddy(edge: _Edge) -> str:
     removed = "".join(
         f"\t\trequest_header -{variant}\n" for n in edge.names for variant in _spellings(n)
     )
+    # the gateway decides on method overrides spelled with "-" only (an upstream may read "_")
+    removed += "".join(
+        f"\t\trequest_header -{variant}\n" for n in OVERRIDE_NAMES for variant in _spellings(n)[1:]
+    )
     # Caddy before 2.9 copies a header the answer lacks as its placeholder's literal text
     # (caddyserver/caddy#6610): removed when it is that text
     unset = "".join(
@@ -154,12 +162,13 @@ def _caddy(edge: _Edge) -> str:
 :{edge.listen} {{
 \troute {{
 \t\t# a client's copies of the identity headers never reach the upstream: removed first,
-\t\t# then copy_headers sets the gateway's
+\t\t# then copy_headers sets the gateway's; so are method overrides spelled with "_"
 {removed}\t\tforward_auth {edge.authority} {{
 \t\t\turi {DECISIONS_PREFIX}
 \t\t\t# forward_auth sets X-Forwarded-Method and X-Forwarded-Uri itself; the rest of the
-\t\t\t# request's description is Caddy's too, never a client's
-\t\t\theader_up X-Forwarded-Host {{host}}
+\t\t\t# request's description is Caddy's too, never a client's: the Host as the client sent
+\t\t\t# it, port included, for the gateway to check whole
+\t\t\theader_up X-Forwarded-Host {{hostport}}
 \t\t\theader_up -X-Original-Method
 \t\t\theader_up -X-Original-Uri
 \t\t\tcopy_headers {" ".join(edge.names)}
@@ -173,8 +182,11 @@ def _caddy(edge: _Edge) -> str:
 def _traefik(edge: _Edge) -> str:
     headers = "".join(f"          - {json.dumps(n)}\n" for n in edge.names)
     underscored = "".join(
-        f'          {json.dumps(v)}: ""\n' for n in edge.names for v in _spellings(n)[1:]
+        f'          {json.dumps(v)}: ""\n'
+        for n in (*edge.names, *OVERRIDE_NAMES)
+        for v in _spellings(n)[1:]
     )
+    overrides = "".join(f"          - {json.dumps(n)}\n" for n in OVERRIDE_NAMES)
     return f"""\
 # Traefik (ForwardAuth middleware): a file-provider dynamic configuration (YAML), for an
 # entry point named "web" listening on :{edge.listen}.
@@ -189,10 +201,11 @@ http:
         address: "http://{edge.authority}{DECISIONS_PREFIX}"
         # Traefik sets X-Forwarded-Method/-Host/-Uri itself; a client's are replaced
         trustForwardHeader: false
-        # only the token goes along: no client header can describe another request
+        # only the token and the method overrides go along: no client header can describe
+        # another request, and the gateway refuses an override a route does not honour
         authRequestHeaders:
           - "Authorization"
-        # copied onto the forwarded request; a client's copies are removed
+{overrides}        # copied onto the forwarded request; a client's copies are removed
         authResponseHeaders:
 {headers}  routers:
     api:
@@ -214,6 +227,10 @@ def _envoy(edge: _Edge) -> str:
     patterns = "".join(
         f"{' ' * 20}- {{exact: {json.dumps(n.lower())}, ignore_case: true}}\n" for n in edge.names
     )
+    overrides = "".join(
+        f"{' ' * 16}- {{exact: {json.dumps(n.lower())}, ignore_case: true}}\n"
+        for n in OVERRIDE_NAMES
+    )
     return f"""\
 # Envoy (ext_authz, HTTP service): a static bootstrap. The gateway answers the original
 # method and path below path_prefix; its x-envoy-auth-headers-to-remove strips a client's
@@ -230,6 +247,8 @@ static_resources:
           stat_prefix: edge
           # a client's x_forwarded_user must not reach an upstream that reads it as "-"
           common_http_protocol_options: {{headers_with_underscores_action: DROP_HEADER}}
+          # admin.example. is admin.example: routes and the gateway see one host
+          strip_trailing_host_dot: true
           route_config:
             virtual_hosts:
             - name: api
@@ -242,12 +261,13 @@ static_resources:
             typed_config:
               "@type": {_EXT_AUTHZ}
               transport_api_version: V3
-              # only the token goes along (Host, method and path always do): no client
-              # header can describe another request
+              # only the token and the method overrides go along (Host, method and path
+              # always do): no client header can describe another request, and the gateway
+              # refuses an override a route does not honour
               allowed_headers:
                 patterns:
                 - {{exact: authorization, ignore_case: true}}
-              http_service:
+{overrides}              http_service:
                 server_uri:
                   uri: http://{edge.authority}
                   cluster: gateway

@@ -11,6 +11,9 @@
     ├── RouteNotFound                404
     ├── MethodNotAllowed             405 with ``Allow``
     ├── BadRequestPath               400 (path tricks)
+    ├── BadHost                      400: Host (or X-Forwarded-Host) is not a valid host
+    ├── BadMethodOverride            400: a method override that names no one method
+    ├── MethodOverrideRefused        403 at /decisions: an override the route does not allow
     ├── UntrustedPeer                403 at /decisions: the peer is not a trusted edge
     ├── AmbiguousRequest             403 at /decisions: which request is meant is unclear
     ├── ListenerRefusal              the listener's own answers, before any app sees the request
@@ -157,6 +160,27 @@ class BadRequestPath(GatewayError):
     error = "invalid_request"
     status_code = 400
     description = "the request path is not acceptable"
+
+
+class BadHost(GatewayError):
+    error = "invalid_request"
+    status_code = 400
+    description = "the request's host is not a valid host name"
+
+
+class BadMethodOverride(GatewayError):
+    error = "invalid_request"
+    status_code = 400
+    description = "a method override header must name one HTTP method"
+
+
+class MethodOverrideRefused(GatewayError):
+    """At ``/decisions`` only: the edge forwards the override header whatever the answer, so a
+    request whose route does not honour it is refused (the proxy drops the header instead)."""
+
+    error = "invalid_request"
+    status_code = 403
+    description = "this route does not accept a method override"
 
 
 class UntrustedPeer(GatewayError):

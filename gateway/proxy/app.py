@@ -83,7 +83,12 @@ class Proxy:
         try:
             raw_path = scope.get("raw_path") or encode_path(scope["path"]).encode()
             decision = self.decisions.decide(
-                raw_path, incoming.host, scope["method"], incoming.authorization
+                raw_path,
+                incoming.host,
+                scope["method"],
+                incoming.authorization,
+                incoming.method_overrides,
+                drops_overrides=True,
             )
             if decision.token is not None:  # a 403 names whose token it refused too
                 entry.client_id, entry.sub = decision.token.client_id, decision.token.sub
@@ -98,9 +103,17 @@ class Proxy:
             config = route.config
             if config.forward_token:
                 headers += [(b"authorization", v.encode("latin-1")) for v in incoming.authorization]
+            if decision.method_override is not None:
+                # the method checked, under each name the client used, spelled with "-"
+                method = decision.method_override.encode("ascii")
+                headers += [(n.replace(b"_", b"-"), method) for n, _ in incoming.method_overrides]
             client = scope.get("client")
+            host = decision.host
             headers += self._forwarded.headers(
-                incoming.forwarded, client[0] if client else None, scope["scheme"], incoming.host
+                incoming.forwarded,
+                client[0] if client else None,
+                scope["scheme"],
+                host.authority if host is not None else None,
             )
             headers.append((REQUEST_ID, entry.request_id))
             target = upstream_target(

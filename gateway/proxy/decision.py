@@ -2,16 +2,19 @@
 
 One function for both doors (Oathkeeper's ``RequestHandler`` for its proxy and its decision
 API): the proxy (``app.py``) and the decision endpoint for edges (``decisions.py``) describe a
-request as (raw path, host, method, ``Authorization`` values) and get the same answer, so the
-two modes can never drift. In the proxy's order:
+request as (raw path, raw host, method, ``Authorization`` values, method override headers) and
+get the same answer, so the two modes can never drift. In the proxy's order:
 
-1. the path decoded once, tricks refused (``paths.decode_path``, ``BadRequestPath``);
-2. the most specific route for (host, path) and the method (``RouteNotFound``,
-   ``MethodNotAllowed``);
-3. for a non-public route, the bearer token validated for the route's audience and its scopes
+1. the host normalised, an invalid one refused (``gateway.hosts``, ``BadHost``);
+2. the path decoded once, tricks refused (``paths.decode_path``, ``BadRequestPath``);
+3. the most specific route for (host, path) and the method (``RouteNotFound``,
+   ``MethodNotAllowed``); with a method override the route allows, the route for the
+   overriding method instead (``overrides.py``: ``BadMethodOverride``, and at ``/decisions``
+   ``MethodOverrideRefused`` where the proxy drops the header);
+4. for a non-public route, the bearer token validated for the route's audience and its scopes
    checked (``auth.authenticate``, ``auth.authorize``: ``MissingToken``, ``InvalidToken``,
    ``InsufficientScope``);
-4. the identity headers the token vouches for, and the signed assertion when enabled.
+5. the identity headers the token vouches for, and the signed assertion when enabled.
 
 A denial is returned, not raised, with the route when one matched: the proxy names it in its
 metrics and log. A refused bearer token is counted here, once for both doors, by its reason.
@@ -22,12 +25,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.config import Config
-from gateway.errors import BearerError, GatewayError
+from gateway.errors import BearerError, GatewayError, MethodOverrideRefused
+from gateway.hosts import Host, HostCache
 from gateway.introspect.validator import AccessToken, BearerValidator
 from gateway.metrics import Metrics
 from gateway.proxy.assertion import AssertionSigner
 from gateway.proxy.auth import authenticate, authorize
-from gateway.proxy.headers import Header, HeaderPolicy
+from gateway.proxy.headers import UNDERSCORE, Header, HeaderPolicy
+from gateway.proxy.overrides import OVERRIDABLE, overriding_method
 from gateway.proxy.paths import decode_path
 from gateway.proxy.routes import Route, RouteTable
 
@@ -39,8 +44,12 @@ class Allowed:
     path: str
     #: identity headers (and the assertion) to send upstream; empty on a public route
     identity: list[Header]
+    #: the normalised host (None without one), for the forwarding headers
+    host: Host | None
     #: the validated token (None on a public route), for the access log
     token: AccessToken | None = None
+    #: the overriding method decided on, upper-cased; None when no override is honoured
+    method_override: str | None = None
 
 
 @dataclass(slots=True)
@@ -58,6 +67,7 @@ class DecisionCore:
     ) -> None:
         self._metrics = metrics
         self.routes = RouteTable.from_config(config.routes)
+        self._hosts = HostCache()
         self._validator = validator
         self._audience = config.audience
         self._headers = headers
@@ -69,17 +79,34 @@ class DecisionCore:
         self._assertion_header = config.proxy.assertion.header.lower().encode("latin-1")
 
     def decide(
-        self, raw_path: bytes, host: str | None, method: str, authorization: list[str]
+        self,
+        raw_path: bytes,
+        raw_host: bytes | None,
+        method: str,
+        authorization: list[str],
+        method_overrides: tuple[Header, ...] = (),
+        *,
+        drops_overrides: bool = False,
     ) -> Allowed | Denied:
-        """Decide on one request; ``raw_path`` as sent (percent-encoded, without the query),
-        ``host`` lower-case or None, ``authorization`` every ``Authorization`` value."""
+        """Decide on one request: ``raw_path`` as sent (percent-encoded, without the query),
+        ``raw_host`` as sent (None or empty: no host), ``authorization`` every
+        ``Authorization`` value, ``method_overrides`` the override headers as sent.
+        ``drops_overrides``: the door keeps those headers from the upstream unless the decision
+        honours them (the proxy), so one not honoured is dropped there rather than refused."""
         route: Route | None = None
         token: AccessToken | None = None
+        override: str | None = None
         try:
+            # RFC 9112 §3.2: an empty Host stands for no authority, as a missing one does
+            host = self._hosts.parse(raw_host) if raw_host else None
             path = decode_path(raw_path)
-            route = self.routes.match(host, path, method)
+            route = self.routes.match(host and host.name, path, method)
+            if method_overrides:
+                route, override = self._override(
+                    route, host, path, method, method_overrides, drops_overrides
+                )
             if route.config.public:
-                return Allowed(route, path, [])
+                return Allowed(route, path, [], host, None, override)
             token = authenticate(self._validator, route, authorization, self._audience)
             authorize(route, token)
             identity = self._headers.identity(token)
@@ -90,4 +117,26 @@ class DecisionCore:
         if self._signer is not None:
             assertion = self._signer.assertion(token, route.assertion_audience)
             identity = [*identity, (self._assertion_header, assertion)]
-        return Allowed(route, path, identity, token)
+        return Allowed(route, path, identity, host, token, override)
+
+    def _override(
+        self,
+        route: Route,
+        host: Host | None,
+        path: str,
+        method: str,
+        headers: tuple[Header, ...],
+        droppable: bool,
+    ) -> tuple[Route, str | None]:
+        """The route to decide on, and the overriding method when the override is honoured
+        (see ``overrides.py``); raise when it is refused."""
+        overriding = overriding_method(value for _, value in headers)
+        if method == OVERRIDABLE and route.config.allow_method_override:
+            target = self.routes.match(host and host.name, path, overriding)
+            if target.config.allow_method_override and (
+                droppable or not any(UNDERSCORE in name for name, _ in headers)
+            ):
+                return target, overriding
+        if droppable:
+            return route, None
+        raise MethodOverrideRefused()

@@ -13,6 +13,10 @@ The request being decided is read, in this order:
 3. the request itself with ``/decisions`` cut off the front (Envoy, ``path_prefix``), keeping
    its method, ``Host`` and path.
 
+The host is normalised and checked in the decision core (``gateway.hosts``), as the proxy's
+is; so are method override headers (``overrides.py``): the edge forwards them whatever the
+answer, so one the route does not honour is refused here, where the proxy would drop it.
+
 Those headers are honoured only from ``[decisions] trusted_peers``; any other peer is refused
 403. When both header descriptions are present and disagree, or one is repeated or missing a
 part, the answer is 403: never guess which request the edge meant (oauth2-proxy's
@@ -28,7 +32,6 @@ touches the database.
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from gateway.accesslog import Entry
@@ -37,7 +40,8 @@ from gateway.errors import AmbiguousRequest, GatewayError, UntrustedPeer
 from gateway.proxy.decision import Allowed, DecisionCore, Denied
 from gateway.proxy.exchange import Receive, Send
 from gateway.proxy.forwarded import ForwardedPolicy
-from gateway.proxy.headers import Header
+from gateway.proxy.headers import UNDERSCORE, Header
+from gateway.proxy.overrides import METHOD, OVERRIDE_HEADERS
 from gateway.proxy.paths import encode_path
 
 log = logging.getLogger("gateway.decisions")
@@ -55,8 +59,6 @@ _AUTHORIZATION = b"authorization"
 _DESCRIBING = frozenset(
     {_FORWARDED_METHOD, _FORWARDED_HOST, _FORWARDED_URI, _ORIGINAL_METHOD, _ORIGINAL_URI, _HOST}
 )
-#: RFC 9110 §9.1: a method is a token
-_METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _NO_STORE = (b"cache-control", b"no-store")
 
 
@@ -67,15 +69,22 @@ def is_decision_path(path: str) -> bool:
 class Described:
     """The request an edge asks about."""
 
-    __slots__ = ("authorization", "host", "method", "raw_path")
+    __slots__ = ("authorization", "host", "method", "method_overrides", "raw_path")
 
     def __init__(
-        self, method: str, host: str | None, raw_path: bytes, authorization: list[str]
+        self,
+        method: str,
+        host: str | None,
+        raw_path: bytes,
+        authorization: list[str],
+        method_overrides: tuple[Header, ...],
     ) -> None:
         self.method = method
+        #: as the edge sent it (``Host`` or ``X-Forwarded-Host``), latin-1
         self.host = host
         self.raw_path = raw_path
         self.authorization = authorization
+        self.method_overrides = method_overrides
 
 
 def describe(scope: dict[str, Any]) -> Described:
@@ -83,6 +92,7 @@ def describe(scope: dict[str, Any]) -> Described:
     ``AmbiguousRequest`` when the description is repeated, incomplete or contradictory."""
     fields: dict[bytes, str] = {}
     authorization: list[str] = []
+    overrides: list[Header] = []
     for name, value in scope["headers"]:
         if name == _AUTHORIZATION:
             authorization.append(value.decode("latin-1"))
@@ -90,6 +100,10 @@ def describe(scope: dict[str, Any]) -> Described:
             if name in fields:
                 raise AmbiguousRequest(f"more than one {name.decode()} header")
             fields[name] = value.decode("latin-1")
+        elif name in OVERRIDE_HEADERS or (
+            UNDERSCORE in name and name.replace(b"_", b"-") in OVERRIDE_HEADERS
+        ):
+            overrides.append((name, value))
     host = fields.get(_HOST)
     forwarded = (fields.get(_FORWARDED_METHOD), fields.get(_FORWARDED_URI))
     original = (fields.get(_ORIGINAL_METHOD), fields.get(_ORIGINAL_URI))
@@ -97,7 +111,7 @@ def describe(scope: dict[str, Any]) -> Described:
         raw_path = scope.get("raw_path") or encode_path(scope["path"]).encode()
         # not below the prefix (an encoded "/decisions"): refused as a path trick by the core
         rest = raw_path[len(_PREFIX) :] if raw_path.startswith(_PREFIX) else b""
-        return Described(scope["method"], _host(host), rest, authorization)
+        return Described(scope["method"], host, rest, authorization, tuple(overrides))
     if forwarded != (None, None) and original != (None, None):
         pairs = (*zip(forwarded, original, strict=True), (fields.get(_FORWARDED_HOST), host))
         for one, other in pairs:
@@ -112,15 +126,10 @@ def describe(scope: dict[str, Any]) -> Described:
         names = "X-Original-Method and X-Original-URI"
     if method is None or uri is None:
         raise AmbiguousRequest(f"{names} are both required")
-    if not _METHOD.fullmatch(method):
+    if not METHOD.fullmatch(method):
         raise AmbiguousRequest("the forwarded method is not an HTTP method")
     path = uri.partition("?")[0]
-    return Described(method, _host(host), path.encode("latin-1"), authorization)
-
-
-def _host(value: str | None) -> str | None:
-    """As the proxy reads ``Host``: lower-case (see ``HeaderPolicy.split_request``)."""
-    return value.encode("latin-1").decode("utf-8", "replace").lower() if value else None
+    return Described(method, host, path.encode("latin-1"), authorization, tuple(overrides))
 
 
 class DecisionEndpoint:
@@ -143,8 +152,13 @@ class DecisionEndpoint:
             if not self._peers.is_trusted(client[0] if client else None):
                 raise UntrustedPeer()
             request = describe(scope)
+            host = request.host
             decision = self._core.decide(
-                request.raw_path, request.host, request.method, request.authorization
+                request.raw_path,
+                None if host is None else host.encode("latin-1"),
+                request.method,
+                request.authorization,
+                request.method_overrides,
             )
         except GatewayError as exc:
             decision = Denied(exc, None)

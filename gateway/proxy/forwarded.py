@@ -5,6 +5,8 @@ dropped unless the connection comes from a proxy listed in ``[proxy] trusted_pro
 gateway then appends its hop to the trusted chain (RFC 7239 §7.1) and keeps the proto and
 host the trusted proxy reported. From anyone else, the gateway's view replaces them: those
 headers depend only on (peer, scheme, host), so they are built once per triple and remembered.
+The host the gateway reports (``X-Forwarded-Host``, ``Forwarded: host=``) is the client's,
+normalised as routes see it (``gateway.hosts``: lower-case, no trailing dot), with its port.
 
 The same trust decides who the client is where the gateway itself must know (the login
 throttle): ``client_address``.
@@ -58,7 +60,8 @@ class ForwardedPolicy:
         scheme: str,
         host: str | None,
     ) -> list[Header]:
-        """The forwarding headers to send upstream for a request from ``peer``."""
+        """The forwarding headers to send upstream for a request from ``peer`` to ``host``
+        (a ``Host.authority``, or None without a host)."""
         if received and self.is_trusted(peer):
             return self._build(received, peer, scheme, host)
         key = (peer, scheme, host)

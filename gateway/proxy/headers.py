@@ -11,6 +11,8 @@ Request, in one pass over the client's headers:
   (``X-Forwarded-User``, ``x_forwarded_user``, ...): many servers (CGI, WSGI, nginx with
   ``underscores_in_headers``) fold ``_`` into ``-``, so a client could smuggle one past a
   case-only comparison;
+- method overrides (``X-HTTP-Method-Override``, ...: ``overrides.py``) are set aside in any
+  spelling too: the decision says whether they are honoured (and passed on) or dropped;
 - ``X-Forwarded-For/-Proto/-Host`` and ``Forwarded`` (RFC 7239) are set aside for
   ``forwarded.py``, which extends them for a trusted proxy and replaces them for anyone else;
   ``X-Request-Id`` is set aside for ``accesslog.request_id``, and the request's own id is sent.
@@ -19,8 +21,9 @@ The gateway then adds the identity headers it vouches for, from the validated to
 once per verified token and remembered with it.
 
 Names and values stay bytes as the ASGI server gave them (names lower-case): each header costs
-one dict probe in a table built once per config, and only ``Host`` and ``Authorization`` are
-decoded (``Authorization`` as latin-1, so a forwarded token goes on byte for byte).
+one dict probe in a table built once per config, and only ``Authorization`` is decoded (as
+latin-1, so a forwarded token goes on byte for byte); ``Host`` stays raw for the decision core's
+host cache (``gateway.hosts``).
 
 Response: hop-by-hop headers and those the upstream's ``Connection`` names are dropped, and
 the upstream's ``X-Request-Id`` is replaced by the request's. So is every ``Set-Cookie`` field
@@ -38,6 +41,7 @@ from gateway.config import AssertionConfig, IdentityHeaders
 from gateway.errors import InvalidToken
 from gateway.introspect.validator import AccessToken
 from gateway.proxy.cookies import refused
+from gateway.proxy.overrides import OVERRIDE_HEADERS
 
 Header = tuple[bytes, bytes]
 
@@ -56,6 +60,9 @@ HOP_BY_HOP = frozenset(
     }
 )
 FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"})
+#: ``UNDERSCORE in name`` looks for one byte; ``b"_" in name`` first tries the needle as an
+#: integer and raises and clears a TypeError inside, several times dearer
+UNDERSCORE = ord("_")
 
 SET_COOKIE = b"set-cookie"
 #: response headers that are dropped (the request's own id is sent instead of the upstream's),
@@ -63,18 +70,38 @@ SET_COOKIE = b"set-cookie"
 _RESPONSE_SPECIAL = HOP_BY_HOP | {REQUEST_ID, SET_COOKIE}
 
 # what split_request does with a header, by its lower-case name
-_DROP, _CONNECTION, _CHUNKED, _EXPECT, _HOST, _AUTHORIZATION, _FORWARDED, _LENGTH, _ID = range(9)
+(
+    _DROP,
+    _CONNECTION,
+    _CHUNKED,
+    _EXPECT,
+    _HOST,
+    _AUTHORIZATION,
+    _FORWARDED,
+    _LENGTH,
+    _ID,
+    _OVERRIDE,
+) = range(10)
 
 
 class IncomingHeaders:
     """What one pass over the client's headers yields."""
 
-    __slots__ = ("authorization", "forwarded", "has_body", "host", "kept", "request_id")
+    __slots__ = (
+        "authorization",
+        "forwarded",
+        "has_body",
+        "host",
+        "kept",
+        "method_overrides",
+        "request_id",
+    )
 
     def __init__(self) -> None:
         #: end-to-end headers to pass on, as received
         self.kept: list[Header] = []
-        self.host: str | None = None
+        #: ``Host`` as received (the last one; a repeated Host is the listener's to refuse)
+        self.host: bytes | None = None
         self.authorization: list[str] = []
         #: ``X-Forwarded-*`` / ``Forwarded`` values as received, by lower-case name
         self.forwarded: dict[bytes, list[str]] = {}
@@ -82,6 +109,8 @@ class IncomingHeaders:
         self.has_body = False
         #: ``X-Request-Id`` as received; ``b""`` (never valid) when sent more than once
         self.request_id: bytes | None = None
+        #: method override headers as received, in any spelling (rare: no list until one)
+        self.method_overrides: tuple[Header, ...] = ()
 
 
 @functools.lru_cache(maxsize=256)  # the values come from clients and upstreams: bounded
@@ -105,6 +134,7 @@ class HeaderPolicy:
         self._names = tuple(name.encode("latin-1") for name in identity.names())
         actions = dict.fromkeys(HOP_BY_HOP | self._identity_keys, _DROP)
         actions.update(dict.fromkeys(FORWARDED, _FORWARDED))
+        actions.update(dict.fromkeys(OVERRIDE_HEADERS, _OVERRIDE))
         actions.update(
             {
                 b"connection": _CONNECTION,
@@ -127,15 +157,21 @@ class HeaderPolicy:
             name = header[0]
             action = actions.get(name)
             if action is None:
-                if b"_" not in name or name.replace(b"_", b"-") not in self._identity_keys:
-                    kept.append(header)
+                if UNDERSCORE in name:  # a spelling some servers read with "-" for "_"
+                    folded = name.replace(b"_", b"-")
+                    if folded in self._identity_keys:
+                        continue
+                    if folded in OVERRIDE_HEADERS:
+                        incoming.method_overrides += (header,)
+                        continue
+                kept.append(header)
             elif action == _LENGTH:
                 incoming.has_body = header[1] != b"0"
                 kept.append(header)
             elif action == _AUTHORIZATION:
                 incoming.authorization.append(header[1].decode("latin-1"))
             elif action == _HOST:
-                incoming.host = header[1].decode("utf-8", "replace").lower()
+                incoming.host = header[1]
             elif action == _FORWARDED:
                 incoming.forwarded.setdefault(name, []).append(header[1].decode("latin-1"))
             elif action == _CONNECTION:
@@ -146,6 +182,8 @@ class HeaderPolicy:
                 incoming.request_id = header[1] if incoming.request_id is None else b""
             elif action == _EXPECT and header[1].strip().lower() == b"100-continue":
                 kept.append((b"expect", b"100-continue"))
+            elif action == _OVERRIDE:
+                incoming.method_overrides += (header,)
         if connection is not None:
             dropped = named_by_connection(connection)
             if dropped:
@@ -154,6 +192,9 @@ class HeaderPolicy:
                     incoming.authorization = []
                 for name in dropped & FORWARDED:
                     incoming.forwarded.pop(name, None)
+                incoming.method_overrides = tuple(
+                    h for h in incoming.method_overrides if h[0] not in dropped
+                )
         return incoming
 
     def identity(self, token: AccessToken) -> list[Header]:

@@ -5,6 +5,11 @@ refused with 400 when what it means is ambiguous between the gateway and an upst
 
 - dot segments ``.`` / ``..``, literal or encoded (``%2e``): RFC 3986 §5.2.4 would remove
   them, so ``/orders/../admin`` would be matched as ``/orders`` and served as ``/admin``;
+- a segment that is ``.``, ``..`` or empty once cut at its first ``;`` (``/pub/..;/orders``,
+  ``/pub/.;x/y``, ``/pub/;x/y``, and ``%3B`` for ``;``): servers that read path parameters
+  (RFC 3986 §3.3; Tomcat and other servlet containers) drop them first and then meet a dot
+  segment or ``//``. The proxy re-encodes ``;`` and is safe, but behind an edge (``/decisions``)
+  the upstream receives the path as the client wrote it;
 - encoded ``/`` or ``\\`` (``%2F``, ``%5C``) and literal ``\\``: some servers split on them
   after decoding, others do not;
 - ``//`` (an empty segment): servers merge or keep it differently;
@@ -13,7 +18,7 @@ refused with 400 when what it means is ambiguous between the gateway and an upst
 
 The decoded path is what routes match. The upstream gets it re-encoded canonically
 (``encode_path``), so decoding it once yields the very same string; in particular ``;`` is
-sent encoded, which defuses ``/..;/`` tricks on servers that read path parameters.
+sent encoded.
 """
 
 from __future__ import annotations
@@ -57,6 +62,8 @@ def decode_path(raw_path: bytes) -> str:
         raise BadRequestPath()
     if "/." in path:
         _refuse_dot_segments(path)
+    if ";" in path:  # never on the canonical path above: ";" is not in it
+        _refuse_parameter_tricks(path)
     return path
 
 
@@ -64,6 +71,13 @@ def _refuse_dot_segments(path: str) -> None:
     for segment in path.split("/"):
         if segment in (".", ".."):
             raise BadRequestPath("dot segments are not allowed in the path")
+
+
+def _refuse_parameter_tricks(path: str) -> None:
+    """A ``;`` decoded from ``%3B`` counts: an upstream may decode before it cuts."""
+    for segment in path.split("/")[1:]:
+        if ";" in segment and segment.partition(";")[0] in ("", ".", ".."):
+            raise BadRequestPath("a path segment's parameters hide a dot segment or an empty one")
 
 
 def encode_path(path: str) -> str:

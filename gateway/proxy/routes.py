@@ -2,7 +2,8 @@
 
 Precedence, most specific first:
 
-1. a route naming the request's host before a host-less one;
+1. a route naming the request's host before a host-less one (hosts compare normalised,
+   ``gateway.hosts``: lower-case, without a trailing dot or the port);
 2. a longer path before a shorter one (a path is a prefix on a segment boundary: ``/orders``
    matches ``/orders`` and ``/orders/1``, never ``/ordersx``);
 3. a route listing methods before an any-method route.
@@ -163,9 +164,10 @@ class RouteTable:
         return cls(levels)
 
     def match(self, host: str | None, path: str, method: str) -> Route:
-        """The route for a decoded ``path``; ``RouteNotFound`` or ``MethodNotAllowed``."""
+        """The route for a decoded ``path`` on ``host`` (a ``Host.name``: normalised, without
+        the port); ``RouteNotFound`` or ``MethodNotAllowed``."""
         if host is not None and self._hosts:
-            paths = self._hosts.get(host) or self._hosts.get(_without_port(host))
+            paths = self._hosts.get(host)
             if paths is not None:
                 level = paths.longest_prefix(path)
                 if level is not None:
@@ -187,9 +189,3 @@ def _probe(by_path: dict[str, _Level], path: str) -> _Level | None:
         if candidate == "/":
             return None
         candidate = candidate[: candidate.rfind("/")] or "/"
-
-
-def _without_port(host: str) -> str:
-    """``example.com:8443`` -> ``example.com``; ``[::1]:8000`` -> ``[::1]``."""
-    end = host.rfind(":")
-    return host[:end] if end > host.rfind("]") else host

@@ -27,6 +27,7 @@ from tests.live.support import LiveGateway, free_port, running_gateway, wait_unt
 
 SCOPE = "orders:read"
 EMAIL = "alice@example.com"
+ADMIN_HOST = "admin.local"
 
 
 class EchoUpstream:
@@ -85,6 +86,33 @@ scopes = ["admin"]
 path = "/public"
 public = true
 upstream = "{upstream}"
+
+# issue 15 §1: a host's route, and a host-less public one on the same path
+[[routes]]
+host = "{ADMIN_HOST}"
+path = "/console"
+upstream = "{upstream}"
+scopes = ["admin"]
+
+[[routes]]
+path = "/console"
+public = true
+upstream = "{upstream}"
+
+# issue 15 §7: a POST may stand for a DELETE here, which needs the DELETE route's scope
+[[routes]]
+path = "/reports"
+methods = ["POST"]
+upstream = "{upstream}"
+scopes = ["{SCOPE}"]
+allow_method_override = true
+
+[[routes]]
+path = "/reports"
+methods = ["DELETE"]
+upstream = "{upstream}"
+scopes = ["admin"]
+allow_method_override = true
 """
 
 
@@ -240,8 +268,9 @@ def caddy(deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) -> I
     binary = _binary("caddy")
     folder = tmp_path_factory.mktemp("caddy")
     port = free_port()
+    # any Host reaches the site (a host in its address would make Caddy match on it)
     site = deployment.edge_config("caddy", port).replace(
-        f":{port} {{", f"http://127.0.0.1:{port} {{"
+        f":{port} {{", f"http://:{port} {{\n\tbind 127.0.0.1"
     )
     caddyfile = folder / "Caddyfile"
     caddyfile.write_text("{\n\tadmin off\n\tauto_https off\n}\n" + site)

@@ -34,6 +34,7 @@ NAMES = [
     "X-Forwarded-Scopes",
     "X-Identity",
 ]
+OVERRIDES = ["X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"]
 
 
 def edge_config(
@@ -50,12 +51,15 @@ def test_traefik(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     auth = http["middlewares"]["gateway"]["forwardAuth"]
     assert auth["address"] == "http://127.0.0.1:8100/decisions"
     assert auth["trustForwardHeader"] is False
-    assert auth["authRequestHeaders"] == ["Authorization"]
+    # the gateway sees method overrides, to refuse those a route does not honour
+    assert auth["authRequestHeaders"] == ["Authorization", *OVERRIDES]
     assert auth["authResponseHeaders"] == NAMES
     assert http["routers"]["api"]["middlewares"] == ["gateway-strip", "gateway"]
     stripped = http["middlewares"]["gateway-strip"]["headers"]["customRequestHeaders"]
     assert stripped["Remote_User"] == stripped["X_Forwarded_Client-Id"] == ""
     assert "X-Identity" not in stripped and "X_Identity" in stripped
+    assert stripped["X_HTTP-Method_Override"] == stripped["X_Method_Override"] == ""
+    assert not set(OVERRIDES) & set(stripped)
     # the default upstream: the first route's
     assert http["services"]["api"]["loadBalancer"]["servers"] == [
         {"url": "http://orders.internal:9001/v1"}
@@ -84,7 +88,11 @@ def test_envoy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ]
     authz = filters[0]["typed_config"]
     assert authz["@type"].endswith("ext_authz.v3.ExtAuthz")
-    assert authz["allowed_headers"]["patterns"] == [{"exact": "authorization", "ignore_case": True}]
+    # Envoy sends an HTTP authorization service only Host, Method, Path, Content-Length,
+    # Authorization and these: the gateway must see method overrides to refuse them
+    assert authz["allowed_headers"]["patterns"] == [
+        {"exact": name.lower(), "ignore_case": True} for name in ("Authorization", *OVERRIDES)
+    ]
     service = authz["http_service"]
     assert service["path_prefix"] == "/decisions"
     assert service["server_uri"]["cluster"] == "gateway"
@@ -100,6 +108,8 @@ def test_envoy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     }
     manager = _find(bootstrap, "common_http_protocol_options")[0]
     assert manager == {"headers_with_underscores_action": "DROP_HEADER"}
+    # issue 15 §1: admin.example. is routed, and decided on, as admin.example
+    assert _find(bootstrap, "strip_trailing_host_dot") == [True]
     listener = bootstrap["static_resources"]["listeners"][0]
     assert listener["address"]["socket_address"]["port_value"] == 9000
 
@@ -127,7 +137,13 @@ def test_caddy_removes_every_spelling(tmp_path: Path, capsys: pytest.CaptureFixt
     assert f"copy_headers {' '.join(NAMES)}" in out
     for spelling in ("X-Forwarded-Client-Id", "X_Forwarded-Client_Id", "X_Forwarded_Client_Id"):
         assert f"request_header -{spelling}\n" in out
+    for spelling in ("X_HTTP_Method_Override", "X-HTTP_Method", "X_Method-Override"):
+        assert f"request_header -{spelling}\n" in out
+    for name in OVERRIDES:  # decided on by the gateway
+        assert f"request_header -{name}\n" not in out
     assert "forward_auth 127.0.0.1:8100 {" in out
+    # the Host as sent, port included, for the gateway to check whole
+    assert "header_up X-Forwarded-Host {hostport}\n" in out
 
 
 def test_the_gateway_address_can_be_given(

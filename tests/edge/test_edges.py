@@ -13,7 +13,7 @@ import httpx
 import jwt as pyjwt
 import pytest
 
-from tests.edge.conftest import EMAIL, SCOPE, Deployment
+from tests.edge.conftest import ADMIN_HOST, EMAIL, SCOPE, Deployment
 from tests.proxy.cases import BARE, IDENTITY, TRICKS
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -171,14 +171,14 @@ def test_the_method_is_the_original_requests(edge: str, deployment: Deployment) 
     assert received(httpx.get(f"{edge}/orders/posted", headers=bearer(deployment.user_token)))
 
 
-def raw_get(base: str, target: str) -> int:
-    """The status of a request line sent exactly as written (no client normalises it)."""
+def raw_get(base: str, target: str, host: str | None = None) -> int:
+    """The status of a request sent exactly as written (no client normalises its request line
+    or its ``Host``, default: the edge's address)."""
     url = urlsplit(base)
+    host = url.netloc if host is None else host
     with socket.create_connection((url.hostname, url.port or 80), timeout=5) as sock:
         sock.sendall(
-            f"GET {target} HTTP/1.1\r\nHost: {url.netloc}\r\nConnection: close\r\n\r\n".encode(
-                "latin-1"
-            )
+            f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode("latin-1")
         )
         data = b""
         while chunk := sock.recv(65536):
@@ -208,3 +208,83 @@ def test_a_revoked_token_is_refused_at_once(edge: str, deployment: Deployment) -
     assert response.status_code == 401
     assert 'error_description="token revoked"' in response.headers["www-authenticate"]
     assert "/orders/5" not in deployment.upstream.seen
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        pytest.param(f"{ADMIN_HOST}.", id="trailing-dot"),
+        pytest.param(ADMIN_HOST.upper(), id="upper-case"),
+        pytest.param(f"{ADMIN_HOST}:{{port}}", id="port"),
+        pytest.param(f"{ADMIN_HOST}.:{{port}}", id="trailing-dot-port"),
+        pytest.param("Admin.Local.:{port}", id="mixed-case-dot-port"),
+    ],
+)
+def test_every_spelling_of_a_host_needs_that_hosts_token(
+    edge: str, deployment: Deployment, host: str
+) -> None:
+    """Issue 15 §1: ``Host: admin.local.`` behind Caddy reached the host-less public route."""
+    target = f"/console/{abs(hash(host))}"
+    assert raw_get(edge, target, host.format(port=urlsplit(edge).port)) == 401
+    assert target not in deployment.upstream.seen
+
+
+def test_another_host_gets_the_host_less_route(edge: str, deployment: Deployment) -> None:
+    assert raw_get(edge, "/console/www", "www.local.") == 200
+    assert "/console/www" in deployment.upstream.seen
+
+
+@pytest.mark.parametrize(
+    ("host", "refusals"),
+    [
+        # refused by the edge itself (400) or by the gateway's decision (403)
+        pytest.param(f"{ADMIN_HOST}..", {400, 403}, id="two-trailing-dots"),
+        pytest.param(f"a@{ADMIN_HOST}", {400, 403}, id="userinfo"),
+        pytest.param("[admin.local]", {400, 403}, id="bracketed-name"),
+        # nginx's $host drops the port, so the gateway sees admin.local and asks its token
+        pytest.param(f"{ADMIN_HOST}:99999", {400, 401, 403}, id="bad-port"),
+        pytest.param(f"{ADMIN_HOST}:", {400, 401, 403}, id="empty-port"),
+    ],
+)
+def test_a_bad_host_is_refused(
+    edge: str, deployment: Deployment, host: str, refusals: set[int]
+) -> None:
+    target = f"/console/bad-{abs(hash(host))}"
+    assert raw_get(edge, target, host) in refusals
+    assert target not in deployment.upstream.seen
+
+
+@pytest.mark.parametrize("name", ["X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"])
+def test_an_override_the_route_does_not_honour_is_refused(
+    edge: str, deployment: Deployment, name: str
+) -> None:
+    """Issue 15 §7: the edge forwards the header whatever the gateway says, so the gateway
+    refuses the request (its own proxy would drop the header)."""
+    target = f"/public/override-{name}"
+    response = httpx.post(f"{edge}{target}", headers={name: "DELETE"})
+    assert response.status_code == 403
+    assert target not in deployment.upstream.seen
+
+
+def test_an_override_is_checked_as_the_overriding_method(edge: str, deployment: Deployment) -> None:
+    token = bearer(deployment.user_token)
+    posted = received(httpx.post(f"{edge}/reports/1", headers=token))
+    assert posted["x-forwarded-scopes"] == [SCOPE]
+    deleting = httpx.post(
+        f"{edge}/reports/2", headers={**token, "X-HTTP-Method-Override": "DELETE"}
+    )
+    assert deleting.status_code == 403
+    assert deleting.headers["www-authenticate"] == (
+        'Bearer realm="gateway", error="insufficient_scope", scope="admin"'
+    )
+    assert "/reports/2" not in deployment.upstream.seen
+
+
+def test_an_override_spelled_with_underscores_never_reaches_the_upstream(
+    edge: str, deployment: Deployment
+) -> None:
+    response = httpx.post(
+        f"{edge}/public/underscored", headers={"X_HTTP_Method_Override": "DELETE"}
+    )
+    headers = received(response)
+    assert not [n for n in headers if n.replace("_", "-") == "x-http-method-override"]

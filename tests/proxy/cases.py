@@ -90,6 +90,15 @@ TRICKS = [
     pytest.param("/orders//x", id="double-slash"),
     pytest.param("/orders/%252e%252e/admin", id="double-encoded-dot-dot"),
     pytest.param("/orders/%ff", id="not-utf8"),
+    # issue 15 §5: a segment cut at its first ";" (Tomcat's path parameters) is "..", "." or empty
+    pytest.param("/orders/..;/admin", id="dot-dot-parameter"),
+    pytest.param("/orders/..;jsessionid=1/admin", id="dot-dot-named-parameter"),
+    pytest.param("/orders/.;x/admin", id="dot-parameter"),
+    pytest.param("/orders/;x/admin", id="empty-parameter"),
+    pytest.param("/orders/..;", id="trailing-dot-dot-parameter"),
+    pytest.param("/orders/%2e%2e;/admin", id="encoded-dot-dot-parameter"),
+    pytest.param("/orders/..%3b/admin", id="dot-dot-encoded-semicolon"),
+    pytest.param("/orders/.%2E%3B/admin", id="all-encoded-dot-dot-parameter"),
     pytest.param("*", id="asterisk-form"),
 ]
 

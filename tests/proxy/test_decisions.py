@@ -31,6 +31,12 @@ HOSTS = (
     '[[routes]]\npath = "/"\npublic = true\nupstream = "{echo}"\n'
 )
 ASSERTING = "[proxy.assertion]\nenabled = true\n" + ORDERS
+OVERRIDING = (
+    '[[routes]]\npath = "/o"\nmethods = ["POST"]\nupstream = "{echo}"\nscopes = ["w"]\n'
+    "allow_method_override = true\n"
+    '[[routes]]\npath = "/o"\nmethods = ["DELETE"]\nupstream = "{echo}"\nscopes = ["d"]\n'
+    "allow_method_override = true\n"
+)
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,18 @@ def bearer(token: Callable[[Context], str], target: str = "/orders", **kw: Any) 
 
 def plain(method: str, target: str, *headers: tuple[str, str], host: str = "gw.test") -> Make:
     return lambda _: Request(method, target, headers, host)
+
+
+def overriding(scope: str, *overrides: str) -> Make:
+    """A POST to /o with a token for ``scope`` and an ``X-HTTP-Method-Override`` per value."""
+    return lambda ctx: Request(
+        "POST",
+        "/o/1",
+        (
+            ("Authorization", f"Bearer {ctx.mint(scope)}"),
+            *(("X-HTTP-Method-Override", value) for value in overrides),
+        ),
+    )
 
 
 def minted(scope: str = "orders:read", **claims: Any) -> Callable[[Context], str]:
@@ -135,6 +153,21 @@ CASES = [
     pytest.param(HOSTS, plain("GET", "/x", host="API.test"), id="host-route-needs-token"),
     pytest.param(HOSTS, bearer(minted(), "/x", host="api.test:8443"), id="host-route-port"),
     pytest.param(HOSTS, plain("GET", "/x", host="www.test"), id="host-less-public"),
+    pytest.param(HOSTS, plain("GET", "/x", host="api.test."), id="host-trailing-dot"),
+    pytest.param(HOSTS, plain("GET", "/x", host="API.TEST.:8443"), id="host-dot-case-port"),
+    pytest.param(HOSTS, bearer(minted(), "/x", host="api.test.:80"), id="host-dot-allowed"),
+    pytest.param(HOSTS, plain("GET", "/x", host="api.test.."), id="host-two-trailing-dots"),
+    pytest.param(HOSTS, plain("GET", "/x", host="a@api.test"), id="host-userinfo"),
+    pytest.param(HOSTS, plain("GET", "/x", host="api.test:"), id="host-empty-port"),
+    pytest.param(HOSTS, plain("GET", "/x", host="api.test:99999"), id="host-bad-port"),
+    pytest.param(HOSTS, plain("GET", "/x", host="[foo]"), id="host-bracketed-name"),
+    pytest.param(HOSTS, plain("GET", "/x", host="api%2etest"), id="host-percent-encoded"),
+    pytest.param(OVERRIDING, overriding("d", "DELETE"), id="override-honoured"),
+    pytest.param(OVERRIDING, overriding("w", "DELETE"), id="override-scope-checked"),
+    pytest.param(OVERRIDING, overriding("d", "delete", "DELETE"), id="override-one-method"),
+    pytest.param(OVERRIDING, overriding("d", "DELETE", "PUT"), id="override-two-methods"),
+    pytest.param(OVERRIDING, overriding("d", "DEL ETE"), id="override-not-a-method"),
+    pytest.param(OVERRIDING, overriding("d", "PATCH"), id="override-no-route"),
     pytest.param(PUBLIC_ALL, bearer(lambda _: "garbage", "/x"), id="public-ignores-token"),
     pytest.param(
         '[[routes]]\npath = "/r"\naudience = "https://orders.test"\nupstream = "{echo}"\n',
@@ -357,6 +390,30 @@ async def test_traefik_host_comes_from_x_forwarded_host(
     assert response.header("www-authenticate") == [BARE]
     public = await ask(gw, head.replace("api.test", "www.test"), host="gateway.internal:8000")
     assert public.status == 200
+
+
+@pytest.mark.parametrize(
+    ("head", "host", "status"),
+    [
+        pytest.param("", "api.test.", 401, id="host-trailing-dot"),
+        pytest.param("", "API.Test:8443", 401, id="host-case-port"),
+        pytest.param("", "api.test..", 403, id="host-two-trailing-dots"),
+        pytest.param("", "www.test.", 200, id="host-other"),
+        pytest.param("X-Forwarded-Host: api.test.\r\n", "gw.internal", 401, id="xfh-trailing-dot"),
+        pytest.param("X-Forwarded-Host: API.TEST.:443\r\n", "gw.internal", 401, id="xfh-dot-port"),
+        pytest.param("X-Forwarded-Host: api.test..\r\n", "gw.internal", 403, id="xfh-two-dots"),
+        pytest.param("X-Forwarded-Host: a@api.test\r\n", "api.test", 403, id="xfh-userinfo"),
+        pytest.param("X-Forwarded-Host: www.test\r\n", "api.test.", 200, id="xfh-decides"),
+    ],
+)
+async def test_the_host_is_normalised_from_each_source(
+    gateway: GatewayFactory, echo: str, head: str, host: str, status: int
+) -> None:
+    """Issue 15 §1 at /decisions: ``Host`` (nginx, Caddy, Envoy) and ``X-Forwarded-Host``
+    (Traefik, Caddy) are read as the proxy reads ``Host``."""
+    gw = await gateway(HOSTS.format(echo=echo))
+    head += "X-Forwarded-Method: GET\r\nX-Forwarded-Uri: /x\r\n"
+    assert (await ask(gw, head, host=host)).status == status
 
 
 @pytest.mark.parametrize(

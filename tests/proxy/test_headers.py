@@ -127,6 +127,29 @@ async def test_forwarded_headers_trusted_only_from_trusted_proxies(
     assert received == {n: [v] for n, v in expected.items()}
 
 
+@pytest.mark.parametrize(
+    ("host", "forwarded_host"),
+    [
+        pytest.param("shop.example", "shop.example", id="plain"),
+        pytest.param("Shop.Example.", "shop.example", id="case-trailing-dot"),
+        pytest.param("SHOP.example.:8443", "shop.example:8443", id="port-kept"),
+        pytest.param("shop.example:0443", "shop.example:443", id="port-normalised"),
+        pytest.param("[0:0::1]:8000", "[::1]:8000", id="ipv6"),
+    ],
+)
+async def test_the_forwarded_host_is_the_clients_normalised(
+    gateway: GatewayFactory, echo: str, host: str, forwarded_host: str
+) -> None:
+    """Issue 15 §1: X-Forwarded-Host and ``Forwarded: host=`` carry the host the route matched
+    (lower-case, no trailing dot) with the port the client used."""
+    gw = await gateway(f'[[routes]]\npath = "/"\npublic = true\nupstream = "{echo}"\n')
+    response = await gw.client.get("/", headers={"Host": host})
+    assert upstream_header(response, "x-forwarded-host") == [forwarded_host]
+    assert upstream_header(response, "forwarded") == [
+        f'for=127.0.0.1;proto=http;host="{forwarded_host}"'
+    ]
+
+
 async def test_hop_by_hop_request_headers_removed(gateway: GatewayFactory, echo: str) -> None:
     gw = await gateway(f'[[routes]]\npath = "/"\npublic = true\nupstream = "{echo}"\n')
     headers = {
