@@ -94,6 +94,11 @@ upstream gateway_decisions {{
 
 server {{
     listen {edge.listen};
+    # an HTTP/1.0 request may come without Host; nginx would then ask the gateway with no
+    # Host at all, which HTTP/1.1 forbids (RFC 9112 §3.2): refused here instead
+    if ($host = "") {{
+        return 400;
+    }}
 
     location / {{
         auth_request {auth};

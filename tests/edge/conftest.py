@@ -26,6 +26,8 @@ from tests.databases import fresh_database_url
 from tests.live.support import LiveGateway, free_port, running_gateway, wait_until
 
 SCOPE = "orders:read"
+#: the user's token: ``profile`` too, so that it names the user's address (RFC 9068 §6)
+USER_SCOPES = f"{SCOPE} profile"
 EMAIL = "alice@example.com"
 ADMIN_HOST = "admin.local"
 
@@ -166,7 +168,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
                 client = gateway.create_client(
                     "Edge test",
                     grant_types=("password", "client_credentials"),
-                    scope=f"{SCOPE} profile",
+                    scope=USER_SCOPES,
                 )
                 yield Deployment(
                     gateway,
@@ -177,8 +179,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
                         gateway,
                         client,
                         grant_type="password",
-                        # profile: the token names the user's address (RFC 9068 §6)
-                        scope=f"{SCOPE} profile",
+                        scope=USER_SCOPES,
                         username=EMAIL,
                         password="correct horse battery staple",
                     ),
