@@ -34,6 +34,7 @@ from starlette.routing import Route
 from gateway.accesslog import REQUEST_ID, Entry, error_code, received_id, request_id
 from gateway.config import Config, is_reserved
 from gateway.errors import ConfigError, GatewayError
+from gateway.forwarded import ForwardedPolicy
 from gateway.hosts import parse_host
 from gateway.housekeeping import prune_expired
 from gateway.introspect.notify import RevocationListener
@@ -82,7 +83,12 @@ class Gateway:
         self.revoker = Revoker(
             self.storage, self.revocations, config.tokens.access_token_ttl, config.tokens.leeway
         )
-        self.server = Server(config, self.storage, self.keyring, self.validator, self.revoker)
+        #: who a client is behind ``[proxy] trusted_proxies``: one policy, for the issuer and the
+        #: proxy alike
+        self.forwarded = ForwardedPolicy(config.proxy.trusted_proxies)
+        self.server = Server(
+            config, self.storage, self.keyring, self.validator, self.revoker, self.forwarded
+        )
         self.server.register_token_generator(
             "default",
             TokenGenerator(
@@ -95,7 +101,7 @@ class Gateway:
         self.server.register_grant(ClientCredentialsGrant)
         self.server.passwords.on_refusal = self.metrics.password_refused
         self.server.throttle.on_refusal = self.metrics.login_throttled
-        self.proxy = Proxy(config, self.validator, metrics=self.metrics)
+        self.proxy = Proxy(config, self.validator, metrics=self.metrics, forwarded=self.forwarded)
         self.decisions = DecisionEndpoint(config, self.proxy.decisions)
         #: read by the listener's protocol (gateway/listener.py), one per connection
         self.connection_limits = ConnectionLimits(config, self.metrics.listener_closed)
@@ -332,7 +338,7 @@ class GatewayApp:
                 return
             received = received_id(scope["headers"])
             entry = Entry(
-                request_id(received, scope.get("client"), self.gateway.server.forwarded.is_trusted),
+                request_id(received, scope.get("client"), self.gateway.forwarded.is_trusted),
                 time.perf_counter(),
             )
             decision = is_decision_path(path)

@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from gateway.accounts import find_user, normalize_email, storable
 from gateway.config import Config
+from gateway.forwarded import ForwardedPolicy
 from gateway.introspect.revoker import Revoker
 from gateway.introspect.validator import BearerValidator
 from gateway.issuer import clientauth
@@ -29,7 +30,6 @@ from gateway.issuer.tokens import persist_token
 from gateway.keys import KeyRing, session_secret
 from gateway.models import Client, User
 from gateway.passwords import PasswordPool
-from gateway.proxy.forwarded import ForwardedPolicy
 from gateway.storage import Storage
 from gateway.throttle import KnownDevice, LoginThrottle
 
@@ -114,6 +114,7 @@ class Server(AuthorizationServer):
         keyring: KeyRing,
         validator: BearerValidator,
         revoker: Revoker,
+        forwarded: ForwardedPolicy,
     ) -> None:
         super().__init__()
         self.config = config
@@ -128,7 +129,7 @@ class Server(AuthorizationServer):
             secret, config.issuer.startswith("https://"), config.throttle.device_ttl
         )
         #: who the client is, by the proxy's rule for X-Forwarded-For
-        self.forwarded = ForwardedPolicy(config.proxy.trusted_proxies)
+        self.forwarded = forwarded
         self.passwords = PasswordPool(config.passwords.max_concurrent, config.passwords.queue_bound)
 
     def authenticate_client(self, request: Any, methods: list[str], endpoint: str = "token") -> Any:

@@ -14,11 +14,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse, Response
 
+from gateway.bearer import bearer_token
 from gateway.errors import InsufficientScope, InvalidToken
 from gateway.issuer.idtoken import user_claims
 from gateway.issuer.server import NO_STORE, Server
 from gateway.models import User
-from gateway.proxy.auth import bearer_token
 
 
 class UserInfo:

@@ -23,11 +23,11 @@ from typing import Any
 from gateway.accesslog import AccessLog, Entry, request_id
 from gateway.config import Config
 from gateway.errors import GatewayError, UpstreamUnavailable
+from gateway.forwarded import ForwardedPolicy
 from gateway.introspect.validator import BearerValidator
 from gateway.metrics import Metrics
 from gateway.proxy.decision import DecisionCore, Denied
 from gateway.proxy.exchange import Deadlines, Exchange, Receive, Send
-from gateway.proxy.forwarded import ForwardedPolicy
 from gateway.proxy.forwarder import Forwarder
 from gateway.proxy.headers import REQUEST_ID, HeaderPolicy
 from gateway.proxy.paths import encode_path, upstream_target
@@ -45,9 +45,11 @@ class Proxy:
         *,
         metrics: Metrics | None = None,
         access_log: AccessLog | None = None,
+        forwarded: ForwardedPolicy | None = None,
     ) -> None:
         self._headers = HeaderPolicy(config.proxy.identity_headers, config.proxy.assertion.header)
-        self._forwarded = ForwardedPolicy(config.proxy.trusted_proxies)
+        #: the gateway's one policy for ``[proxy] trusted_proxies`` (its issuer reads it too)
+        self._forwarded = forwarded or ForwardedPolicy(config.proxy.trusted_proxies)
         self._idle_timeout = config.proxy.idle_timeout
         self._forwarder = forwarder or Forwarder(config.proxy.connect_timeout, config.proxy.pool)
         self.metrics = metrics or Metrics(dict)

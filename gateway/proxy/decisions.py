@@ -37,9 +37,9 @@ from typing import Any
 from gateway.accesslog import Entry
 from gateway.config import DECISIONS_PREFIX, Config
 from gateway.errors import AmbiguousRequest, GatewayError, UntrustedPeer
+from gateway.forwarded import ForwardedPolicy
 from gateway.proxy.decision import Allowed, DecisionCore, Denied
 from gateway.proxy.exchange import Receive, Send
-from gateway.proxy.forwarded import ForwardedPolicy
 from gateway.proxy.headers import UNDERSCORE, Header
 from gateway.proxy.overrides import METHOD, OVERRIDE_HEADERS
 from gateway.proxy.paths import encode_path

@@ -20,10 +20,10 @@ from starlette.testclient import TestClient
 
 from gateway.app import GatewayApp, create_app
 from gateway.config import Config, ProxyConfig, ThrottleConfig
+from gateway.forwarded import ForwardedPolicy
 from gateway.housekeeping import prune_expired
 from gateway.issuer.devices import DeviceCodec
 from gateway.models import DeviceReset, LoginFailure
-from gateway.proxy.forwarded import ForwardedPolicy
 from gateway.storage import Storage
 from gateway.throttle import Attempt, LoginThrottle, TooManyAttempts, address_key
 from tests.conftest import ISSUER, Registered

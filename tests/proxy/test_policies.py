@@ -5,8 +5,8 @@ peer is untrusted, identity headers per token and per policy."""
 from __future__ import annotations
 
 from gateway.config import IdentityHeaders
+from gateway.forwarded import ForwardedPolicy
 from gateway.introspect.validator import AccessToken
-from gateway.proxy.forwarded import ForwardedPolicy
 from gateway.proxy.headers import HeaderPolicy
 
 CHAIN = {b"x-forwarded-for": ["203.0.113.9"], b"x-forwarded-proto": ["https"]}
