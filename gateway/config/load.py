@@ -1,8 +1,10 @@
-"""Configuration: one TOML file loaded once at start into a tree of frozen dataclasses.
+"""Loading the configuration: one TOML file, read once at start into the tree of
+``gateway.config.model``.
 
 ``load_config(path)`` is the only entry point. Unknown keys and wrong types raise
 ``ConfigError`` naming the file and the dotted key, so a typo fails the start instead of
-silently falling back to a default.
+silently falling back to a default; values that cannot work together (an issuer on plain http
+off loopback, a route path under the gateway's own, a bad trusted network) are refused alike.
 """
 
 from __future__ import annotations
@@ -13,299 +15,21 @@ import os
 import tomllib
 import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from gateway.config.model import (
+    LOG_FORMATS,
+    LOOPBACK_HOSTS,
+    SIGNING_ALGORITHMS,
+    Config,
+    RouteConfig,
+    is_reserved,
+    resolve_path,
+)
 from gateway.errors import ConfigError
 from gateway.hosts import parse_host
-
-DEFAULT_ISSUER = "http://127.0.0.1:8000"
-SIGNING_ALGORITHMS = ("RS256", "ES256", "EdDSA", "Ed25519")
-LOG_FORMATS = ("json", "text", "off")
-GRANT_TYPES = ("authorization_code", "password", "refresh_token", "client_credentials")
-LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
-#: the gateway's own paths: routes may not claim them, and requests there never reach the proxy
-RESERVED_PREFIXES = ("/oauth", "/.well-known", "/healthz", "/readyz", "/metrics", "/decisions")
-#: where edges (nginx auth_request, Caddy forward_auth, Traefik, Envoy ext_authz) ask for decisions
-DECISIONS_PREFIX = "/decisions"
-_RESERVED_BELOW = tuple(prefix + "/" for prefix in RESERVED_PREFIXES)
-
-
-def is_reserved(path: str) -> bool:
-    """``path`` is one of the gateway's own paths, or below one."""
-    return path in RESERVED_PREFIXES or path.startswith(_RESERVED_BELOW)
-
-
-@dataclass(frozen=True)
-class ServerConfig:
-    host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 1
-    #: bytes a request line and its header block may take together; past it, 431 and close
-    max_request_head: int = 65536
-    #: header fields a request may carry; past it, 431 and close
-    max_header_fields: int = 100
-    #: seconds for a request's head to arrive whole, from the connection's opening or the end
-    #: of the previous response; past it the connection is closed (408 if a byte had come)
-    head_timeout: float = 10.0
-    #: seconds a kept-alive connection may wait for the first byte of its next request
-    keep_alive_timeout: float = 5.0
-    #: client connections one process holds open at once; past it, 503 and close
-    max_connections: int = 10000
-
-
-@dataclass(frozen=True)
-class DatabaseConfig:
-    url: str = "sqlite:///gateway.db"
-
-
-@dataclass(frozen=True)
-class KeysConfig:
-    dir: str = "keys"
-    algorithm: str = "RS256"
-    activation_delay: int = 0
-    #: seconds between looks at ``dir`` for keys rotated or retired by another process
-    reload_interval: float = 2.0
-
-
-@dataclass(frozen=True)
-class TokensConfig:
-    audience: str = ""
-    access_token_ttl: int = 600
-    refresh_token_ttl: int = 1209600
-    authorization_code_ttl: int = 60
-    rotate_refresh_tokens: bool = True
-    #: seconds after a rotation in which the rotated refresh token, presented again, gets the
-    #: same successor (concurrent tabs) instead of revoking the family; 0: never
-    refresh_reuse_grace: float = 0.0
-    #: clock skew allowed on exp / nbf / iat when validating, in seconds
-    leeway: int = 30
-
-
-@dataclass(frozen=True)
-class RevocationConfig:
-    sync_interval: float = 1.0
-    max_staleness: float = 30.0
-    #: on PostgreSQL, push revocations to every replica with LISTEN/NOTIFY (polling stays on)
-    notify: bool = True
-
-
-@dataclass(frozen=True)
-class MetricsConfig:
-    #: serve GET /metrics (Prometheus text format) on the gateway's port
-    enabled: bool = True
-
-
-@dataclass(frozen=True)
-class LoggingConfig:
-    #: the access log on stderr: "json", "text" or "off"; unset: json under ``serve``, text
-    #: under ``demo``
-    format: str | None = None
-
-
-@dataclass(frozen=True)
-class HousekeepingConfig:
-    #: seconds between prunes of expired codes, refresh tokens, grants and revocations
-    interval: float = 300.0
-
-
-@dataclass(frozen=True)
-class ThrottleConfig:
-    """Failed password logins, counted in the database over a sliding ``window`` (seconds);
-    the policy is gateway/throttle.py's and the README's.
-
-    ``max_failures``: per (user, client address); ``max_address_failures``: per client address
-    over all users (default four times ``max_failures``); past ``max_failures`` for one user
-    over all addresses, a growing delay between attempts, at most ``max_user_delay`` seconds."""
-
-    max_failures: int = 5
-    window: int = 300
-    max_address_failures: int | None = None
-    max_user_delay: float = 5.0
-    #: seconds a known-device cookie (set at a successful sign-in on the login page) exempts
-    #: its user's attempts from the per-user delay
-    device_ttl: float = 2592000.0
-
-    @property
-    def address_budget(self) -> int:
-        if self.max_address_failures is None:
-            return 4 * self.max_failures
-        return self.max_address_failures
-
-
-@dataclass(frozen=True)
-class PasswordsConfig:
-    """Argon2id verifications (login form, password grant) run on a pool of their own."""
-
-    #: verifications running at once, each on a thread of its own (default: the CPU count)
-    max_concurrent: int = field(default_factory=lambda: os.cpu_count() or 1)
-    #: verifications admitted to wait for a thread; past it, 503 temporarily_unavailable
-    #: (default: 4 x max_concurrent)
-    max_queued: int | None = None
-
-    @property
-    def queue_bound(self) -> int:
-        return 4 * self.max_concurrent if self.max_queued is None else self.max_queued
-
-
-@dataclass(frozen=True)
-class IdentityHeaders:
-    user: str = "X-Forwarded-User"
-    email: str = "X-Forwarded-Email"
-    client_id: str = "X-Forwarded-Client-Id"
-    scopes: str = "X-Forwarded-Scopes"
-
-    def names(self) -> tuple[str, ...]:
-        return (self.user, self.email, self.client_id, self.scopes)
-
-
-@dataclass(frozen=True)
-class AssertionConfig:
-    """The signed identity assertion sent with the identity headers (``[proxy.assertion]``)."""
-
-    enabled: bool = False
-    header: str = "X-Gateway-Assertion"
-    #: seconds; an assertion never outlives the access token it was made from
-    ttl: float = 60.0
-
-
-@dataclass(frozen=True)
-class PoolConfig:
-    """The upstream client's keep-alive pool, per origin (``[proxy]`` keys of the same names)."""
-
-    max_connections_per_origin: int = 256
-    #: seconds a kept-alive connection may sit idle before it is closed
-    pool_idle_timeout: float = 15.0
-    #: seconds after which a connection is closed once its exchange ends, however busy
-    pool_max_age: float = 300.0
-
-
-@dataclass(frozen=True)
-class ProxyConfig:
-    trusted_proxies: tuple[str, ...] = ()
-    identity_headers: IdentityHeaders = field(default_factory=IdentityHeaders)
-    assertion: AssertionConfig = field(default_factory=AssertionConfig)
-    connect_timeout: float = 5.0
-    idle_timeout: float = 60.0
-    max_connections_per_origin: int = PoolConfig.max_connections_per_origin
-    pool_idle_timeout: float = PoolConfig.pool_idle_timeout
-    pool_max_age: float = PoolConfig.pool_max_age
-
-    @property
-    def pool(self) -> PoolConfig:
-        return PoolConfig(
-            max_connections_per_origin=self.max_connections_per_origin,
-            pool_idle_timeout=self.pool_idle_timeout,
-            pool_max_age=self.pool_max_age,
-        )
-
-
-@dataclass(frozen=True)
-class RouteConfig:
-    path: str
-    upstream: str
-    name: str = ""
-    host: str | None = None
-    methods: tuple[str, ...] | None = None
-    #: alternatives: the request passes when the token holds every scope of any one set
-    scopes: tuple[tuple[str, ...], ...] = ()
-    public: bool = False
-    strip_prefix: bool = False
-    audience: str | None = None
-    forward_token: bool = False
-    timeout: float = 30.0
-    #: https:// upstreams: a CA bundle (PEM) to verify the upstream with instead of the
-    #: system store; relative to the config file's folder
-    tls_ca: str | None = None
-    #: https:// upstreams: false skips certificate verification (logged as a warning)
-    tls_verify: bool = True
-    #: the identity assertion's ``aud`` (default: the upstream's origin, scheme://host:port)
-    assertion_audience: str | None = None
-    #: honour ``X-HTTP-Method-Override`` (and ``X-HTTP-Method``, ``X-Method-Override``): the
-    #: overriding method is the one matched and checked; false: those headers are dropped
-    allow_method_override: bool = False
-
-
-@dataclass(frozen=True)
-class SessionsConfig:
-    """The browser login session (single sign-on across clients, OpenID Connect ``sid``)."""
-
-    #: seconds from login after which the session ends, however active (absolute)
-    lifetime: float = 28800.0
-    #: seconds without an authorization request after which the session ends
-    idle_timeout: float = 3600.0
-    #: logout also revokes the grants (hence every token) made in the session
-    logout_revokes_tokens: bool = False
-
-
-@dataclass(frozen=True)
-class ScopesConfig:
-    #: what the consent page says a scope lets the client do: ``"orders:read" = "See your
-    #: orders"``; ``openid``, ``profile`` and ``email`` have built-in texts, other scopes
-    #: without one are shown by name
-    descriptions: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class DecisionsConfig:
-    #: peers (IPs / CIDRs) that may ask ``/decisions``: the edges; anyone else is refused 403
-    trusted_peers: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
-
-
-@dataclass(frozen=True)
-class Config:
-    issuer: str = DEFAULT_ISSUER
-    server: ServerConfig = field(default_factory=ServerConfig)
-    database: DatabaseConfig = field(default_factory=DatabaseConfig)
-    keys: KeysConfig = field(default_factory=KeysConfig)
-    tokens: TokensConfig = field(default_factory=TokensConfig)
-    revocation: RevocationConfig = field(default_factory=RevocationConfig)
-    housekeeping: HousekeepingConfig = field(default_factory=HousekeepingConfig)
-    metrics: MetricsConfig = field(default_factory=MetricsConfig)
-    logging: LoggingConfig = field(default_factory=LoggingConfig)
-    throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
-    passwords: PasswordsConfig = field(default_factory=PasswordsConfig)
-    proxy: ProxyConfig = field(default_factory=ProxyConfig)
-    decisions: DecisionsConfig = field(default_factory=DecisionsConfig)
-    sessions: SessionsConfig = field(default_factory=SessionsConfig)
-    scopes: ScopesConfig = field(default_factory=ScopesConfig)
-    routes: tuple[RouteConfig, ...] = ()
-    #: folder that relative paths resolve against (the config file's folder)
-    base_dir: str = "."
-
-    @property
-    def audience(self) -> str:
-        return self.tokens.audience or self.issuer
-
-    @property
-    def keys_dir(self) -> Path:
-        return _resolve(self.base_dir, self.keys.dir)
-
-    @property
-    def database_url(self) -> str:
-        return resolve_database_url(self.database.url, self.base_dir)
-
-
-def _resolve(base: str, path: str) -> Path:
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else Path(base) / p
-
-
-def resolve_database_url(url: str, base_dir: str) -> str:
-    """Make a relative SQLite path absolute against ``base_dir``; leave other URLs alone."""
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and url != prefix and not url.startswith(prefix + ":memory:"):
-        rest = url[len(prefix) :]
-        path, sep, query = rest.partition("?")
-        if not os.path.isabs(path):
-            path = str((Path(base_dir) / path).resolve())
-        return prefix + path + sep + query
-    return url
-
-
-# --- loading -------------------------------------------------------------------------------
 
 _NOT_LOADED = ("base_dir", "routes")
 
@@ -408,7 +132,7 @@ def _load_routes(raw: Any, base_dir: str) -> tuple[RouteConfig, ...]:
         route = _build(RouteConfig, table, prefix)
         route = dataclasses.replace(route, scopes=scopes)
         if route.tls_ca is not None:
-            tls_ca = _resolve(base_dir, route.tls_ca)
+            tls_ca = resolve_path(base_dir, route.tls_ca)
             if not tls_ca.is_file():
                 raise _KeyError(prefix + "tls_ca", f"no such file: {tls_ca}")
             route = dataclasses.replace(route, tls_ca=str(tls_ca))
