@@ -19,7 +19,7 @@ import uvloop
 
 from gateway.app import GatewayApp, create_app
 from gateway.config import Config, LoggingConfig, load_config
-from gateway.listener import fit_descriptor_limit
+from gateway.descriptors import fit_descriptor_limit
 from gateway.metrics import MULTIPROC_DIR
 from gateway.proxy.demo import ASGIApp, demo_routes, start_echo_upstream
 

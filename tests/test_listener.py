@@ -21,7 +21,8 @@ import pytest
 import uvicorn
 
 from gateway.config import Config
-from gateway.listener import RESERVED_DESCRIPTORS, ConnectionLimits, GatewayProtocol
+from gateway.descriptors import RESERVED_DESCRIPTORS
+from gateway.listener import ConnectionLimits, GatewayProtocol
 from tests.live.support import wait_until
 
 #: prints the capacity before and after ``fit_descriptor_limit``, and the soft limit after
@@ -29,7 +30,7 @@ SCRIPT = """
 import json, logging, resource, sys
 logging.basicConfig(level=logging.WARNING, format="%(message)s")
 from gateway.config import Config, ProxyConfig, RouteConfig, ServerConfig
-from gateway.listener import connection_capacity, fit_descriptor_limit
+from gateway.descriptors import connection_capacity, fit_descriptor_limit
 max_connections, origins = json.loads(sys.argv[1])
 config = Config(
     server=ServerConfig(max_connections=max_connections),
