@@ -51,7 +51,8 @@ pytest: $(VENV)/.installed-test
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 ## make bench: the proxy against a bare uvicorn + aiohttp peer, the token endpoint,
-## introspection, streaming and 1M revoked jtis, in one run, each against issue 7's target
+## introspection, streaming and 1M revoked jtis, in one run, each against its target
+## (docs/performance.md)
 ## (BENCH_ARGS="--quick" for a smoke run; "--only proxy", "--rounds 5", "--seconds 10", ...)
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)

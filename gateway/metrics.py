@@ -16,10 +16,11 @@ every worker once a second, so another worker's gauge is at most a second old.
 
 The proxy records one observation per request (``observe``) in a tally of plain numbers per
 (route, status): a count, a sum and a bucket count found by bisection. prometheus-client's own
-``inc`` and ``observe`` take a lock each and walk the buckets in Python: they cost a tenth of a
-proxied request. The tallies are added to prometheus-client's values in bulk (``sync``) before
-every scrape this process answers, once a second under ``--workers N`` (so a scrape answered
-by another worker is at most a second behind this one, as its gauges are), and at exit.
+``inc`` and ``observe`` take a lock each and walk the buckets in Python (and under N workers
+write to the memory-mapped files): work the request path need not do per request. The tallies
+are added to prometheus-client's values in bulk (``sync``) before every scrape this process
+answers, once a second under ``--workers N`` (so a scrape answered by another worker is at most
+a second behind this one, as its gauges are), and at exit.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Argon2id password hashing, with equal work for unknown users (no timing oracle), and the
 bounded pool every verification on a request path runs on.
 
-One Argon2id verification (t=3, 64 MiB, 4 lanes) costs tens of milliseconds of CPU and 64 MiB
-of memory. ``PasswordPool`` runs them on ``max_concurrent`` threads of their own and admits at
-most ``max_queued`` more to wait; past that it raises ``PasswordsBusy`` (503
-``temporarily_unavailable`` with ``Retry-After``) at once instead of queueing without end.
+One Argon2id verification (t=3, 64 MiB, 4 lanes) is made expensive on purpose, in CPU time
+and in 64 MiB of memory, so that guessing is too. ``PasswordPool`` runs them on
+``max_concurrent`` threads of their own and admits at most ``max_queued`` more to wait; past
+that it raises ``PasswordsBusy`` (503 ``temporarily_unavailable`` with ``Retry-After``) at once
+instead of queueing without end.
 
 Where the wait happens: the verification sits deep inside Authlib's sync grant code (after the
 client is authenticated and the request validated), which the issuer already runs on Starlette's

@@ -167,11 +167,11 @@ def test_an_unknown_edge_is_a_usage_error(
 
 
 @pytest.mark.parametrize("edge", ["nginx", "caddy", "traefik", "envoy"])
-def test_the_readme_shows_what_the_command_prints(
+def test_the_docs_show_what_the_command_prints(
     edge: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("GATEWAY_CONFIG", raising=False)
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    block = readme.split(f"<!-- edge-config {edge} -->\n```", 1)[1].split("\n", 1)[1]
+    edges_doc = (Path(__file__).resolve().parents[2] / "docs" / "edges.md").read_text()
+    block = edges_doc.split(f"<!-- edge-config {edge} -->\n```", 1)[1].split("\n", 1)[1]
     assert main(["edge-config", edge]) == 0
     assert block.split("```", 1)[0] == capsys.readouterr().out

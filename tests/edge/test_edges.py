@@ -16,7 +16,7 @@ import pytest
 from tests.edge.conftest import ADMIN_HOST, EMAIL, SCOPE, USER_SCOPES, Deployment
 from tests.proxy.cases import BARE, IDENTITY, TRICKS
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+EDGES_DOC = Path(__file__).resolve().parents[2] / "docs" / "edges.md"
 
 
 @pytest.fixture(params=["nginx", "caddy"])
@@ -38,15 +38,15 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def readme_verifier(gateway: str, audience: str) -> Any:
-    """The README's verification example, pointed at this gateway and audience."""
-    section = README.read_text().split("## Identity assertion", 1)[1]
+def documented_verifier(gateway: str, audience: str) -> Any:
+    """docs/edges.md's verification example, pointed at this gateway and audience."""
+    section = EDGES_DOC.read_text().split("## Identity assertion", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.S)
     assert code is not None
     source = code[1].replace("https://gateway.example.com", gateway)
     source = source.replace("http://orders.internal:9001", audience)
     namespace: dict[str, Any] = {}
-    exec(compile(source, "README.md", "exec"), namespace)
+    exec(compile(source, "docs/edges.md", "exec"), namespace)
     return namespace["verified_caller"]
 
 
@@ -60,7 +60,7 @@ def test_allowed_with_identity_headers_and_a_verifiable_assertion(
     assert headers["x-forwarded-email"] == [EMAIL]
     assert headers["x-forwarded-client-id"] == [token["client_id"]]
     assert headers["x-forwarded-scopes"] == [USER_SCOPES]
-    verify = readme_verifier(deployment.gateway.issuer, deployment.upstream.url)
+    verify = documented_verifier(deployment.gateway.issuer, deployment.upstream.url)
     claims = verify(headers["x-gateway-assertion"][0])
     assert (claims["sub"], claims["email"], claims["at_jti"]) == (token["sub"], EMAIL, token["jti"])
     # an access token is not an assertion, even one the gateway signed

@@ -245,8 +245,8 @@ def test_an_upstream_page_cannot_allow_by_script(
 
     page.goto(f"{deployment.gateway.base_url}/pub/allow.html")  # the gateway's origin
     result = page.wait_for_function("() => window.result").json_value()
-    # same origin: the script reads the page and its token (the README says why the issuer
-    # wants a host of its own); its POST is not a person's navigation
+    # same origin: the script reads the page and its token (docs/security.md says why the
+    # issuer wants a host of its own); its POST is not a person's navigation
     assert result == {"shown": 200, "consentPage": True, "token": True, "posted": 403}
     assert other_app["client_id"] not in deployment.consented()
     assert_still_signed_in(page, deployment, cookie)
