@@ -117,8 +117,8 @@ class Gateway:
             log.warning(
                 "routes served on the issuer's host (%s): %s. Their pages share an origin with "
                 "the login and consent pages, and their scripts can read and drive those pages: "
-                "fine for a trial; in production give the issuer a host of its own (README: "
-                "The issuer's own host)",
+                "fine for a trial; in production give the issuer a host of its own "
+                "(docs/security.md: The issuer's own host)",
                 urlsplit(config.issuer).hostname,
                 ", ".join(shared),
             )

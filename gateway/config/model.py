@@ -101,7 +101,7 @@ class HousekeepingConfig:
 @dataclass(frozen=True)
 class ThrottleConfig:
     """Failed password logins, counted in the database over a sliding ``window`` (seconds);
-    the policy is gateway/throttle.py's and the README's.
+    the policy is gateway/throttle.py's and docs/login-throttling.md's.
 
     ``max_failures``: per (user, client address); ``max_address_failures``: per client address
     over all users (default four times ``max_failures``); past ``max_failures`` for one user
