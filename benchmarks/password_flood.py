@@ -1,4 +1,4 @@
-"""What a flood of password work does to everything else (issue 8).
+"""What a flood of password work does to everything else.
 
 A real ``gateway serve`` (SQLite, real Argon2id: 64 MiB, 4 lanes) with a public ``/echo`` route
 to the demo's echo upstream. Proxied requests and client_credentials grants are sent back to

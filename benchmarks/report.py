@@ -1,4 +1,4 @@
-"""The final tables and the targets of issue 7, each "met" or "MISSED" (a rate measured with
+"""The final tables and the targets, each "met" or "MISSED" (a rate measured with
 errors is MISSED, whatever its value)."""
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ class Targets:
     def print(self) -> None:
         if not self.rows:
             return
-        print("\nTargets (issue 7)")
+        print("\nTargets")
         for what, value, target, met in self.rows:
             verdict = "(info)" if met is None else ("met" if met else "MISSED")
             print(f"  {what:52} {value:>18}  target {target:>11}  {verdict}")

@@ -1,4 +1,4 @@
-"""``make bench``: every figure issue 7's targets are phrased in, from one run.
+"""``make bench``: every figure the targets are phrased in, from one run.
 
     .venv/bin/python -m benchmarks.run [--rounds 3] [--seconds 6] [--quick] [--only CASE ...]
 
