@@ -44,7 +44,6 @@ from gateway.introspect.validator import BearerValidator
 from gateway.issuer.authorize import AuthorizationEndpoint
 from gateway.issuer.devices import DeviceCodec
 from gateway.issuer.discovery import JWKSEndpoint, MetadataEndpoint
-from gateway.issuer.endpoints import IntrospectionEndpoint, RevocationEndpoint, TokenEndpoint
 from gateway.issuer.grants import (
     PKCE,
     AuthorizationCodeGrant,
@@ -60,8 +59,9 @@ from gateway.issuer.rotation import RefreshRotation
 from gateway.issuer.server import Server
 from gateway.issuer.session import SessionCodec, Sessions
 from gateway.issuer.signout import SignOut
+from gateway.issuer.token_endpoints import IntrospectionEndpoint, RevocationEndpoint, TokenEndpoint
 from gateway.issuer.tokens import TokenGenerator, TokenStore
-from gateway.issuer.userinfo import UserInfo
+from gateway.issuer.userinfo import UserInfoEndpoint
 from gateway.keys import KeyRing, session_secret
 from gateway.listener import ConnectionLimits
 from gateway.metrics import CONTENT_TYPE, STALENESS, Metrics
@@ -300,7 +300,7 @@ def issuer_routes(gateway: Gateway) -> list[Route]:
     revocation = RevocationEndpoint(server, reader, gateway.validator, revoker, storage)
     introspection = IntrospectionEndpoint(server, reader, gateway.validator, storage, config.issuer)
     metadata = MetadataEndpoint(config.issuer, keyring, storage, config.routes)
-    userinfo = UserInfo(gateway.validator, config.audience, storage)
+    userinfo = UserInfoEndpoint(gateway.validator, config.audience, storage)
     return [
         Route("/.well-known/oauth-authorization-server", metadata.metadata, methods=["GET"]),
         Route("/.well-known/openid-configuration", metadata.openid_configuration, methods=["GET"]),

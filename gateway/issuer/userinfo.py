@@ -23,7 +23,7 @@ from gateway.models import User
 from gateway.storage import Storage
 
 
-class UserInfo:
+class UserInfoEndpoint:
     """``audience``: the access tokens' ``aud`` (``audience`` in the config), as at the proxy."""
 
     def __init__(self, validator: BearerValidator, audience: str, storage: Storage) -> None:
