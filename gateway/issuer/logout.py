@@ -19,9 +19,9 @@ Parameters (§2): ``id_token_hint``, ``client_id``, ``post_logout_redirect_uri``
   cookie, so the page is bound to the session the user would end. No answer sets or clears the
   cookie of a browser that did not send it (``withhold_session_cookie``, issue 15 §4): a fresh
   cookie there would sign the user out without asking.
-- Ending a session (``SignOut``, as the consent page's "Not you?" does)
-  sets its row's ``ended_at``: every replica then refuses the session, even from a replayed
-  copy of the old cookie. With ``sessions.logout_revokes_tokens`` the grants made in it are
+- Ending a session (``SignOut``, as the consent page's "Not you?" does) sets its row's
+  ``ended_at``: every replica then refuses the session, even from a replayed copy of the old
+  cookie. With ``sessions.logout_revokes_tokens`` the grants made in it are
   revoked in the same transaction (``Revoker``: durable before the answer). Every answer that
   ends a session clears the cookie.
 """
