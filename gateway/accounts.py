@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from gateway.config import GRANT_TYPES, LOOPBACK_HOSTS
-from gateway.errors import ConfigError
+from gateway.errors import InvalidInput
 from gateway.introspect.revocation import Entry
 from gateway.introspect.revoker import Revoker
 from gateway.models import AuthorizationCode, Client, Consent, Grant, User, sha256
@@ -40,15 +40,15 @@ def create_user(session: Session, email: str, password: str, name: str | None = 
     email = normalize_email(email)
     local, _, domain = email.partition("@")
     if not local or not domain or len(email) > 320 or any(c.isspace() for c in email):
-        raise ConfigError(f"{email!r} is not an email address")
+        raise InvalidInput(f"{email!r} is not an email address")
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise ConfigError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+        raise InvalidInput(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
     if find_user(session, email) is not None:
-        raise ConfigError(f"a user with email {email} already exists")
+        raise InvalidInput(f"a user with email {email} already exists")
     if name is not None:
         name = name.strip()
         if not name or len(name) > 200 or not name.isprintable():
-            raise ConfigError("--name must be 1 to 200 printable characters")
+            raise InvalidInput("--name must be 1 to 200 printable characters")
     user = User(email=email, name=name, password_hash=hash_password(password))
     session.add(user)
     session.flush()
@@ -74,13 +74,13 @@ def _check_redirect_uri(uri: str) -> None:
     except ValueError:
         parts = None
     if parts is None or not parts.scheme or parts.fragment or "#" in uri:
-        raise ConfigError(f"redirect URI {uri!r} must be absolute and carry no fragment")
+        raise InvalidInput(f"redirect URI {uri!r} must be absolute and carry no fragment")
     if parts.scheme in UNSAFE_SCHEMES:
-        raise ConfigError(f"redirect URI {uri!r}: the {parts.scheme}: scheme is not allowed")
+        raise InvalidInput(f"redirect URI {uri!r}: the {parts.scheme}: scheme is not allowed")
     if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
-        raise ConfigError(f"redirect URI {uri!r}: plain http is only allowed on loopback")
+        raise InvalidInput(f"redirect URI {uri!r}: plain http is only allowed on loopback")
     if parts.scheme in ("http", "https") and not parts.hostname:
-        raise ConfigError(f"redirect URI {uri!r} has no host")
+        raise InvalidInput(f"redirect URI {uri!r} has no host")
 
 
 def _new_client_id() -> str:
@@ -104,19 +104,19 @@ def create_client(
 ) -> NewClient:
     name = name.strip()
     if not name:
-        raise ConfigError("a client needs a --name")
+        raise InvalidInput("a client needs a --name")
     if auth_method not in AUTH_METHODS:
-        raise ConfigError(f"--auth-method must be one of {', '.join(AUTH_METHODS)}")
+        raise InvalidInput(f"--auth-method must be one of {', '.join(AUTH_METHODS)}")
     for grant in grant_types:
         if grant not in GRANT_TYPES:
-            raise ConfigError(f"--grant-type {grant!r} is not one of {', '.join(GRANT_TYPES)}")
+            raise InvalidInput(f"--grant-type {grant!r} is not one of {', '.join(GRANT_TYPES)}")
     public = auth_method == "none"
     if public and "client_credentials" in grant_types:
-        raise ConfigError("a public client cannot use client_credentials")
+        raise InvalidInput("a public client cannot use client_credentials")
     if public and can_introspect:
-        raise ConfigError("a public client cannot introspect tokens")
+        raise InvalidInput("a public client cannot introspect tokens")
     if "authorization_code" in grant_types and not redirect_uris:
-        raise ConfigError("authorization_code needs at least one --redirect-uri")
+        raise InvalidInput("authorization_code needs at least one --redirect-uri")
     post_logout_redirect_uris = post_logout_redirect_uris or []
     for uri in (*redirect_uris, *post_logout_redirect_uris):
         _check_redirect_uri(uri)
@@ -154,7 +154,7 @@ def delete_client(session: Session, client_id: str) -> None:
     revoke, in the same transaction (``Revoker.client``)."""
     client = find_client(session, client_id)
     if client is None:
-        raise ConfigError(f"no client with id {client_id!r}")
+        raise InvalidInput(f"no client with id {client_id!r}")
     session.execute(sa.delete(Consent).where(Consent.client_id == client_id))
     session.delete(client)
 
@@ -165,7 +165,7 @@ def delete_client(session: Session, client_id: str) -> None:
 def require_user(session: Session, email: str) -> User:
     user = find_user(session, email)
     if user is None:
-        raise ConfigError(f"no user with email {email}")
+        raise InvalidInput(f"no user with email {email}")
     return user
 
 
@@ -182,7 +182,7 @@ class StoredConsent:
 
 
 def list_consents(session: Session, email: str) -> list[StoredConsent]:
-    """The consents of the user with ``email`` (``ConfigError`` if none), by client name."""
+    """The consents of the user with ``email`` (``InvalidInput`` if none), by client name."""
     user = require_user(session, email)
     rows = session.execute(
         sa.select(Consent, Client.name)
@@ -219,10 +219,10 @@ def revoke_consent(
     redeemed are voided too (each would start a new grant). Run it inside
     ``revoker.revoke`` so it is one durable transaction, published to every replica.
 
-    An unknown ``client_id`` is a ``ConfigError`` unless rows of it remain (a typo is an
+    An unknown ``client_id`` is ``InvalidInput`` unless rows of it remain (a typo is an
     error; a consent already revoked is not: the result is then ``nothing``)."""
     if client_id is not None and not storable(client_id):
-        raise ConfigError(f"no client with id {client_id!r}")
+        raise InvalidInput(f"no client with id {client_id!r}")
     if client_id is not None and find_client(session, client_id) is None:
         leftover = session.scalar(
             sa.select(sa.func.count())
@@ -238,7 +238,7 @@ def revoke_consent(
             .where(Consent.user_id == user.id, Consent.client_id == client_id)
         )
         if not leftover:
-            raise ConfigError(f"no client with id {client_id!r}")
+            raise InvalidInput(f"no client with id {client_id!r}")
 
     def of_client(column: InstrumentedAttribute[str]) -> sa.ColumnElement[bool]:
         return sa.true() if client_id is None else column == client_id

@@ -41,7 +41,9 @@ from gateway.introspect.notify import RevocationListener
 from gateway.introspect.revocation import RevocationCache
 from gateway.introspect.revoker import Revoker
 from gateway.introspect.validator import BearerValidator
-from gateway.issuer.endpoints import IssuerEndpoints
+from gateway.issuer.authorize import AuthorizationEndpoint
+from gateway.issuer.devices import DeviceCodec
+from gateway.issuer.discovery import JWKSEndpoint, MetadataEndpoint
 from gateway.issuer.grants import (
     PKCE,
     AuthorizationCodeGrant,
@@ -49,18 +51,25 @@ from gateway.issuer.grants import (
     PasswordGrant,
     RefreshTokenGrant,
 )
+from gateway.issuer.login import PasswordCheck
 from gateway.issuer.logout import LogoutEndpoint
-from gateway.issuer.pages import AuthorizePages
+from gateway.issuer.oauth_request import RequestReader
+from gateway.issuer.records import ClientLookup
+from gateway.issuer.rotation import RefreshRotation
 from gateway.issuer.server import Server
 from gateway.issuer.session import SessionCodec, Sessions
-from gateway.issuer.tokens import TokenGenerator
-from gateway.issuer.userinfo import UserInfo
+from gateway.issuer.signout import SignOut
+from gateway.issuer.token_endpoints import IntrospectionEndpoint, RevocationEndpoint, TokenEndpoint
+from gateway.issuer.tokens import TokenGenerator, TokenStore
+from gateway.issuer.userinfo import UserInfoEndpoint
 from gateway.keys import KeyRing, session_secret
 from gateway.listener import ConnectionLimits
 from gateway.metrics import CONTENT_TYPE, STALENESS, Metrics
+from gateway.passwords import PasswordPool
 from gateway.proxy import Proxy
 from gateway.proxy.decisions import DecisionEndpoint, is_decision_path
 from gateway.storage import Storage
+from gateway.throttle import LoginThrottle
 
 log = logging.getLogger("gateway")
 
@@ -86,21 +95,18 @@ class Gateway:
         #: who a client is behind ``[proxy] trusted_proxies``: one policy, for the issuer and the
         #: proxy alike
         self.forwarded = ForwardedPolicy(config.proxy.trusted_proxies)
-        self.server = Server(
-            config, self.storage, self.keyring, self.validator, self.revoker, self.forwarded
+        secret = session_secret(config.keys_dir)
+        self.throttle = LoginThrottle(self.storage, config.throttle, secret)
+        self.throttle.on_refusal = self.metrics.login_throttled
+        #: the login page's known-device cookies (the throttle decides what they vouch for)
+        self.devices = DeviceCodec(
+            secret, config.issuer.startswith("https://"), config.throttle.device_ttl
         )
-        self.server.register_token_generator(
-            "default",
-            TokenGenerator(
-                self.keyring, config.issuer, config.audience, config.tokens.access_token_ttl
-            ),
+        self.passwords = PasswordPool(config.passwords.max_concurrent, config.passwords.queue_bound)
+        self.passwords.on_refusal = self.metrics.password_refused
+        self.password_check = PasswordCheck(
+            self.storage, self.throttle, self.passwords, self.devices
         )
-        self.server.register_grant(AuthorizationCodeGrant, [PKCE(required=True)])
-        self.server.register_grant(PasswordGrant)
-        self.server.register_grant(RefreshTokenGrant)
-        self.server.register_grant(ClientCredentialsGrant)
-        self.server.passwords.on_refusal = self.metrics.password_refused
-        self.server.throttle.on_refusal = self.metrics.login_throttled
         self.proxy = Proxy(config, self.validator, metrics=self.metrics, forwarded=self.forwarded)
         self.decisions = DecisionEndpoint(config, self.proxy.decisions)
         #: read by the listener's protocol (gateway/listener.py), one per connection
@@ -140,11 +146,11 @@ class Gateway:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._upkeep, self.revocations.try_sync, self.storage)
-        self.server.passwords.start()
+        self.passwords.start()
         # an admitted verification holds a threadpool thread while it waits (gateway/passwords.py):
         # grow the threadpool by as many, so password work never takes one from anything else
         limiter = anyio.to_thread.current_default_thread_limiter()
-        limiter.total_tokens += self.server.passwords.capacity
+        limiter.total_tokens += self.passwords.capacity
         jobs = [
             self._every(
                 self.config.revocation.sync_interval,
@@ -176,7 +182,7 @@ class Gateway:
         await self.proxy.shutdown()
         # a job may still be running on its thread: let it finish before the pool closes
         await asyncio.get_running_loop().run_in_executor(None, self._upkeep.shutdown)
-        await asyncio.get_running_loop().run_in_executor(None, self.server.passwords.shutdown)
+        await asyncio.get_running_loop().run_in_executor(None, self.passwords.shutdown)
         self.storage.dispose()
         self.metrics.close()
 
@@ -193,7 +199,7 @@ class Gateway:
                 self.listener is not None and self.listener.connected.is_set()
             ),
             "gateway_signing_keys": len(self.keyring.keys),
-            "gateway_password_verifications": self.server.passwords.admitted,
+            "gateway_password_verifications": self.passwords.admitted,
         }
 
     async def _refresh_gauges(self) -> None:
@@ -255,20 +261,64 @@ def _error_handler(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": "server_error"}, 500, {"Cache-Control": "no-store"})
 
 
+def issuer_routes(gateway: Gateway) -> list[Route]:
+    """The issuer, assembled: Authlib's server with the grants bound to what each uses, and
+    the endpoints, each given exactly its collaborators."""
+    config, tokens = gateway.config, gateway.config.tokens
+    storage, revoker, keyring = gateway.storage, gateway.revoker, gateway.keyring
+    clients = ClientLookup(storage)
+    server = Server(clients, TokenStore(storage, revoker, tokens.refresh_token_ttl))
+    server.register_token_generator(
+        "default", TokenGenerator(keyring, config.issuer, config.audience, tokens.access_token_ttl)
+    )
+    code_grant = AuthorizationCodeGrant.bound(storage, revoker, tokens.authorization_code_ttl)
+    server.register_grant(code_grant, [PKCE(required=True)])
+    server.register_grant(PasswordGrant.bound(gateway.password_check))
+    rotation = RefreshRotation(
+        storage, revoker, config.keys_dir, tokens.rotate_refresh_tokens, tokens.refresh_reuse_grace
+    )
+    server.register_grant(RefreshTokenGrant.bound(rotation))
+    server.register_grant(ClientCredentialsGrant.bound(storage))
+    reader = RequestReader(config.issuer, gateway.forwarded)
+    secure = config.issuer.startswith("https://")
+    codec = SessionCodec(session_secret(config.keys_dir), secure, config.sessions.lifetime)
+    sessions = Sessions(storage, config.sessions.lifetime, config.sessions.idle_timeout)
+    sign_out = SignOut(revoker, config.sessions.logout_revokes_tokens)
+    authorization = AuthorizationEndpoint(
+        server,
+        reader,
+        config.issuer,
+        codec,
+        sessions,
+        sign_out,
+        gateway.password_check,
+        storage,
+        config.scopes.descriptions,
+    )
+    logout = LogoutEndpoint(reader, clients, config.issuer, keyring, codec, sessions, sign_out)
+    token = TokenEndpoint(server, reader, gateway.metrics)
+    revocation = RevocationEndpoint(server, reader, gateway.validator, revoker, storage)
+    introspection = IntrospectionEndpoint(server, reader, gateway.validator, storage, config.issuer)
+    metadata = MetadataEndpoint(config.issuer, keyring, storage, config.routes)
+    userinfo = UserInfoEndpoint(gateway.validator, config.audience, storage)
+    return [
+        Route("/.well-known/oauth-authorization-server", metadata.metadata, methods=["GET"]),
+        Route("/.well-known/openid-configuration", metadata.openid_configuration, methods=["GET"]),
+        Route("/.well-known/jwks.json", JWKSEndpoint(keyring).jwks, methods=["GET"]),
+        Route("/oauth/authorize", authorization.authorize, methods=["GET", "POST"]),
+        Route("/oauth/logout", logout.logout, methods=["GET", "POST"]),
+        Route("/oauth/token", token.token, methods=["POST"]),
+        Route("/oauth/revoke", revocation.revoke, methods=["POST"]),
+        Route("/oauth/introspect", introspection.introspect, methods=["POST"]),
+        Route("/oauth/userinfo", userinfo.userinfo, methods=["GET", "POST"]),
+        Route("/oauth/me", userinfo.me, methods=["GET"]),
+    ]
+
+
 def create_app(config: Config, freeze_heap: bool = False) -> GatewayApp:
     """The gateway; ``freeze_heap`` (for serving processes, not tests) moves everything alive
     once start-up is done out of the cyclic collector's sight (``gc.freeze``)."""
     gateway = Gateway(config)
-    endpoints = IssuerEndpoints(gateway.server, gateway.metrics)
-    codec = SessionCodec(
-        session_secret(config.keys_dir),
-        secure=config.issuer.startswith("https://"),
-        lifetime=config.sessions.lifetime,
-    )
-    sessions = Sessions(gateway.storage, config.sessions.lifetime, config.sessions.idle_timeout)
-    pages = AuthorizePages(gateway.server, codec, sessions)
-    logout = LogoutEndpoint(pages)
-    userinfo = UserInfo(gateway.server)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -288,18 +338,7 @@ def create_app(config: Config, freeze_heap: bool = False) -> GatewayApp:
     ops = [Route("/metrics", gateway.scrape, methods=["GET"])] if config.metrics.enabled else []
     issuer = Starlette(
         routes=[
-            Route("/.well-known/oauth-authorization-server", endpoints.metadata, methods=["GET"]),
-            Route(
-                "/.well-known/openid-configuration", endpoints.openid_configuration, methods=["GET"]
-            ),
-            Route("/.well-known/jwks.json", endpoints.jwks, methods=["GET"]),
-            Route("/oauth/authorize", pages.authorize, methods=["GET", "POST"]),
-            Route("/oauth/logout", logout.logout, methods=["GET", "POST"]),
-            Route("/oauth/token", endpoints.token, methods=["POST"]),
-            Route("/oauth/revoke", endpoints.revoke, methods=["POST"]),
-            Route("/oauth/introspect", endpoints.introspect, methods=["POST"]),
-            Route("/oauth/userinfo", userinfo.userinfo, methods=["GET", "POST"]),
-            Route("/oauth/me", userinfo.me, methods=["GET"]),
+            *issuer_routes(gateway),
             Route("/healthz", gateway.healthz, methods=["GET"]),
             Route("/readyz", gateway.readyz, methods=["GET"]),
             *ops,

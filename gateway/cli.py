@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from gateway import accounts
 from gateway.config import GRANT_TYPES, Config, ScopesConfig, load_config
 from gateway.edge import DEFAULT_LISTEN, DEFAULT_UPSTREAM, EDGES, edge_config
-from gateway.errors import ConfigError, StorageUnavailable
+from gateway.errors import ConfigError, InvalidInput, StorageUnavailable
 from gateway.introspect.revocation import RevocationCache
 from gateway.introspect.revoker import Revoker
 from gateway.keys import KeyRing, create_key, ensure_key, retire_key, session_secret
@@ -596,7 +596,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         COMMANDS[args.command](config, args)
-    except ConfigError as exc:
+    except (ConfigError, InvalidInput) as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 2
     except StorageUnavailable as exc:

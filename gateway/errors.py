@@ -4,6 +4,7 @@
 
     GatewayError                     error, description, status_code
     ├── ConfigError                  bad config file or CLI usage (exit code 2, never HTTP)
+    ├── InvalidInput                 a user, client or consent the CLI refuses (exit code 2)
     ├── BearerError                  RFC 6750 §3 errors at a protected resource
     │   ├── MissingToken             401, bare ``WWW-Authenticate: Bearer realm=...``
     │   ├── InvalidToken             401, error="invalid_token"
@@ -79,6 +80,15 @@ class GatewayError(Exception):
 
 class ConfigError(GatewayError):
     error = "config_error"
+
+
+class InvalidInput(GatewayError):
+    """What an operator typed for a user, client or consent (``gateway.accounts``) is refused:
+    a bad e-mail address or redirect URI, a short password, a duplicate, an unknown id. The
+    CLI reports it as it does a ``ConfigError``; the config file is not at fault."""
+
+    error = "invalid_input"
+    status_code = 400
 
 
 class BearerError(GatewayError):

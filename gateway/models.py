@@ -230,7 +230,7 @@ class RefreshToken(Base):
     rotated_at: Mapped[float | None] = mapped_column(Float)
     #: the ``token_hash`` of the one it was exchanged for: within ``tokens.refresh_reuse_grace``
     #: of ``rotated_at``, and while that one is unused, presenting this one again hands the same
-    #: successor out once more (``gateway.issuer.tokens.successor_token``)
+    #: successor out once more (``gateway.issuer.rotation.successor_token``)
     successor_hash: Mapped[str | None] = mapped_column(String(64))
 
     grant: Mapped[Grant] = relationship(lazy="joined")

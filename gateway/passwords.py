@@ -9,7 +9,7 @@ instead of queueing without end.
 
 Where the wait happens: the verification sits deep inside Authlib's sync grant code (after the
 client is authenticated and the request validated), which the issuer already runs on Starlette's
-threadpool; the login page calls the same ``Server.check_password`` there. So the worker thread
+threadpool; the login page calls the same ``PasswordCheck.check`` there. So the worker thread
 blocks on the pool's future. Admitting before the threadpool instead would need a second door
 per caller and would reserve a slot for every request that merely says ``grant_type=password``,
 valid or not. The cost of the blocking wait is bounded: a refused verification returns at once,

@@ -31,5 +31,5 @@ def test_one_argon2_verification_whether_or_not_the_user_exists(
     monkeypatch.setattr(passwords, "hashing", passwords.Hashing(hasher))
     CountingHasher.calls = 0
 
-    assert app.gateway.server.check_password(email, "not the password", "10.0.0.1") is None
+    assert app.gateway.password_check.check(email, "not the password", "10.0.0.1") is None
     assert CountingHasher.calls == 1

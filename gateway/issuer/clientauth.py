@@ -30,6 +30,9 @@ from gateway.models import Client
 BASIC = "client_secret_basic"
 POST = "client_secret_post"
 NONE = "none"
+#: what the token and revocation endpoints take; introspection takes a confidential client's
+CLIENT_AUTH_METHODS = [BASIC, POST, NONE]
+CONFIDENTIAL_AUTH_METHODS = [BASIC, POST]
 FAILED = "Client authentication failed."
 
 

@@ -11,7 +11,7 @@ our own origin (``Sec-Fetch-Site: same-origin``, §2.4); a ``fetch()`` has the m
 
 The same headers tell a top-level navigation (a link followed, a URL typed, a client's redirect
 to the authorization endpoint, with any ``Sec-Fetch-Site``) from a request made inside another
-page, for the session cookie's rule (``gateway.issuer.pages.withhold_session_cookie``).
+page, for the session cookie's rule (``gateway.issuer.html.withhold_session_cookie``).
 
 A browser that sends Fetch Metadata sends all of it (every current one does). A request with
 no ``Sec-Fetch-*`` header at all (an older browser, or no browser) counts as a navigation: the

@@ -2,32 +2,61 @@
 
 Authlib does the RFC 6749 request validation; these classes supply storage, the
 ``Principal`` each token is issued to, and the rules Authlib leaves to us: PKCE S256 only and
-mandatory for public clients, code replay and refresh-token reuse detection, password-guessing
-throttles, and an identical answer for an unknown user and a wrong password.
+mandatory for public clients, code replay detection, refresh-token rotation and reuse detection
+(``gateway.issuer.rotation``), password-guessing throttles, and an identical answer for an
+unknown user and a wrong password.
+
+Authlib makes a grant per request as ``grant_cls(request, server)``, so a grant sees only the
+request and the server. What a grant uses beyond them is bound to its class when it is
+registered (``PasswordGrant.bound(password_check)``): each names exactly what it needs, and the
+server stays what Authlib's core asks of it.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, ClassVar, Self, TypeVar, cast
 
 import sqlalchemy as sa
 from authlib.oauth2.rfc6749 import grants
-from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
+from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError, InvalidScopeError
 from authlib.oauth2.rfc7636 import CodeChallenge
 
+from gateway.introspect.revoker import Revoker
+from gateway.issuer.clientauth import CLIENT_AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS
 from gateway.issuer.idtoken import MAX_NONCE_LENGTH
-from gateway.issuer.records import credentials_grant, load_refresh_token
-from gateway.issuer.server import (
-    CLIENT_AUTH_METHODS,
-    CONFIDENTIAL_AUTH_METHODS,
-    MAX_CREDENTIAL_LENGTH,
-    ClientScopes,
-)
-from gateway.issuer.tokens import Principal, successor_token
-from gateway.keys import session_secret
+from gateway.issuer.login import PasswordCheck
+from gateway.issuer.oauth_request import MAX_CREDENTIAL_LENGTH, OAuthRequest
+from gateway.issuer.principal import Principal
+from gateway.issuer.records import credentials_grant, revoke_family
+from gateway.issuer.rotation import RefreshRotation
 from gateway.models import AuthorizationCode, RefreshToken, sha256
+from gateway.storage import Storage
 from gateway.throttle import TooManyAttempts
+
+_Grant = TypeVar("_Grant", bound=grants.BaseGrant)
+
+
+def _bound(grant: type[_Grant], **collaborators: object) -> type[_Grant]:
+    """A subclass of ``grant`` with ``collaborators`` as class attributes."""
+    return cast("type[_Grant]", type(grant.__name__, (grant,), collaborators))
+
+
+class ClientScopes:
+    """Grant mixin: a request may only ask for scopes registered on its client."""
+
+    request: OAuthRequest
+
+    def validate_requested_scope(self) -> None:
+        scope = self.request.payload.scope
+        client = self.request.client
+        if scope is None:
+            return
+        requested = set(scope.split())
+        if not requested:
+            raise InvalidScopeError("The 'scope' parameter is empty.")
+        if not requested <= client.scopes:  # not named: they are the request's words
+            raise InvalidScopeError("The client may not request some of these scopes.")
 
 
 class PKCE(CodeChallenge):
@@ -48,6 +77,14 @@ class PKCE(CodeChallenge):
 
 class AuthorizationCodeGrant(ClientScopes, grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
+    storage: ClassVar[Storage]
+    revoker: ClassVar[Revoker]
+    #: ``tokens.authorization_code_ttl``
+    code_ttl: ClassVar[int]
+
+    @classmethod
+    def bound(cls, storage: Storage, revoker: Revoker, code_ttl: int) -> type[Self]:
+        return _bound(cls, storage=storage, revoker=revoker, code_ttl=code_ttl)
 
     @staticmethod
     def validate_authorization_redirect_uri(request: Any, client: Any) -> str:
@@ -65,8 +102,7 @@ class AuthorizationCodeGrant(ClientScopes, grants.AuthorizationCodeGrant):
         if principal.user is None:  # the pages only authorize signed-in users
             raise InvalidRequestError("No signed-in user.")
         payload = request.payload
-        ttl = self.server.config.tokens.authorization_code_ttl
-        with self.server.storage.session() as session:
+        with self.storage.session() as session:
             session.add(
                 AuthorizationCode(
                     code_hash=sha256(code),
@@ -79,7 +115,7 @@ class AuthorizationCodeGrant(ClientScopes, grants.AuthorizationCodeGrant):
                     auth_time=principal.auth_time,
                     nonce=payload.data.get("nonce") or None,
                     session_id=principal.session_id,
-                    expires_at=time.time() + ttl,
+                    expires_at=time.time() + self.code_ttl,
                     grant_id=principal.grant_id,
                 )
             )
@@ -87,7 +123,7 @@ class AuthorizationCodeGrant(ClientScopes, grants.AuthorizationCodeGrant):
     def query_authorization_code(self, code: str, client: Any) -> AuthorizationCode | None:
         if len(code) > MAX_CREDENTIAL_LENGTH:
             return None
-        with self.server.storage.session() as session:
+        with self.storage.session() as session:
             found = session.scalar(
                 sa.select(AuthorizationCode).where(AuthorizationCode.code_hash == sha256(code))
             )
@@ -95,8 +131,7 @@ class AuthorizationCodeGrant(ClientScopes, grants.AuthorizationCodeGrant):
             return None
         if found.used_at is not None:
             # RFC 6749 §4.1.2: a second use SHOULD revoke what the code gave
-            revoker = self.server.revoker
-            revoker.revoke(lambda s: revoker.grants(s, [found.grant_id]))
+            revoke_family(self.revoker, found.grant_id)
             return None
         if found.expires_at <= time.time():
             return None
@@ -139,10 +174,15 @@ class Throttled(InvalidGrantError):
 
 class PasswordGrant(ClientScopes, grants.ResourceOwnerPasswordCredentialsGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
+    password_check: ClassVar[PasswordCheck]
+
+    @classmethod
+    def bound(cls, password_check: PasswordCheck) -> type[Self]:
+        return _bound(cls, password_check=password_check)
 
     def authenticate_user(self, username: str, password: str) -> Principal:
         try:
-            user = self.server.check_password(username, password, self.request.client_addr)
+            user = self.password_check.check(username, password, self.request.client_addr)
         except TooManyAttempts as refused:
             raise Throttled(refused.retry_after) from None
         if user is None:
@@ -152,59 +192,57 @@ class PasswordGrant(ClientScopes, grants.ResourceOwnerPasswordCredentialsGrant):
 
 
 class RefreshTokenGrant(grants.RefreshTokenGrant):
+    """RFC 6749 §6, by the rotation's rule (``gateway.issuer.rotation``)."""
+
     TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
+    rotation: ClassVar[RefreshRotation]
+
+    @classmethod
+    def bound(cls, rotation: RefreshRotation) -> type[Self]:
+        return _bound(cls, rotation=rotation)
 
     @property
     def INCLUDE_NEW_REFRESH_TOKEN(self) -> bool:  # Authlib reads it per request
-        return bool(self.server.config.tokens.rotate_refresh_tokens)
+        return self.rotation.rotates
 
     def authenticate_refresh_token(self, refresh_token: str) -> RefreshToken | None:
-        if len(refresh_token) > MAX_CREDENTIAL_LENGTH:
-            return None
-        token_hash = sha256(refresh_token)
-        token = self.server.storage.read(lambda conn: load_refresh_token(conn, token_hash))
-        if token is None:
-            return None
-        now = time.time()
-        grace = self.server.config.tokens.refresh_reuse_grace
-        if token.rotated_at is not None and now - token.rotated_at > grace:
-            # RFC 9700 §4.14.2: a rotated refresh token presented again means it leaked.
-            # (Within the grace, ``persist_token`` decides: the same successor, or reuse.)
-            revoker = self.server.revoker
-            revoker.revoke(lambda s: revoker.grants(s, [token.grant_id]))
-            return None
-        if token.expires_at <= now or token.grant.revoked_at is not None:
-            return None
-        return token
+        return self.rotation.find(refresh_token)
 
     def authenticate_user(self, refresh_token: RefreshToken) -> Principal:
         grant = refresh_token.grant
-        return Principal(
-            grant.user, grant.id, grant.auth_time, existing=grant, session_id=grant.session_id
-        )
+        return Principal(grant.user, grant.id, grant.auth_time, session_id=grant.session_id)
 
     def issue_token(self, user: Principal, refresh_token: RefreshToken) -> dict[str, Any]:
-        """With a reuse grace, the new refresh token is derived from the presented one, so a
-        second presentation within the grace computes the same (``successor_token``)."""
         token: dict[str, Any] = super().issue_token(user, refresh_token)
-        if "refresh_token" in token and self.server.config.tokens.refresh_reuse_grace:
-            # read at each use: every replica derives with the secret on disk now
-            secret = session_secret(self.server.config.keys_dir)
-            token["refresh_token"] = successor_token(secret, self.request.form["refresh_token"])
+        if "refresh_token" in token:
+            presented = self.request.form["refresh_token"]
+            token["refresh_token"] = self.rotation.successor(presented, token["refresh_token"])
         return token
 
+    def save_token(self, token: dict[str, Any]) -> None:
+        """The successor stored and the presented token retired, in one transaction."""
+        refresh_token: RefreshToken = self.request.refresh_token
+        self.rotation.retire(
+            refresh_token, token.get("refresh_token"), self.request.client.client_id
+        )
+
     def revoke_old_credential(self, refresh_token: RefreshToken) -> None:
-        """Done by ``persist_token`` in the transaction that stores the new one."""
+        """Done by ``save_token``, in the transaction that stores the new one."""
 
 
 class ClientCredentialsGrant(ClientScopes, grants.ClientCredentialsGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = CONFIDENTIAL_AUTH_METHODS
+    storage: ClassVar[Storage]
+
+    @classmethod
+    def bound(cls, storage: Storage) -> type[Self]:
+        return _bound(cls, storage=storage)
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         """RFC 6749 §4.4.3: "A refresh token SHOULD NOT be included", and nothing is stored:
-        the token's grant is its client's own (see ``persist_token``)."""
+        the token's grant is its client's own (``records.credentials_grant``)."""
         client = self.request.client
-        principal = Principal(None, credentials_grant(self.server.storage, client))
+        principal = Principal(None, credentials_grant(self.storage, client))
         self.request.user = principal
         token = self.generate_token(
             user=principal, scope=self.request.payload.scope, include_refresh_token=False

@@ -14,16 +14,14 @@ import base64
 import hashlib
 import json
 from collections.abc import Set as AbstractSet
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from joserfc import jws
 from joserfc.errors import JoseError
 
+from gateway.issuer.principal import Principal
 from gateway.keys import KeyRing, jws_registry
 from gateway.models import Client, User
-
-if TYPE_CHECKING:
-    from gateway.issuer.tokens import Principal
 
 #: §3.1.2.1 leaves the length open; it is echoed into every ID token of the grant
 MAX_NONCE_LENGTH = 255

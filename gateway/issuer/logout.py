@@ -19,9 +19,9 @@ Parameters (§2): ``id_token_hint``, ``client_id``, ``post_logout_redirect_uri``
   cookie, so the page is bound to the session the user would end. No answer sets or clears the
   cookie of a browser that did not send it (``withhold_session_cookie``, issue 15 §4): a fresh
   cookie there would sign the user out without asking.
-- Ending a session (``AuthorizePages.end_sessions``, as the consent page's "Not you?" does)
-  sets its row's ``ended_at``: every replica then refuses the session, even from a replayed
-  copy of the old cookie. With ``sessions.logout_revokes_tokens`` the grants made in it are
+- Ending a session (``SignOut``, as the consent page's "Not you?" does) sets its row's
+  ``ended_at``: every replica then refuses the session, even from a replayed copy of the old
+  cookie. With ``sessions.logout_revokes_tokens`` the grants made in it are
   revoked in the same transaction (``Revoker``: durable before the answer). Every answer that
   ends a session clears the cookie.
 """
@@ -37,17 +37,21 @@ from starlette.requests import Request as HTTPRequest
 from starlette.responses import RedirectResponse, Response
 
 from gateway.errors import NotANavigation
-from gateway.issuer.endpoints import oauth_request
 from gateway.issuer.fetch_metadata import is_navigation
-from gateway.issuer.idtoken import verify_id_token_hint
-from gateway.issuer.pages import (
-    AuthorizePages,
+from gateway.issuer.html import (
+    error_page,
     page_headers,
+    render_form,
     render_page,
     with_param,
     withhold_session_cookie,
 )
-from gateway.issuer.session import COOKIE, LoginSession
+from gateway.issuer.idtoken import verify_id_token_hint
+from gateway.issuer.oauth_request import RequestReader
+from gateway.issuer.records import ClientLookup
+from gateway.issuer.session import COOKIE, LoginSession, SessionCodec, Sessions
+from gateway.issuer.signout import SignOut
+from gateway.keys import KeyRing
 from gateway.models import Client
 
 PATH = "/oauth/logout"
@@ -66,11 +70,26 @@ def with_state(uri: str, state: str | None) -> str:
 
 
 class LogoutEndpoint:
-    def __init__(self, pages: AuthorizePages) -> None:
-        self.pages = pages
-        self.server = pages.server
-        self.codec = pages.codec
-        self.sessions = pages.sessions
+    """``issuer`` and ``keyring``: whose ID tokens a hint must be; ``clients``: where a
+    ``post_logout_redirect_uri`` is looked up."""
+
+    def __init__(
+        self,
+        reader: RequestReader,
+        clients: ClientLookup,
+        issuer: str,
+        keyring: KeyRing,
+        codec: SessionCodec,
+        sessions: Sessions,
+        sign_out: SignOut,
+    ) -> None:
+        self.reader = reader
+        self.clients = clients
+        self.issuer = issuer
+        self.keyring = keyring
+        self.codec = codec
+        self.sessions = sessions
+        self.sign_out = sign_out
 
     async def logout(self, http: HTTPRequest) -> Response:
         """``GET`` or ``POST /oauth/logout``: every answer under the session cookie's rule."""
@@ -80,7 +99,7 @@ class LogoutEndpoint:
         sent_cookie = COOKIE in http.cookies
         cookie = self.codec.loads(http.cookies.get(COOKIE))
         try:
-            request = await oauth_request(http, self.server, query=True, form=True)
+            request = await self.reader.read(http, query=True, form=True)
             params = request.payload.data
             hint, client, redirect_uri = await run_in_threadpool(self._check, params)
         except OAuth2Error as error:
@@ -91,7 +110,7 @@ class LogoutEndpoint:
         signed_in = cookie is not None and await run_in_threadpool(self.sessions.active, cookie)
         if http.method == "POST" and params.get("action") == "logout":
             if not is_navigation(http.headers, same_origin=True):
-                return self.pages.error_page(NotANavigation())
+                return error_page(NotANavigation())
             if cookie is None or not self.codec.check_csrf(cookie, params.get("csrf_token")):
                 return self._refused("The form expired or was not sent from this page.")
             return await self._end([cookie.sid] if cookie.sid else [], redirect_uri, state, True)
@@ -105,7 +124,8 @@ class LogoutEndpoint:
         if http.method == "POST" and not sent_cookie:
             return self._ask_on_a_get(client, redirect_uri, state)
         session = cookie or LoginSession.anonymous()
-        return self.pages.render(
+        return render_form(
+            self.codec,
             "logout.html",
             session,
             action=PATH,
@@ -125,13 +145,13 @@ class LogoutEndpoint:
         raw_hint = params.get("id_token_hint")
         hint = None
         if raw_hint:
-            hint = verify_id_token_hint(self.server.keyring, self.server.config.issuer, raw_hint)
+            hint = verify_id_token_hint(self.keyring, self.issuer, raw_hint)
         client_id = params.get("client_id") or None
         if hint is not None:
             if client_id is not None and client_id != hint["aud"]:
                 raise LogoutRefused("The 'client_id' is not the ID token's audience.")
             client_id = hint["aud"]
-        client = self.server.query_client(client_id) if client_id else None
+        client = self.clients(client_id) if client_id else None
         uri = params.get("post_logout_redirect_uri") or None
         if uri is not None:
             if client is None:
@@ -151,7 +171,7 @@ class LogoutEndpoint:
         user_id: str | None = None,
     ) -> Response:
         """End ``sids``; ``clear_cookie``: the browser sent its cookie, which goes with them."""
-        await run_in_threadpool(self.pages.end_sessions, sids, user_id)
+        await run_in_threadpool(self.sign_out.end, sids, user_id)
         if redirect_uri is not None:
             response: Response = RedirectResponse(with_state(redirect_uri, state), 302)
             response.headers.update(page_headers("unused"))

@@ -1,22 +1,29 @@
 """The rows the token and introspection endpoints read and write on every request, in
 SQLAlchemy Core.
 
-An ORM ``Session`` costs more than the query it runs (about 160 µs against 40 µs for a client
-lookup on SQLite), and so does building a statement (SQLAlchemy caches its compiled form, keyed
-on the statement object). So the request path runs the statements made once here, on a pooled
-connection, and builds the model objects Authlib reads from the row, detached: nothing here is
-ever flushed.
+An ORM ``Session`` costs more than the query it runs, and so does building a statement
+(SQLAlchemy caches its compiled form, keyed on the statement object). So the request path runs
+the statements made once here, on a pooled connection, and builds the model objects Authlib
+reads from the row, detached: nothing here is ever flushed.
+
+A code or refresh token is used once: its use is a conditional update, and the loser of two
+concurrent uses raises ``Replayed`` inside the transaction; ``revoked_on_replay`` then revokes
+the grant the credential belongs to, the whole family (RFC 6749 §4.1.2, RFC 9700 §4.14.2).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any, cast
 
 import sqlalchemy as sa
-from authlib.oauth2.rfc6749.errors import InvalidClientError
+from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidGrantError
 from sqlalchemy.engine import Connection
 
+from gateway.accounts import storable
+from gateway.introspect.revoker import Revoker
 from gateway.models import (
     UNTIL_REVOKED,
     AuthorizationCode,
@@ -25,6 +32,7 @@ from gateway.models import (
     RefreshToken,
     User,
     new_id,
+    sha256,
 )
 from gateway.storage import Storage
 
@@ -47,37 +55,11 @@ _REFRESH = (
 )
 
 
-#: a code or refresh token is used once: of two concurrent uses, one updates a row
+#: of two concurrent uses of a code, one updates its row
 CONSUME_CODE = (
     sa.update(codes)
     .where(codes.c.id == sa.bindparam("row_id"), codes.c.used_at.is_(None))
     .values(used_at=sa.bindparam("now"))
-)
-ROTATE_REFRESH_TOKEN = (
-    sa.update(refresh_tokens)
-    .where(refresh_tokens.c.id == sa.bindparam("row_id"), refresh_tokens.c.rotated_at.is_(None))
-    .values(rotated_at=sa.bindparam("now"), successor_hash=sa.bindparam("successor"))
-)
-_rotated = refresh_tokens.alias("rotated")
-#: the loser of a rotation, or a later presentation of the rotated token: it may have the
-#: successor again only if that is the one rotated from it within the grace and is still
-#: unused. One statement, and a write: the successor's row stays locked (PostgreSQL) or the
-#: database (SQLite) until commit, so its own rotation cannot slip in between.
-REPRESENT_ROTATED = (
-    sa.update(refresh_tokens)
-    .where(
-        refresh_tokens.c.token_hash == sa.bindparam("successor"),
-        refresh_tokens.c.rotated_at.is_(None),
-        sa.exists().where(
-            _rotated.c.id == sa.bindparam("row_id"),
-            _rotated.c.successor_hash == sa.bindparam("successor"),
-            _rotated.c.rotated_at >= sa.bindparam("rotated_since"),
-        ),
-    )
-    .values(rotated_at=refresh_tokens.c.rotated_at)  # changes nothing; takes the lock
-)
-REFRESH_TOKEN_EXISTS = sa.select(refresh_tokens.c.id).where(
-    refresh_tokens.c.id == sa.bindparam("row_id")
 )
 INSERT_GRANT = sa.insert(grants)
 INSERT_REFRESH_TOKEN = sa.insert(refresh_tokens)
@@ -104,6 +86,67 @@ def load_refresh_token(conn: Connection, token_hash: str) -> RefreshToken | None
     token = RefreshToken(**_columns(found, refresh_tokens, "r_"))
     token.grant = grant
     return token
+
+
+class ClientLookup:
+    """Authlib's ``query_client``: the client by its id, read on every request, never cached,
+    so that a deleted client or a new secret holds at once on every replica."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def __call__(self, client_id: str) -> Client | None:
+        if not isinstance(client_id, str) or len(client_id) > 64 or not storable(client_id):
+            return None
+        return self.storage.read(lambda conn: load_client(conn, client_id))
+
+
+def insert_refresh_token(
+    conn: Connection, refresh_token: str, grant: Grant, client_id: str, now: float
+) -> None:
+    """Store ``refresh_token`` (its hash) in ``grant``, until the grant's absolute expiry."""
+    conn.execute(
+        INSERT_REFRESH_TOKEN,
+        {
+            "token_hash": sha256(refresh_token),
+            "grant_id": grant.id,
+            "client_id": client_id,
+            # RFC 6749 §6: a new refresh token keeps the scope of the one it replaces
+            "scope": grant.scope,
+            "created_at": now,
+            "expires_at": grant.expires_at,
+            "rotated_at": None,
+        },
+    )
+
+
+class Replayed(Exception):
+    """The code or refresh token was used already: this use lost the conditional update."""
+
+    def __init__(self, grant_id: str | None) -> None:
+        super().__init__(grant_id)
+        self.grant_id = grant_id
+
+
+def revoke_family(revoker: Revoker, grant_id: str | None) -> None:
+    """Revoke the grant ``grant_id``: every access and refresh token issued in it, durably
+    before the answer (``Revoker``); None (a code's ``grant_id`` column may be empty):
+    nothing to revoke."""
+    if grant_id:
+        revoker.revoke(lambda session: revoker.grants(session, [grant_id]))
+
+
+@contextlib.contextmanager
+def revoked_on_replay(revoker: Revoker) -> Iterator[None]:
+    """Around the transaction that uses a code or refresh token: a ``Replayed`` raised in it
+    (the transaction rolled back) revokes the credential's grant and answers ``invalid_grant``.
+    A credential used twice has leaked (RFC 9700 §4.14.2); RFC 6749 §4.1.2: the server "SHOULD
+    revoke (when possible) all tokens previously issued based on that authorization code"."""
+    try:
+        yield
+    except Replayed as replay:
+        revoke_family(revoker, replay.grant_id)
+        raise InvalidGrantError("The grant has already been used; it is now revoked.") from None
 
 
 def credentials_grant(storage: Storage, client: Client) -> str:

@@ -16,26 +16,32 @@ from starlette.responses import JSONResponse, Response
 
 from gateway.bearer import bearer_token
 from gateway.errors import InsufficientScope, InvalidToken
+from gateway.introspect.validator import BearerValidator
 from gateway.issuer.idtoken import user_claims
-from gateway.issuer.server import NO_STORE, Server
+from gateway.issuer.server import NO_STORE
 from gateway.models import User
+from gateway.storage import Storage
 
 
-class UserInfo:
-    def __init__(self, server: Server) -> None:
-        self.server = server
+class UserInfoEndpoint:
+    """``audience``: the access tokens' ``aud`` (``audience`` in the config), as at the proxy."""
+
+    def __init__(self, validator: BearerValidator, audience: str, storage: Storage) -> None:
+        self.validator = validator
+        self.audience = audience
+        self.storage = storage
 
     async def signed_in_user(self, http: HTTPRequest, scope: str) -> tuple[User, frozenset[str]]:
         """The user of the request's access token and the token's scopes, if it has ``scope``."""
         token = bearer_token(http.headers.getlist("authorization"))
-        access = self.server.validator.validate(token, self.server.config.audience)
+        access = self.validator.validate(token, self.audience)
         if scope not in access.scopes:
             raise InsufficientScope(scope)
         if not access.is_user_token:  # a client's own token (client_credentials): no user
             raise InvalidToken("not a user token")
 
         def load() -> User | None:
-            with self.server.storage.session() as session:
+            with self.storage.session() as session:
                 return session.scalar(sa.select(User).where(User.id == access.sub))
 
         user = await run_in_threadpool(load)

@@ -8,6 +8,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
+from gateway.issuer.grants import AuthorizationCodeGrant
 from gateway.models import AuthorizationCode
 from tests.conftest import ISSUER, PASSWORD, make_client, make_user, with_tokens
 from tests.issuer.conftest import (
@@ -280,6 +281,35 @@ def test_replayed_code_fails_and_revokes_what_it_gave(client, user, confidential
     assert not is_active(client, resource_server, first["access_token"])
     assert not is_active(client, resource_server, first["refresh_token"])
     oauth_error(refresh(client, confidential, first["refresh_token"]), 400, "invalid_grant")
+
+
+def test_the_loser_of_a_redemption_race_revokes_what_the_code_gave(
+    client, storage, user, confidential, resource_server, monkeypatch
+):
+    """The second redemption reads the code as still unused, as the loser of a race does (it
+    read the row before the winner committed): its transaction's conditional update decides,
+    and it is the replay it is."""
+    code = get_code(client, confidential, user)
+    first = tokens(redeem(client, confidential, code))
+    query = AuthorizationCodeGrant.query_authorization_code
+
+    def read_before_the_first_redemption(grant, code, registered):
+        with storage.session() as session:
+            row = session.scalars(sa.select(AuthorizationCode)).one()
+            used_at, row.used_at = row.used_at, None
+        try:
+            return query(grant, code, registered)
+        finally:
+            with storage.session() as session:
+                session.scalars(sa.select(AuthorizationCode)).one().used_at = used_at
+
+    monkeypatch.setattr(
+        AuthorizationCodeGrant, "query_authorization_code", read_before_the_first_redemption
+    )
+    oauth_error(redeem(client, confidential, code), 400, "invalid_grant")
+
+    assert not is_active(client, resource_server, first["access_token"])
+    assert not is_active(client, resource_server, first["refresh_token"])
 
 
 def test_code_expires_after_its_ttl(config, storage, user, confidential):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from gateway import accounts
-from gateway.errors import ConfigError
+from gateway.errors import InvalidInput
 from tests.issuer.conftest import decode, oauth_error, token_request, tokens
 
 
@@ -52,5 +52,5 @@ def test_public_client_is_refused(client, public):
 
 
 def test_public_client_cannot_be_registered_for_it(storage):
-    with storage.session() as session, pytest.raises(ConfigError, match="public client"):
+    with storage.session() as session, pytest.raises(InvalidInput, match="public client"):
         accounts.create_client(session, "x", [], ["client_credentials"], "", "none")

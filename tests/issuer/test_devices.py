@@ -74,7 +74,7 @@ def test_a_sign_in_on_the_login_page_sets_a_device_cookie(
         expected = ["Path=/oauth/", f"Max-Age={DEVICE_TTL}", "HttpOnly", "SameSite=Lax"]
         assert attributes == expected + (["Secure"] if scheme == "https" else [])
         user_key, device_id, issued_ms, _tag = value.removeprefix(f"{DEVICE_COOKIE}=").split(".")
-        assert user_key == app.gateway.server.throttle.user_key(user.email)  # never the e-mail
+        assert user_key == app.gateway.throttle.user_key(user.email)  # never the e-mail
         assert "alice" not in value and len(device_id) == 22
         assert abs(int(issued_ms) / 1000 - time.time()) < 60
     finally:
@@ -139,14 +139,14 @@ def _forged(app: GatewayApp, cookie: str) -> str:
 
 
 def _expired(app: GatewayApp, cookie: str) -> str:
-    server = app.gateway.server
-    alice = server.throttle.user_key("alice@example.com")
-    return server.devices.dumps(alice, time.time() - DEVICE_TTL - 1)
+    gateway = app.gateway
+    alice = gateway.throttle.user_key("alice@example.com")
+    return gateway.devices.dumps(alice, time.time() - DEVICE_TTL - 1)
 
 
 def _foreign(app: GatewayApp, cookie: str) -> str:
-    server = app.gateway.server
-    return server.devices.dumps(server.throttle.user_key("bob@example.com"))
+    gateway = app.gateway
+    return gateway.devices.dumps(gateway.throttle.user_key("bob@example.com"))
 
 
 @pytest.mark.parametrize(
@@ -182,7 +182,7 @@ def test_signing_in_as_another_user_replaces_the_device_cookie(
     signed_in_before(shared, confidential, "bob@example.com")
     cookie = shared.cookies.get(DEVICE_COOKIE, path="/oauth/")
     assert cookie is not None
-    assert cookie.startswith(app.gateway.server.throttle.user_key("bob@example.com") + ".")
+    assert cookie.startswith(app.gateway.throttle.user_key("bob@example.com") + ".")
     attack(app, confidential)  # alice's: bob's device vouches for nothing there
     refused_at_login(login(shared, authorize_url(confidential), user.email))
 

@@ -12,7 +12,7 @@ from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from starlette.datastructures import Headers
 from starlette.formparsers import FormParser
 
-from gateway.issuer.endpoints import MAX_FORM_FIELDS, parse_form
+from gateway.issuer.oauth_request import MAX_FORM_FIELDS, parse_form
 from tests.issuer.conftest import TOKEN, oauth_error
 
 FORM = "application/x-www-form-urlencoded"

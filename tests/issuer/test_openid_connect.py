@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from gateway import accounts
 from gateway.config import Config, RouteConfig
-from gateway.errors import ConfigError
+from gateway.errors import InvalidInput
 from gateway.issuer.session import LoginSession, SessionCodec
 from gateway.keys import KeyRing, create_key, session_secret
 from gateway.models import User
@@ -433,7 +433,7 @@ def test_cli_user_create_with_a_name(gw, storage, monkeypatch):
 
 @pytest.mark.parametrize("name", ["", "   ", "x" * 201, "tab\there"])
 def test_user_names_are_checked(storage, name):
-    with storage.session() as session, pytest.raises(ConfigError):
+    with storage.session() as session, pytest.raises(InvalidInput):
         accounts.create_user(session, "eve@example.com", PASSWORD, name)
 
 

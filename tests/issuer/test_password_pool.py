@@ -65,11 +65,11 @@ def busy(
 ) -> Iterator[tuple[TestClient, PasswordPool]]:
     """An app with one verification thread and one place in the queue, both taken."""
     with running(with_passwords(config, max_concurrent=1, max_queued=1)) as client:
-        server = client.app.gateway.server  # type: ignore[attr-defined]
-        pool: PasswordPool = server.passwords
+        gateway = client.app.gateway  # type: ignore[attr-defined]
+        pool: PasswordPool = gateway.passwords
         waiting = [
             threading.Thread(
-                target=server.check_password, args=(user.email, "guess", f"10.0.0.{i}")
+                target=gateway.password_check.check, args=(user.email, "guess", f"10.0.0.{i}")
             )
             for i in range(2)
         ]
@@ -135,9 +135,9 @@ def test_a_refusal_is_not_a_failed_attempt(busy, confidential: Registered) -> No
     client, _ = busy
     for _ in range(10):
         oauth_error(password_grant(client, confidential), 503, "temporarily_unavailable")
-    server = client.app.gateway.server  # type: ignore[attr-defined]
-    server.throttle.admit("alice@example.com", "testclient")  # admitted: nothing counted
-    with server.storage.engine.connect() as conn:
+    gateway = client.app.gateway  # type: ignore[attr-defined]
+    gateway.throttle.admit("alice@example.com", "testclient")  # admitted: nothing counted
+    with gateway.storage.engine.connect() as conn:
         assert conn.scalar(sa.select(sa.func.count()).select_from(LoginFailure)) == 0
 
 
@@ -160,7 +160,7 @@ def test_the_threadpool_grows_by_what_password_work_may_hold(config: Config, sto
 
 
 def test_the_pool_starts_on_first_use_without_a_lifespan() -> None:
-    """The CLI and tests drive ``Server.check_password`` without the app's lifespan."""
+    """The CLI and tests drive ``PasswordCheck.check`` without the app's lifespan."""
     pool = PasswordPool(1, 0)
     hashed = passwords.hash_password("a password")
     assert pool.verify(hashed, "a password")

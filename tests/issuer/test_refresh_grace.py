@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 
 from gateway.config import Config
 from gateway.issuer import records
-from gateway.issuer.tokens import successor_token
+from gateway.issuer.rotation import successor_token
 from gateway.models import Grant, RefreshToken, sha256
 from gateway.storage import Storage
 from tests.conftest import ISSUER, Registered, with_tokens
@@ -192,7 +192,7 @@ def read_before_the_rotation(monkeypatch):
             token.rotated_at = None
         return token
 
-    monkeypatch.setattr("gateway.issuer.grants.load_refresh_token", stale)
+    monkeypatch.setattr("gateway.issuer.rotation.load_refresh_token", stale)
 
 
 @pytest.mark.parametrize(

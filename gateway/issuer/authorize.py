@@ -21,12 +21,11 @@ send it, but for the first page of a sign-in (``withhold_session_cookie``, issue
 
 from __future__ import annotations
 
-import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from authlib.oauth2.rfc6749.errors import InvalidRequestError, OAuth2Error
@@ -35,85 +34,32 @@ from authlib.oidc.core.errors import (
     InteractionRequiredError,
     LoginRequiredError,
 )
-from jinja2 import Environment, FileSystemLoader, select_autoescape
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import RedirectResponse, Response
 
 from gateway.consents import granted_scopes, remember
-from gateway.errors import GatewayError, NotANavigation, PasswordsBusy
-from gateway.introspect.revocation import Entry
+from gateway.errors import NotANavigation, PasswordsBusy
 from gateway.issuer.devices import DEVICE_COOKIE
-from gateway.issuer.endpoints import oauth_request
 from gateway.issuer.fetch_metadata import is_navigation
+from gateway.issuer.html import (
+    error_page,
+    page_headers,
+    render_form,
+    with_iss,
+    withhold_session_cookie,
+)
+from gateway.issuer.login import PasswordCheck
+from gateway.issuer.oauth_request import OAuthRequest, RequestReader
+from gateway.issuer.principal import Principal
 from gateway.issuer.prompt import Prompt, parse_prompt, refuse_unsupported
 from gateway.issuer.scopes import scope_lines
-from gateway.issuer.server import Request, Server
+from gateway.issuer.server import Server
 from gateway.issuer.session import COOKIE, LoginSession, SessionCodec, Sessions, request_digest
-from gateway.issuer.tokens import Principal
-from gateway.models import BrowserSession, Grant, User
+from gateway.issuer.signout import SignOut
+from gateway.models import User
+from gateway.storage import Storage
 from gateway.throttle import TooManyAttempts
-
-TEMPLATES = Environment(
-    loader=FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=select_autoescape(["html"]),
-)
-
-
-def page_headers(nonce: str) -> dict[str, str]:
-    return {
-        "Cache-Control": "no-store",
-        "Pragma": "no-cache",
-        "X-Frame-Options": "DENY",
-        "X-Content-Type-Options": "nosniff",
-        "Referrer-Policy": "no-referrer",
-        # no form-action: browsers apply it to the redirect back to the client
-        "Content-Security-Policy": (
-            f"default-src 'none'; style-src 'nonce-{nonce}'; frame-ancestors 'none'; "
-            "base-uri 'none'"
-        ),
-    }
-
-
-def with_param(uri: str, name: str, value: str) -> str:
-    """``uri`` with ``name=value`` added to its query (what was there kept, in order)."""
-    parts = urlsplit(uri)
-    query = [*parse_qsl(parts.query, keep_blank_values=True), (name, value)]
-    return urlunsplit(parts._replace(query=urlencode(query)))
-
-
-def with_iss(location: str, issuer: str) -> str:
-    """RFC 9207: the authorization response names its issuer."""
-    return with_param(location, "iss", issuer)
-
-
-def render_page(template: str, status: int = 200, **context: Any) -> Response:
-    """A page of ours: its CSP nonce, and the headers every page has."""
-    nonce = secrets.token_urlsafe(12)
-    html = TEMPLATES.get_template(template).render(csp_nonce=nonce, **context)
-    return Response(html, status, page_headers(nonce), media_type="text/html")
-
-
-def withhold_session_cookie(http: HTTPRequest, response: Response) -> Response:
-    """``response`` without the session cookie, unless ``http`` sent one or is a GET top-level
-    navigation: the rule of every answer of the pages (issue 15 §4).
-
-    A cross-site form POST carries no SameSite=Lax cookie. A cookie set (or cleared) in its
-    answer would replace the user's session with an anonymous one: signed out, without the
-    confirmation logout promises. A top-level GET navigation, from the client's site too
-    (``Sec-Fetch-Site: cross-site``), does carry SameSite=Lax cookies: without one, the browser
-    has none, and the login form's new session replaces nothing. Pages without a form (error
-    pages) set none in the first place."""
-    if COOKIE in http.cookies or (http.method == "GET" and is_navigation(http.headers)):
-        return response
-    ours = COOKIE.encode() + b"="  # how SessionCodec's Set-Cookie fields begin
-    response.raw_headers[:] = [
-        (name, value)
-        for name, value in response.raw_headers
-        if not (name == b"set-cookie" and value.startswith(ours))
-    ]
-    return response
 
 
 @dataclass(frozen=True)
@@ -121,7 +67,7 @@ class Visit:
     """One authorization request, as the pages see it."""
 
     http: HTTPRequest
-    request: Request
+    request: OAuthRequest
     grant: Any
     session: LoginSession
     user: User | None
@@ -147,38 +93,42 @@ class Visit:
         return Principal.new(self.user, self.session.auth_time, self.session.sid)
 
 
-class AuthorizePages:
-    def __init__(self, server: Server, codec: SessionCodec, sessions: Sessions) -> None:
+class AuthorizationEndpoint:
+    """``/oauth/authorize``. ``issuer``: the ``iss`` of every answer (RFC 9207);
+    ``scope_descriptions``: ``[scopes.descriptions]``, for the consent page."""
+
+    def __init__(
+        self,
+        server: Server,
+        reader: RequestReader,
+        issuer: str,
+        codec: SessionCodec,
+        sessions: Sessions,
+        sign_out: SignOut,
+        password_check: PasswordCheck,
+        storage: Storage,
+        scope_descriptions: Mapping[str, str],
+    ) -> None:
         self.server = server
+        self.reader = reader
+        self.issuer = issuer
         self.codec = codec
         self.sessions = sessions
+        self.sign_out = sign_out
+        self.password_check = password_check
+        self.storage = storage
+        self.scope_descriptions = scope_descriptions
 
     def render(
         self, template: str, session: LoginSession, status: int = 200, **context: Any
     ) -> Response:
-        """A page with a form: its CSRF token, and the session's cookie (which
-        ``withhold_session_cookie`` then keeps from a browser that did not send one, but for a
-        top-level GET navigation)."""
-        response = render_page(
-            template, status, csrf_token=self.codec.csrf_token(session), **context
-        )
-        response.headers.append("Set-Cookie", self.codec.cookie_header(session))
-        return response
-
-    @staticmethod
-    def error_page(error: OAuth2Error | GatewayError) -> Response:
-        """An error page: it has no form, so it needs no session and leaves the cookie alone."""
-        if isinstance(error, GatewayError):
-            status, description = error.status_code, error.description
-        else:
-            status, description = 400, error.get_error_description()
-        return render_page("error.html", status, error=error.error, description=description)
+        return render_form(self.codec, template, session, status, **context)
 
     def back_to_client(self, response: Response) -> Response:
         location = response.headers.get("location")
         if location is None:
             return response
-        redirect = RedirectResponse(with_iss(location, self.server.config.issuer), 302)
+        redirect = RedirectResponse(with_iss(location, self.issuer), 302)
         redirect.headers.update(page_headers("unused"))
         return redirect
 
@@ -200,10 +150,10 @@ class AuthorizePages:
 
     async def _authorize(self, http: HTTPRequest) -> Response:
         if http.method == "POST" and not is_navigation(http.headers, same_origin=True):
-            return self.error_page(NotANavigation())
+            return error_page(NotANavigation())
         session = await self.session(http)
         try:
-            request = await oauth_request(http, self.server, query=True, form=False)
+            request = await self.reader.read(http, query=True, form=False)
             grant = await run_in_threadpool(self.server.get_consent_grant, request)
             data = request.payload.data
             try:
@@ -215,7 +165,7 @@ class AuthorizePages:
         except OAuth2Error as error:
             if error.redirect_uri:
                 return self.back_to_client(self.server.handle_error_response(None, error))
-            return self.error_page(error)
+            return error_page(error)
         visit = Visit(http, request, grant, session, await self._user(session), prompt)
         if prompt.none:
             return await self._silently(visit)
@@ -228,7 +178,7 @@ class AuthorizePages:
             return None
 
         def load() -> User | None:
-            with self.server.storage.session() as db:
+            with self.storage.session() as db:
                 return db.scalar(sa.select(User).where(User.id == session.user_id))
 
         return await run_in_threadpool(load)
@@ -238,7 +188,7 @@ class AuthorizePages:
         if visit.user is None:
             return None
         return await run_in_threadpool(
-            granted_scopes, self.server.storage, visit.user.id, visit.grant.request.client.client_id
+            granted_scopes, self.storage, visit.user.id, visit.grant.request.client.client_id
         )
 
     async def _consent_needed(self, visit: Visit) -> tuple[bool, frozenset[str]]:
@@ -289,7 +239,7 @@ class AuthorizePages:
         redirect_uri = visit.grant.request.payload.redirect_uri or client.get_default_redirect_uri()
         lines = scope_lines(
             (visit.grant.request.scope or "").split(),
-            self.server.config.scopes.descriptions,
+            self.scope_descriptions,
             granted,
         )
         return self.render(
@@ -321,7 +271,7 @@ class AuthorizePages:
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
         if not self.codec.check_csrf(session, fields.get("csrf_token")):
             error = InvalidRequestError("The form expired or was not sent from this page.")
-            return self.error_page(error)  # the session stays as it was
+            return error_page(error)  # the session stays as it was
         action = fields.get("action")
         if action == "login":
             return await self._login(visit, fields)
@@ -333,41 +283,12 @@ class AuthorizePages:
         if action == "deny":  # stores nothing, and leaves what was stored
             return await self._answer(visit, None)
         user, client = visit.user, visit.grant.request.client
-        await run_in_threadpool(
-            remember, self.server.storage, user.id, client.client_id, visit.scopes
-        )
+        await run_in_threadpool(remember, self.storage, user.id, client.client_id, visit.scopes)
         return await self._answer(visit, visit.principal())
-
-    def end_sessions(self, sids: list[str], user_id: str | None = None) -> None:
-        """End the browser sessions ``sids`` (only those of ``user_id``, if given): logout, or
-        "Not you?". With ``sessions.logout_revokes_tokens`` their grants are revoked in the
-        same transaction, committed before the answer."""
-        revoke = self.server.config.sessions.logout_revokes_tokens
-        revoker = self.server.revoker
-
-        def end(db: Session) -> list[Entry]:
-            ended = sids
-            if user_id is not None:
-                ended = list(
-                    db.scalars(
-                        sa.select(BrowserSession.id).where(
-                            BrowserSession.id.in_(sids), BrowserSession.user_id == user_id
-                        )
-                    )
-                )
-            self.sessions.end(db, ended)
-            if not (revoke and ended):
-                return []
-            grant_ids = db.scalars(
-                sa.select(Grant.id).where(Grant.session_id.in_(ended), Grant.revoked_at.is_(None))
-            ).all()
-            return revoker.grants(db, grant_ids)
-
-        revoker.revoke(end)
 
     def _end(self, session: LoginSession) -> None:
         if session.sid is not None:
-            self.end_sessions([session.sid])
+            self.sign_out.end([session.sid])
 
     def _again(self, http: HTTPRequest, session: LoginSession) -> Response:
         """Post/redirect/get back to the same authorization request."""
@@ -379,14 +300,13 @@ class AuthorizePages:
     async def _login(self, visit: Visit, fields: dict[str, str]) -> Response:
         http, session = visit.http, visit.session
         email = fields.get("email", "")
-        devices = self.server.devices
         try:
             user = await run_in_threadpool(
-                self.server.check_password,
+                self.password_check.check,
                 email,
                 fields.get("password", ""),
                 visit.request.client_addr,
-                devices.loads(http.cookies.get(DEVICE_COOKIE)),
+                http.cookies.get(DEVICE_COOKIE),
             )
         except TooManyAttempts as refused:
             wait = refused.retry_after
@@ -412,8 +332,6 @@ class AuthorizePages:
         signed_in = session.logged_in(user.id, request_digest(http.url.query))
         await run_in_threadpool(self.sessions.start, signed_in, session)
         response = self._again(http, signed_in)
-        # a known device from now on (a new one each sign-in: the cookie of another user, or
-        # an old one of this user's, is replaced)
-        user_key = self.server.throttle.user_key(user.email)
-        response.headers.append("Set-Cookie", devices.cookie_header(user_key))
+        # a known device from now on
+        response.headers.append("Set-Cookie", self.password_check.device_cookie_header(user))
         return response

@@ -1,0 +1,34 @@
+"""Whom a token is issued to: what every grant hands Authlib as its "user".
+
+Authlib passes one object from a grant to the token generator and to ``save_token``; ours says
+who the token is for and which grant (the refresh-token family, the ``sid`` claim) it belongs
+to, and carries what an ID token repeats of the browser login (OpenID Connect Core §2, §12.2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.models import User, new_id
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The subject of a token request and the grant its tokens belong to."""
+
+    user: User | None
+    grant_id: str
+    auth_time: float | None = None
+    #: the browser login session (``LoginSession.sid``), the ID token's ``sid``: only a grant
+    #: made through the authorization endpoint has one, and only such a grant gets ID tokens
+    session_id: str | None = None
+    #: the authorization request's ``nonce`` (OpenID Connect Core §3.1.2.1), for the code's
+    #: ID token only: a refresh's carries none (§12.2)
+    nonce: str | None = None
+
+    @classmethod
+    def new(
+        cls, user: User | None, auth_time: float | None = None, session_id: str | None = None
+    ) -> Principal:
+        """The principal of a new grant (a new family)."""
+        return cls(user, new_id(), auth_time, session_id=session_id)
