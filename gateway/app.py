@@ -58,7 +58,7 @@ from gateway.issuer.userinfo import UserInfo
 from gateway.keys import KeyRing, session_secret
 from gateway.listener import ConnectionLimits
 from gateway.metrics import CONTENT_TYPE, STALENESS, Metrics
-from gateway.proxy import Proxy
+from gateway.proxy.app import Proxy
 from gateway.proxy.decisions import DecisionEndpoint, is_decision_path
 from gateway.storage import Storage
 

@@ -22,8 +22,8 @@ from gateway.errors import ConfigError, StorageUnavailable
 from gateway.introspect.revocation import RevocationCache
 from gateway.introspect.revoker import Revoker
 from gateway.keys import KeyRing, create_key, ensure_key, retire_key, session_secret
-from gateway.proxy import RouteTable
 from gateway.proxy.demo import READ_SCOPE, WRITE_SCOPE
+from gateway.proxy.routes import RouteTable
 from gateway.storage import Storage, current_revision, head_revision, upgrade_schema
 from gateway.throttle import LoginThrottle
 

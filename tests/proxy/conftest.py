@@ -26,7 +26,7 @@ from gateway.config import Config, RouteConfig, load_config
 from gateway.introspect.revocation import RevocationCache
 from gateway.introspect.validator import BearerValidator
 from gateway.keys import KeyRing, create_key
-from gateway.proxy import Proxy
+from gateway.proxy.app import Proxy
 from gateway.proxy.decisions import DecisionEndpoint, is_decision_path
 from gateway.proxy.demo import describe, event, event_params
 from gateway.proxy.forwarder import Forwarder

@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from gateway.proxy import RouteTable
 from gateway.proxy.demo import EchoUpstream, demo_routes, start_echo_upstream
+from gateway.proxy.routes import RouteTable
 from tests.proxy.conftest import GatewayFactory, upstream_header
 
 
