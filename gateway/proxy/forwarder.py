@@ -25,12 +25,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterable
+from typing import cast
 
 from gateway.config import PoolConfig
 from gateway.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
 from gateway.proxy.http1.errors import (
     ConnectTimeout,
-    Http1Error,
     IncompleteBody,
     ProtocolError,
     RequestError,
@@ -60,38 +60,18 @@ def translated(exc: Exception) -> GatewayError:
     return error(description)
 
 
-class UpstreamResponse:
-    """The upstream's response, its body's failures the gateway's (``translated``)."""
+class UpstreamResponse(Response):
+    """The upstream's response as the client reads it (``gateway.proxy.http1.response``),
+    a body that breaks off raising the gateway's error (``translated``) instead of the
+    client's: built by the pools, so the body costs nothing more to relay."""
 
-    __slots__ = ("_response", "headers", "status")
+    __slots__ = ()
 
-    def __init__(self, response: Response) -> None:
-        self._response = response
-        self.status = response.status
-        #: (lower-case name, value as received), in order
-        self.headers = response.headers
-
-    def chunks(self) -> UpstreamResponse:
-        """The body, chunk by chunk as the upstream sends it (``UpstreamUnavailable`` if the
-        upstream breaks off before its end)."""
-        return self
-
-    def __aiter__(self) -> UpstreamResponse:
-        return self
-
-    async def __anext__(self) -> bytes:
-        try:
-            return await self._response.__anext__()
-        except Http1Error as exc:
-            raise translated(exc) from exc
-
-    def at_eof(self) -> bool:
-        """Whether the whole body has been handed out."""
-        return self._response.at_eof()
-
-    def close(self) -> None:
-        """Hand the connection back (body read whole, reusable) or drop it; idempotent."""
-        self._response.close()
+    def broken_off(self, reason: BaseException) -> Exception:
+        incomplete = super().broken_off(reason)
+        error = translated(incomplete)
+        error.__cause__ = incomplete
+        return error
 
 
 class Forwarder:
@@ -136,14 +116,14 @@ class Forwarder:
             if self._pruner is None:
                 raise UpstreamUnavailable("the proxy has not been started")
             loop = asyncio.get_running_loop()
-            pool = Pool(origin, self._connect_timeout, self._limits, loop)
+            pool = Pool(origin, self._connect_timeout, self._limits, loop, UpstreamResponse)
             self._pools[origin] = pool
         try:
             request = prepare(origin, method, target, headers, body is not None)
             response = await pool.request(request, body)
         except Exception as exc:
             raise translated(exc) from exc
-        return UpstreamResponse(response)
+        return cast(UpstreamResponse, response)
 
     async def _prune(self) -> None:
         """Close idle connections past their idle timeout or age, even when no request comes."""

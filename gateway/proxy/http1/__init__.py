@@ -2,7 +2,8 @@
 
 It imports nothing from the rest of the gateway: its limits are its own (``PoolLimits``), its
 failures are its own (``errors.py``), and its one caller, the gateway's ``Forwarder``
-(``../forwarder.py``), turns both from and into the gateway's::
+(``../forwarder.py``), translates both from and into the gateway's (a pool builds the
+caller's subclass of ``Response``, whose broken-off body raises the caller's error)::
 
     Pool          pool.py        one per Origin: keep-alive reuse, limits, waiters, retry
       └── Connection  connection.py  an asyncio.Protocol feeding HttpResponseParser

@@ -65,6 +65,9 @@ _CLOSED = "the upstream closed the connection"
 class Owner(Protocol):
     """What a connection goes back to once its exchange ends (a ``Pool``)."""
 
+    #: the class of the responses it reads
+    response_type: type[Response]
+
     def release(self, conn: Connection) -> None:
         """The exchange ended cleanly: the connection may serve another."""
 
@@ -397,7 +400,8 @@ class Connection(asyncio.Protocol):
         self._close_delimited = not no_body and coding is None and self._length is None
         if not no_body and coding is None and self._length is not None:
             self._remaining = int(self._length)  # llhttp checked it: digits only
-        response = self.response = Response(self, self.flow, self._loop, status, headers)
+        response = self.pool.response_type(self, self.flow, self._loop, status, headers)
+        self.response = response
         if no_body:
             self._done = True
             response.finish()

@@ -53,6 +53,7 @@ class Pool:
         "_origin",
         "_slots",
         "_waiters",
+        "response_type",
     )
 
     def __init__(
@@ -61,11 +62,14 @@ class Pool:
         connect_timeout: float,
         limits: PoolLimits,
         loop: asyncio.AbstractEventLoop,
+        response_type: type[Response] = Response,
     ) -> None:
         self._origin = origin
         self._connect_timeout = connect_timeout
         self._limits = limits
         self._loop = loop
+        #: what its connections' responses are: ``Response``, or a caller's subclass of it
+        self.response_type = response_type
         #: idle connections, the most recently used last
         self._idle: list[Connection] = []
         #: every open connection, idle or busy (for limits and for close())

@@ -5,7 +5,8 @@ them out with ``async for chunk in response.chunks()``. What arrived since the l
 out at once: small pieces joined into one chunk (a server-sent event is passed on the moment it
 arrives, a burst of small chunks in one send), large ones one by one as they were read, never
 copied. The buffer is bounded: past ``HIGH_WATER`` the connection stops reading until the
-consumer has taken it down to ``LOW_WATER``. A body that breaks off raises ``IncompleteBody``.
+consumer has taken it down to ``LOW_WATER``. A body that breaks off raises ``IncompleteBody``
+(``broken_off``: a caller's subclass, which the pool builds, may raise its own error instead).
 
 ``close()`` ends the response: the connection it came on (its ``Source``) decides what
 becomes of it, back to the pool only when the whole body was read and it may persist (RFC 9112
@@ -115,7 +116,7 @@ class Response:
             if self._complete:
                 raise StopAsyncIteration
             if self._error is not None:
-                raise IncompleteBody(str(self._error)) from self._error
+                raise self.broken_off(self._error)
             waiter = self._waiter = self._loop.create_future()
             try:
                 await waiter
@@ -133,6 +134,13 @@ class Response:
         if self._flow.read_paused and self._size <= LOW_WATER:
             self._flow.resume_reading()
         return data
+
+    def broken_off(self, reason: BaseException) -> Exception:
+        """What a consumer gets once the body broke off for ``reason``: ``IncompleteBody``,
+        ``reason`` its cause. A caller's subclass may say it in its own terms instead."""
+        error = IncompleteBody(str(reason))
+        error.__cause__ = reason
+        return error
 
     def at_eof(self) -> bool:
         """Whether the whole body has been handed out."""
