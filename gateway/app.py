@@ -102,7 +102,7 @@ class Gateway:
         self.server.passwords.on_refusal = self.metrics.password_refused
         self.server.throttle.on_refusal = self.metrics.login_throttled
         self.proxy = Proxy(config, self.validator, metrics=self.metrics, forwarded=self.forwarded)
-        self.decisions = DecisionEndpoint(config, self.proxy.decisions)
+        self.decisions = DecisionEndpoint(config, self.proxy.core)
         #: read by the listener's protocol (gateway/listener.py), one per connection
         self.connection_limits = ConnectionLimits(config, self.metrics.listener_closed)
         # Blocking upkeep (database syncs, pruning, key reloads) runs on threads of its own, so

@@ -1,4 +1,4 @@
-"""The proxy as a raw ASGI app: decide (``decision.py``) -> rewrite -> forward.
+"""The proxy as a raw ASGI app: decide (``core.py``) -> rewrite -> forward.
 
 Every step before forwarding answers a failure with its ``GatewayError`` as JSON (404, 405,
 400, 401, 403). Upstream failures answer 502 / 504 while no response has started, and abort
@@ -28,7 +28,7 @@ from gateway.errors import GatewayError, UpstreamUnavailable
 from gateway.forwarded import ForwardedPolicy
 from gateway.introspect.validator import BearerValidator
 from gateway.metrics import Metrics
-from gateway.proxy.decision import DecisionCore, Denied
+from gateway.proxy.core import DecisionCore, Denied
 from gateway.proxy.exchange import Deadlines, Exchange, Receive, Send
 from gateway.proxy.forwarder import Forwarder
 from gateway.proxy.headers import HeaderPolicy
@@ -56,7 +56,7 @@ class Proxy:
         self._forwarder = forwarder or Forwarder(config.proxy.connect_timeout, config.proxy.pool)
         self.metrics = metrics or Metrics(dict)
         #: shared with the decision endpoint (gateway/proxy/decisions.py)
-        self.decisions = DecisionCore(config, validator, self._headers, self.metrics)
+        self.core = DecisionCore(config, validator, self._headers, self.metrics)
         self.access_log = access_log or AccessLog(config.logging.format or "json")
         self._deadlines = Deadlines()
         #: the loop serving: on Python 3.11 each ``asyncio.get_running_loop()`` is a getpid()
@@ -84,7 +84,7 @@ class Proxy:
         context = RequestContext(scope, incoming.request_id, self._forwarded.is_trusted)
         try:
             raw_path = context.raw_path
-            decision = self.decisions.decide(
+            decision = self.core.decide(
                 raw_path,
                 incoming.host,
                 context.method,

@@ -2,7 +2,7 @@
 
 nginx ``auth_request``, Caddy ``forward_auth``, Traefik ``ForwardAuth`` and Envoy
 ``ext_authz`` (HTTP service) ask here before they forward a request, and get the answer the
-gateway's own proxy would give (``decision.py``). Only the way the request is read and the
+gateway's own proxy would give (``core.py``). Only the way the request is read and the
 answer written differ.
 
 The request being decided is read, in this order:
@@ -38,7 +38,7 @@ from gateway.config import DECISIONS_PREFIX, Config
 from gateway.context import RequestContext
 from gateway.errors import AmbiguousRequest, GatewayError, UntrustedPeer
 from gateway.forwarded import ForwardedPolicy
-from gateway.proxy.decision import Allowed, DecisionCore, Denied
+from gateway.proxy.core import Allowed, DecisionCore, Denied
 from gateway.proxy.exchange import Receive, Send
 from gateway.proxy.headers import UNDERSCORE, Header
 from gateway.proxy.overrides import METHOD, OVERRIDE_HEADERS

@@ -193,7 +193,7 @@ async def gateway(
         if routes is not None:
             config = dataclasses.replace(config, routes=routes)
         proxy = Proxy(config, validator, forwarder, access_log=access_log)
-        decisions = DecisionEndpoint(config, proxy.decisions)
+        decisions = DecisionEndpoint(config, proxy.core)
         await proxy.startup()
 
         async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
