@@ -43,7 +43,7 @@ from starlette.responses import RedirectResponse, Response
 
 from gateway.consents import granted_scopes, remember
 from gateway.errors import GatewayError, NotANavigation, PasswordsBusy
-from gateway.introspect.revocation import Entry
+from gateway.introspect.revocation import RevocationEntry
 from gateway.issuer.devices import DEVICE_COOKIE
 from gateway.issuer.endpoints import oauth_request
 from gateway.issuer.fetch_metadata import is_navigation
@@ -345,7 +345,7 @@ class AuthorizePages:
         revoke = self.server.config.sessions.logout_revokes_tokens
         revoker = self.server.revoker
 
-        def end(db: Session) -> list[Entry]:
+        def end(db: Session) -> list[RevocationEntry]:
             ended = sids
             if user_id is not None:
                 ended = list(
