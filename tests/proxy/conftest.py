@@ -23,12 +23,12 @@ from aiohttp import web
 
 from gateway.accesslog import AccessLog
 from gateway.config import Config, RouteConfig, load_config
+from gateway.demo.echo import describe, event, event_params
 from gateway.introspect.revocation import RevocationCache
 from gateway.introspect.validator import BearerValidator
 from gateway.keys import KeyRing, create_key
 from gateway.proxy.app import Proxy
 from gateway.proxy.decisions import DecisionEndpoint, is_decision_path
-from gateway.proxy.demo import describe, event, event_params
 from gateway.proxy.forwarder import Forwarder
 from tests.proxy.upstreams import Upstreams
 
