@@ -274,10 +274,10 @@ def create_app(config: Config, freeze_heap: bool = False) -> GatewayApp:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
         if freeze_heap:
-            # Start-up leaves ~100k long-lived objects (Authlib, SQLAlchemy, Jinja, key ring,
+            # Start-up leaves many long-lived objects (Authlib, SQLAlchemy, Jinja, key ring,
             # route table). Every full collection would walk them all, set off by short-lived
-            # request objects surviving two collections: measured as ~28 µs per proxied
-            # request and the p99 at 32 connections tripled. Collect once, then freeze.
+            # request objects surviving two collections: a cost on every proxied request and
+            # stalls in the tail of its latency. Collect once, then freeze.
             gc.collect()
             gc.freeze()
         try:

@@ -2,8 +2,8 @@
 
 One exchange at a time (no pipelining). ``exchange()`` writes the head, streams the body
 (from a task of its own, so a response that arrives early is seen at once), and returns the
-``Response`` once its head is in. A fresh ``HttpResponseParser`` per exchange (a
-fraction of a microsecond) means no parser state ever leaks from one response to the next.
+``Response`` once its head is in. A fresh ``HttpResponseParser`` per exchange (cheap beside
+the exchange) means no parser state ever leaks from one response to the next.
 The parser's callbacks record state; refusing a response raises ``ProtocolError`` from a
 callback, which stops the parser there.
 
