@@ -27,7 +27,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from gateway.proxy.demo import echo_upstream_thread
+from gateway.demo.echo import echo_upstream_thread
 from tests.live.flood import flood_toml, measure
 from tests.live.support import running_gateway
 

@@ -35,7 +35,7 @@ from benchmarks.load import free_port  # noqa: E402
 from gateway import accounts  # noqa: E402
 from gateway.cli import init  # noqa: E402
 from gateway.config import Config, DatabaseConfig, KeysConfig  # noqa: E402
-from gateway.proxy.demo import echo_upstream_thread  # noqa: E402
+from gateway.demo.echo import echo_upstream_thread  # noqa: E402
 from tests.databases import scratch_database  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

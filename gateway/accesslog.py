@@ -1,22 +1,22 @@
-"""The access log: one line per request on stderr, JSON (the default) or text, and request ids.
+"""The access log: one line per request on stderr, JSON (the default) or text.
 
 Every request, proxied or answered by the gateway itself, gets one line once its response has
-ended, with exactly the keys of ``KEYS`` (an interface: log pipelines parse them), ``null``
-where a value does not apply. Nothing that could hold a credential is ever read into a line:
-no header but ``X-Request-Id``, no query, no body (the issuer's error bodies yield only their
-RFC 6749 ``error`` code, a fixed word).
+ended, made from its ``RequestContext`` (``gateway.context``), with exactly the keys of
+``KEYS`` (an interface: log pipelines parse them), ``null`` where a value does not apply.
+Nothing that could hold a credential is ever read into a line: no header but
+``X-Request-Id``, no query, no body (the issuer's error bodies yield only their RFC 6749
+``error`` code, a fixed word).
 
 Cost: the proxy's hot path does no other logging, so the line is built by hand rather than
-through ``logging``, and a request does as little as it can: its entry and one clock read
+through ``logging``, and a request does as little as it can: its context and one clock read
 (``write``). The lines are built together, away from each request's work (built one per
-request, amid the rest of its work, they measured dearer end to end), once ``BATCH`` requests
+request, amid the rest of its work, they cost more end to end), once ``BATCH`` requests
 wait or ``FLUSH_DELAY`` after the first of them (one timer per batch). A line is bytes made by
 one ``%`` of a template (the numbers formatted in C, nothing to encode after), and what repeats
 is not redone: the wall clock is read once per batch (each line's time is its request's end on
 the monotonic clock, shifted), the timestamp's seconds once a second, and the escaped route,
-method, client, subject, reason and logged path are remembered (``_Memo``, bounded). Measured:
-1.7 µs a line built and written (``benchmarks/access_log.py``); 4.5 to 7 µs of a proxied
-request's CPU end to end (``make bench``, log on against off).
+method, client, subject, reason and logged path are remembered (``_Memo``, bounded).
+``benchmarks/access_log.py`` measures what a line costs.
 
 Writes: ``os.write`` on fd 2, of whole lines only. The processes of ``--workers N`` share
 stderr: into a pipe or a socket, where another process's write could land inside a long one,
@@ -24,12 +24,6 @@ each write holds at most ``PIPE_BUF`` bytes (atomic for a pipe); a regular file 
 takes each write whole, so a batch goes in one. ``close()`` (at shutdown) writes what is left
 and makes later lines go out at once. A stalled stderr reader stalls the process, as with any
 logging to stderr.
-
-Request ids (``X-Request-Id``): a value from a peer in ``[proxy] trusted_proxies`` is kept when
-it is 1 to 128 visible ASCII characters; anything else (an untrusted peer, an invalid value,
-the header sent twice) is replaced by a fresh one, 32 hex digits from ``os.urandom`` (read 64
-ids at a time: one system call each would cost more than the rest of the id). The id is
-logged, returned to the client and forwarded upstream.
 """
 
 from __future__ import annotations
@@ -44,6 +38,8 @@ import time
 from collections.abc import Callable
 from json.encoder import encode_basestring_ascii
 from typing import Any
+
+from gateway.context import RequestContext
 
 #: the keys of a JSON line, in order
 KEYS = (
@@ -70,39 +66,9 @@ PIPE_BUF = select.PIPE_BUF
 FLUSH_DELAY = 0.01
 BATCH = 32
 
-REQUEST_ID = b"x-request-id"
-_VALID_ID = re.compile(rb"[\x21-\x7e]{1,128}")
 #: bytes a logged path shows percent-encoded: all but visible ASCII, and '"' and '\'
 _UNSAFE_PATH = re.compile(rb"[^\x21\x23-\x5b\x5d-\x7e]")
 _ERROR_CODE = re.compile(r"[a-z_]{1,64}")
-#: fresh request ids, read from the OS 64 at a time; a forked child must not reuse its parent's
-_FRESH_IDS: list[bytes] = []
-os.register_at_fork(after_in_child=_FRESH_IDS.clear)
-
-
-def request_id(
-    received: bytes | None,
-    client: tuple[str, int] | None,
-    is_trusted: Callable[[str | None], bool],
-) -> bytes:
-    """The request's id: ``received`` when valid and sent by a trusted peer (``client``: the
-    ASGI scope's), else a new one."""
-    if (
-        received is not None
-        and _VALID_ID.fullmatch(received)
-        and is_trusted(client[0] if client else None)
-    ):
-        return received
-    if not _FRESH_IDS:
-        ids = os.urandom(16 * 64).hex().encode()
-        _FRESH_IDS[:] = [ids[i : i + 32] for i in range(0, len(ids), 32)]
-    return _FRESH_IDS.pop()
-
-
-def received_id(headers: list[tuple[bytes, bytes]]) -> bytes | None:
-    """The ``X-Request-Id`` of raw ASGI headers; ``b""`` (invalid) when sent more than once."""
-    values = [value for name, value in headers if name == REQUEST_ID]
-    return values[0] if len(values) == 1 else b"" if values else None
 
 
 def error_code(body: bytes) -> str | None:
@@ -114,44 +80,6 @@ def error_code(body: bytes) -> str | None:
     except (ValueError, AttributeError):
         return None
     return error if isinstance(error, str) and _ERROR_CODE.fullmatch(error) else None
-
-
-class Entry:
-    """What one request's line will say, filled in as the request goes."""
-
-    __slots__ = (
-        "bytes_in",
-        "bytes_out",
-        "client_id",
-        "reason",
-        "request_id",
-        "route",
-        "started",
-        "status",
-        "sub",
-        "upstream_ms",
-        "upstream_status",
-    )
-
-    def __init__(self, request_id: bytes, started: float) -> None:
-        self.request_id = request_id
-        #: ``time.perf_counter()`` when the request arrived
-        self.started = started
-        self.route: str | None = None
-        #: what the client got; uvicorn answers 500 to an app that fails before answering
-        self.status = 500
-        self.upstream_status: int | None = None
-        self.upstream_ms: float | None = None
-        self.client_id: str | None = None
-        self.sub: str | None = None
-        self.reason: str | None = None
-        self.bytes_in = 0
-        self.bytes_out = 0
-
-    def upstream_answered(self, status: int) -> None:
-        """The upstream's response head is in."""
-        self.status = self.upstream_status = status
-        self.upstream_ms = (time.perf_counter() - self.started) * 1000
 
 
 class AccessLog:
@@ -166,8 +94,8 @@ class AccessLog:
         #: the most one write may carry: whole lines up to ``PIPE_BUF`` into a pipe or socket
         #: (the one kind other processes' lines could split), a whole batch anywhere else
         self._chunk = PIPE_BUF if _shared_stream(fd) else 1 << 20
-        #: finished requests whose lines are not built yet: when each ended, scope, entry
-        self._pending: list[tuple[float, dict[str, Any], Entry]] = []
+        #: finished requests whose lines are not built yet: when each ended, and its context
+        self._pending: list[tuple[float, RequestContext]] = []
         #: the pending flush, and the loop it runs on
         self._timer: asyncio.TimerHandle | None = None
         self._timer_loop: asyncio.AbstractEventLoop | None = None
@@ -175,12 +103,12 @@ class AccessLog:
         self._second = -1
         self._seconds_stamp = b""
 
-    def write(self, scope: dict[str, Any], entry: Entry, ended: float | None = None) -> None:
+    def write(self, context: RequestContext, ended: float | None = None) -> None:
         """Log one finished request (its line is built with the others of its batch);
         ``ended``: its end on ``time.perf_counter()``, if the caller has read it already."""
         if not self.enabled:
             return
-        self._pending.append((time.perf_counter() if ended is None else ended, scope, entry))
+        self._pending.append((time.perf_counter() if ended is None else ended, context))
         if self._closed or len(self._pending) >= BATCH:
             self.flush()
         elif self._timer is None or not self._timer_loop.is_running():  # type: ignore[union-attr]
@@ -206,13 +134,14 @@ class AccessLog:
         millisecond, stamp = -1, b""
         lines: list[bytes] = []
         size = 0
-        for ended, scope, entry in pending:
+        for ended, context in pending:
             now = int((ended + offset) * 1000)
             if now != millisecond:
                 millisecond, stamp = now, self._stamp(now)
-            raw = scope.get("raw_path") or scope["path"].encode("utf-8", "replace")
-            duration = (ended - entry.started) * 1000
-            data = line(stamp, quote[scope["method"]], paths[raw], duration, entry, quote)
+            duration = (ended - context.started) * 1000
+            data = line(
+                stamp, quote[context.method], paths[context.raw_path], duration, context, quote
+            )
             if lines and size + len(data) > self._chunk:
                 self._write(b"".join(lines))
                 lines, size = [], 0
@@ -301,10 +230,10 @@ def _json(value: str | None) -> bytes:
     return b"null" if value is None else encode_basestring_ascii(value).encode("ascii")
 
 
-def _request_id(entry: Entry, quote: Callable[[str], str]) -> bytes:
+def _request_id(context: RequestContext, quote: Callable[[str], str]) -> bytes:
     """The id: one of ours is hex; a received one is visible ASCII that may hold the characters
     a quoted string escapes."""
-    rid = entry.request_id
+    rid = context.request_id
     return rid if rid.isalnum() else quote(rid.decode("ascii")).encode("ascii")
 
 
@@ -320,7 +249,7 @@ def _fields(
     method: bytes,
     path: bytes,
     duration: float,
-    e: Entry,
+    e: RequestContext,
     quote: _Memo,
     null: bytes,
     unquoted: Callable[[str], str],
@@ -347,7 +276,7 @@ def _fields(
 
 
 def _json_line(
-    stamp: bytes, method: bytes, path: bytes, duration: float, e: Entry, quote: _Memo
+    stamp: bytes, method: bytes, path: bytes, duration: float, e: RequestContext, quote: _Memo
 ) -> bytes:
     return _JSON_LINE % _fields(stamp, method, path, duration, e, quote, b"null", _unquoted_json)
 
@@ -376,7 +305,7 @@ _TEXT_LINE = (
 
 
 def _text_line(
-    stamp: bytes, method: bytes, path: bytes, duration: float, e: Entry, quote: _Memo
+    stamp: bytes, method: bytes, path: bytes, duration: float, e: RequestContext, quote: _Memo
 ) -> bytes:
     # the same values as JSON's, the request's method, path, status and time first
     f = _fields(stamp, method, path, duration, e, quote, b"-", _text_value)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from gateway.config import GRANT_TYPES, LOOPBACK_HOSTS
 from gateway.errors import InvalidInput
-from gateway.introspect.revocation import Entry
+from gateway.introspect.revocation import RevocationEntry
 from gateway.introspect.revoker import Revoker
 from gateway.models import AuthorizationCode, Client, Consent, Grant, User, sha256
 from gateway.passwords import hash_password
@@ -204,7 +204,7 @@ class RevokedConsent:
     consents: int
     grants: int
     codes: int
-    entries: list[Entry]
+    entries: list[RevocationEntry]
 
     @property
     def nothing(self) -> bool:

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import time
 from collections.abc import AsyncIterator, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import formatdate
@@ -31,8 +30,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.accesslog import REQUEST_ID, Entry, error_code, received_id, request_id
+from gateway.accesslog import error_code
 from gateway.config import Config, is_reserved
+from gateway.context import REQUEST_ID, RequestContext, received_id
 from gateway.errors import ConfigError, GatewayError
 from gateway.forwarded import ForwardedPolicy
 from gateway.hosts import parse_host
@@ -66,7 +66,7 @@ from gateway.keys import KeyRing, session_secret
 from gateway.listener import ConnectionLimits
 from gateway.metrics import CONTENT_TYPE, STALENESS, Metrics
 from gateway.passwords import PasswordPool
-from gateway.proxy import Proxy
+from gateway.proxy.app import Proxy
 from gateway.proxy.decisions import DecisionEndpoint, is_decision_path
 from gateway.storage import Storage
 from gateway.throttle import LoginThrottle
@@ -108,7 +108,7 @@ class Gateway:
             self.storage, self.throttle, self.passwords, self.devices
         )
         self.proxy = Proxy(config, self.validator, metrics=self.metrics, forwarded=self.forwarded)
-        self.decisions = DecisionEndpoint(config, self.proxy.decisions)
+        self.decisions = DecisionEndpoint(config, self.proxy.core)
         #: read by the listener's protocol (gateway/listener.py), one per connection
         self.connection_limits = ConnectionLimits(config, self.metrics.listener_closed)
         # Blocking upkeep (database syncs, pruning, key reloads) runs on threads of its own, so
@@ -324,10 +324,10 @@ def create_app(config: Config, freeze_heap: bool = False) -> GatewayApp:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
         if freeze_heap:
-            # Start-up leaves ~100k long-lived objects (Authlib, SQLAlchemy, Jinja, key ring,
+            # Start-up leaves many long-lived objects (Authlib, SQLAlchemy, Jinja, key ring,
             # route table). Every full collection would walk them all, set off by short-lived
-            # request objects surviving two collections: measured as ~28 µs per proxied
-            # request and the p99 at 32 connections tripled. Collect once, then freeze.
+            # request objects surviving two collections: a cost on every proxied request and
+            # stalls in the tail of its latency. Collect once, then freeze.
             gc.collect()
             gc.freeze()
         try:
@@ -375,26 +375,24 @@ class GatewayApp:
             if not is_reserved(path):
                 await self.proxy(scope, receive, send)
                 return
-            received = received_id(scope["headers"])
-            entry = Entry(
-                request_id(received, scope.get("client"), self.gateway.forwarded.is_trusted),
-                time.perf_counter(),
+            context = RequestContext(
+                scope, received_id(scope["headers"]), self.gateway.forwarded.is_trusted
             )
             decision = is_decision_path(path)
             if decision:
-                entry.route = "/decisions"
+                context.route = "/decisions"
             elif path in self._endpoints:
-                entry.route = path
+                context.route = path
 
             async def receive_counted() -> Any:
                 message = await receive()
-                entry.bytes_in += len(message.get("body", b""))
+                context.bytes_in += len(message.get("body", b""))
                 return message
 
             async def send_logged(message: MutableMapping[str, Any]) -> None:
                 if message["type"] == "http.response.start":
-                    entry.status = message["status"]
-                    headers = [*message.get("headers", []), (REQUEST_ID, entry.request_id)]
+                    context.status = message["status"]
+                    headers = [*message.get("headers", []), (REQUEST_ID, context.request_id)]
                     if not decision:
                         # uvicorn's own Date is off so proxied responses keep just the
                         # upstream's; an edge's decision needs none
@@ -402,17 +400,17 @@ class GatewayApp:
                     message["headers"] = headers
                 elif message["type"] == "http.response.body":
                     body = message.get("body", b"")
-                    entry.bytes_out += len(body)
-                    if entry.status >= 400 and entry.reason is None:
-                        entry.reason = error_code(body)
+                    context.bytes_out += len(body)
+                    if context.status >= 400 and context.reason is None:
+                        context.reason = error_code(body)
                 await send(message)
 
             try:
                 if decision:
-                    await self.gateway.decisions(scope, receive_counted, send_logged, entry)
+                    await self.gateway.decisions(scope, receive_counted, send_logged, context)
                 else:
                     await self.issuer(scope, receive_counted, send_logged)
             finally:
-                self.access_log.write(scope, entry)
+                self.access_log.write(context)
             return
         await self.issuer(scope, receive, send)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import getpass
 import json
@@ -16,14 +15,13 @@ from typing import Any, NoReturn
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway import accounts
-from gateway.config import GRANT_TYPES, Config, ScopesConfig, load_config
+from gateway.config import GRANT_TYPES, Config, load_config
 from gateway.edge import DEFAULT_LISTEN, DEFAULT_UPSTREAM, EDGES, edge_config
 from gateway.errors import ConfigError, InvalidInput, StorageUnavailable
 from gateway.introspect.revocation import RevocationCache
 from gateway.introspect.revoker import Revoker
 from gateway.keys import KeyRing, create_key, ensure_key, retire_key, session_secret
-from gateway.proxy import RouteTable
-from gateway.proxy.demo import READ_SCOPE, WRITE_SCOPE
+from gateway.proxy.routes import RouteTable
 from gateway.storage import Storage, current_revision, head_revision, upgrade_schema
 from gateway.throttle import LoginThrottle
 
@@ -237,144 +235,12 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> None:
     )
 
 
-DEMO_EMAIL = "demo@example.com"
-DEMO_PASSWORD = "demo-password"
-DEMO_NAME = "Demo User"
-DEMO_CREDENTIALS = "demo-client.json"
-DEMO_BROWSER_CLIENT = "demo-browser-client.json"
-DEMO_SCOPE_DESCRIPTIONS = {
-    READ_SCOPE: "See the demo's orders",
-    WRITE_SCOPE: "Place and change the demo's orders",
-}
-
-
-def _demo_client(config: Config, storage: Storage) -> dict[str, str]:
-    """The demo client's credentials, kept beside the keys (never in git); made when missing."""
-    path = config.keys_dir / DEMO_CREDENTIALS
-    with storage.session() as session:
-        if accounts.find_user(session, DEMO_EMAIL) is None:
-            accounts.create_user(session, DEMO_EMAIL, DEMO_PASSWORD, DEMO_NAME)
-        if path.exists():
-            saved: dict[str, str] = json.loads(path.read_text())
-            if accounts.find_client(session, saved["client_id"]) is not None:
-                return saved
-        new = accounts.create_client(
-            session,
-            "Demo client",
-            [f"{config.issuer.rstrip('/')}/demo/public/callback"],
-            ["password", "refresh_token", "client_credentials", "authorization_code"],
-            "demo:read demo:write",
-            "client_secret_basic",
-            can_introspect=True,
-        )
-    saved = {"client_id": new.client.client_id, "client_secret": new.client_secret or ""}
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(saved, fh)
-    return saved
-
-
-def _demo_browser_client(config: Config, storage: Storage, app_url: str) -> str:
-    """The browser client's client_id: a public client (PKCE) whose redirect URI and
-    post-logout redirect URI are the demo app's pages on the upstream (``app_url``); kept
-    beside the keys, made anew when missing or when the upstream port changed."""
-    from gateway.proxy.demo_app import APP_PATH, CALLBACK_PATH, browser_scope
-
-    path = config.keys_dir / DEMO_BROWSER_CLIENT
-    redirect_uri = app_url.rstrip("/") + CALLBACK_PATH
-    with storage.session() as session:
-        if path.exists():
-            client_id = str(json.loads(path.read_text())["client_id"])
-            saved = accounts.find_client(session, client_id)
-            if saved is not None and saved.redirect_uris == [redirect_uri]:
-                return client_id
-        new = accounts.create_client(
-            session,
-            "Demo browser app",
-            [redirect_uri],
-            ["authorization_code", "refresh_token"],
-            browser_scope(READ_SCOPE),
-            "none",
-            post_logout_redirect_uris=[app_url.rstrip("/") + APP_PATH],
-        )
-        client_id = new.client.client_id
-    path.write_text(json.dumps({"client_id": client_id}))
-    return client_id
-
-
-def demo_issuer(config: Config, host: str, port: int) -> str:
-    """The demo's issuer: the config's, moved to ``host`` and ``port`` when it is where
-    ``[server]`` listens (config.example.toml's), or discovery would send the browser flow to
-    a port nothing listens on. A wildcard address is nowhere to browse to: the host stays."""
-    if config.issuer.rstrip("/") != f"http://{config.server.host}:{config.server.port}":
-        return config.issuer
-    public = config.server.host if host in ("0.0.0.0", "::", "") else host
-    public = f"[{public}]" if ":" in public else public
-    return f"http://{public}:{port}"
-
-
 @with_storage
 def cmd_demo(config: Config, args: argparse.Namespace, storage: Storage) -> None:
-    from gateway.proxy.demo_app import APP_PATH, CALLBACK_PATH, DemoApp, browser_scope
-    from gateway.serve import serve_demo
+    from gateway.demo.serve import run_demo
 
-    if not 0 < args.upstream_port < 65536:
-        raise ConfigError(
-            "--upstream-port must be 1 to 65535: the demo app's redirect URI names it"
-        )
     host, port = args.host or config.server.host, args.port or config.server.port
-    base = f"http://{host}:{port}"
-    config = dataclasses.replace(config, issuer=demo_issuer(config, host, port))
-    # the consent page says what the demo's scopes mean ([scopes.descriptions] still wins)
-    descriptions = {**DEMO_SCOPE_DESCRIPTIONS, **config.scopes.descriptions}
-    config = dataclasses.replace(config, scopes=ScopesConfig(descriptions))
-    creds = _demo_client(config, storage)
-    app_url = f"http://127.0.0.1:{args.upstream_port}"
-    browser_client = _demo_browser_client(config, storage, app_url)
-    storage.dispose()  # the served app opens its own
-    auth = f"{creds['client_id']}:{creds['client_secret']}"
-    pages = DemoApp(
-        gateway_url=base,
-        client_id=browser_client,
-        redirect_uri=app_url + CALLBACK_PATH,
-        home_uri=app_url + APP_PATH,
-        api_path="/demo/orders/7",
-        scope=browser_scope(READ_SCOPE),
-        email=DEMO_EMAIL,
-        password=DEMO_PASSWORD,
-    )
-
-    def walkthrough(demo: Config) -> None:
-        print(
-            f"""
-Gateway demo on {base}: a user, a client and an echo upstream behind three routes.
-  routes: /demo/public (no token), GET /demo/... (scope demo:read), POST /demo/... (demo:write)
-
-  # 1. get a token (password grant) for user {DEMO_EMAIL}
-  TOKEN=$(curl -s -u '{auth}' -d grant_type=password \\
-      -d username={DEMO_EMAIL} -d password={DEMO_PASSWORD} -d scope=demo:read \\
-      {base}/oauth/token | python3 -c 'import json,sys;print(json.load(sys.stdin)["access_token"])')
-
-  # 2. call a protected route: the upstream echoes the identity headers the gateway added
-  curl -s -H "Authorization: Bearer $TOKEN" {base}/demo/orders/7
-
-  # 3. no token: 401; a token without demo:write on a write route: 403 insufficient_scope
-  curl -si {base}/demo/orders/7 | head -n 1
-  curl -si -X POST -H "Authorization: Bearer $TOKEN" {base}/demo/orders | head -n 1
-
-  # 4. revoke the token, then see the proxy refuse it
-  curl -s -u '{auth}' -d token=$TOKEN {base}/oauth/revoke
-  curl -si -H "Authorization: Bearer $TOKEN" {base}/demo/orders/7 | head -n 1
-
-  # 5. the browser flow (OpenID Connect, code + PKCE): open this page, sign in as
-  #    {DEMO_EMAIL} / {DEMO_PASSWORD}, allow; it shows the tokens, the ID token's claims
-  #    and an API call through the gateway
-  open {app_url}{APP_PATH}
-""",
-            flush=True,
-        )
-
-    serve_demo(config, host, port, args.upstream_port, walkthrough, pages)
+    run_demo(config, storage, host, port, args.upstream_port)
 
 
 def _read_password(from_stdin: bool) -> str:

@@ -1,27 +1,23 @@
-"""Running the gateway under uvicorn (uvloop + httptools), in one or N worker processes, and
-``gateway demo``: the gateway and a demo upstream in one process. Every way serves through the
-listener's protocol (``gateway.listener``), which bounds what a client can hold."""
+"""Running the gateway under uvicorn (uvloop + httptools), in one or N worker processes (and
+``gateway demo``'s, ``gateway.demo.serve``, with the same options). Every way serves through
+the listener's protocol (``gateway.listener``), which bounds what a client can hold."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
-import uvloop
 
 from gateway.app import GatewayApp, create_app
-from gateway.config import Config, LoggingConfig, load_config
+from gateway.config import Config, load_config
 from gateway.descriptors import fit_descriptor_limit
 from gateway.metrics import MULTIPROC_DIR
-from gateway.proxy.demo import ASGIApp, demo_routes, start_echo_upstream
 
 
 def app_factory() -> GatewayApp:
@@ -51,14 +47,14 @@ def uvicorn_options(host: str, port: int) -> dict[str, Any]:
     }
 
 
-def _log_to_stderr() -> None:
+def log_to_stderr() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
 
 
 def serve(config: Config, host: str, port: int, workers: int) -> None:
-    _log_to_stderr()
+    log_to_stderr()
     fit_descriptor_limit(config)
     options = uvicorn_options(host, port)
     # N workers share a metrics directory; one inherited is replaced, never added to
@@ -83,41 +79,3 @@ def _metrics_directory() -> Iterator[None]:
     finally:
         del os.environ[MULTIPROC_DIR]
         shutil.rmtree(directory, ignore_errors=True)
-
-
-def serve_demo(
-    config: Config,
-    host: str,
-    port: int,
-    upstream_port: int,
-    ready: Callable[[Config], None],
-    pages: ASGIApp | None = None,
-) -> None:
-    """Start the echo upstream (with the browser client's ``pages``), add the demo routes,
-    serve; ``ready`` prints the walkthrough."""
-
-    _log_to_stderr()
-
-    async def main() -> None:
-        upstream = await start_echo_upstream("127.0.0.1", upstream_port, pages)
-        try:
-            demo = dataclasses.replace(
-                config,
-                routes=config.routes + demo_routes(upstream.url),
-                # someone trying the gateway out reads the log in a terminal
-                logging=LoggingConfig(config.logging.format or "text"),
-            )
-            fit_descriptor_limit(demo)
-            options = uvicorn_options(host, port)
-            server = uvicorn.Server(uvicorn.Config(create_app(demo, freeze_heap=True), **options))
-            serving = asyncio.create_task(server.serve())
-            while not server.started and not serving.done():
-                await asyncio.sleep(0.05)
-            if server.started:
-                ready(demo)
-            await serving
-        finally:
-            await upstream.stop()
-
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main())

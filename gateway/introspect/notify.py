@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from gateway.errors import StorageUnavailable
-from gateway.introspect.revocation import Entry, RevocationCache
+from gateway.introspect.revocation import RevocationCache, RevocationEntry
 from gateway.storage import Storage
 
 log = logging.getLogger("gateway.revocation")
@@ -31,21 +31,21 @@ MAX_PAYLOAD = 7000
 RECONNECT_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)
 
 
-def encode(entries: list[Entry]) -> str:
+def encode(entries: list[RevocationEntry]) -> str:
     payload = json.dumps([[e.kind, e.value, e.not_before, e.expires_at] for e in entries])
     return payload if len(payload) <= MAX_PAYLOAD else "sync"
 
 
-def decode(payload: str) -> list[Entry] | None:
+def decode(payload: str) -> list[RevocationEntry] | None:
     """The entries of a notification; None when the listener should sync from the table."""
     try:
         rows = json.loads(payload)
-        return [Entry(str(k), str(v), float(nb), float(exp)) for k, v, nb, exp in rows]
+        return [RevocationEntry(str(k), str(v), float(nb), float(exp)) for k, v, nb, exp in rows]
     except (ValueError, TypeError):
         return None
 
 
-def publish(session: Session, entries: list[Entry]) -> None:
+def publish(session: Session, entries: list[RevocationEntry]) -> None:
     """Queue a notification in the revoking transaction (sent by PostgreSQL at commit)."""
     if entries and session.get_bind().dialect.name == "postgresql":
         session.execute(sa.select(sa.func.pg_notify(CHANNEL, encode(entries))))

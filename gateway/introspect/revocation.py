@@ -48,7 +48,10 @@ SYNC_BATCH = 500
 
 
 @dataclass(frozen=True)
-class Entry:
+class RevocationEntry:
+    """One revocation, as a row of the table holds it: a revoked ``jti``, grant (``sid``) or
+    subject (``sub``: tokens it was issued before ``not_before``), kept until ``expires_at``."""
+
     kind: str
     value: str
     not_before: float
@@ -110,7 +113,7 @@ class RevocationCache:
         # readers (is_revoked, on the hot path) take no lock: single dict lookups are atomic
         self._lock = threading.Lock()
 
-    def add(self, entry: Entry) -> None:
+    def add(self, entry: RevocationEntry) -> None:
         with self._lock:
             self._add(entry.kind, entry.value, entry.not_before, entry.expires_at)
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from gateway.introspect.notify import publish
-from gateway.introspect.revocation import Entry, RevocationCache
+from gateway.introspect.revocation import RevocationCache, RevocationEntry
 from gateway.models import AuthorizationCode, Client, Grant, RefreshToken, Revocation
 from gateway.storage import Storage
 
@@ -28,7 +28,7 @@ class Revoker:
         #: an entry is kept until every access token it could match has expired
         self.horizon = access_ttl + leeway
 
-    def revoke(self, action: Callable[[Session], list[Entry]]) -> list[Entry]:
+    def revoke(self, action: Callable[[Session], list[RevocationEntry]]) -> list[RevocationEntry]:
         """Run ``action`` in a transaction, commit, then enforce its entries in this process."""
         with self.storage.session(write=True) as session:
             entries = action(session)
@@ -36,11 +36,11 @@ class Revoker:
         self.apply(entries)
         return entries
 
-    def apply(self, entries: Iterable[Entry]) -> None:
+    def apply(self, entries: Iterable[RevocationEntry]) -> None:
         for entry in entries:
             self.cache.add(entry)
 
-    def _entry(self, session: Session, kind: str, value: str, expires_at: float) -> Entry:
+    def _entry(self, session: Session, kind: str, value: str, expires_at: float) -> RevocationEntry:
         # "not before" is compared with ``iat``, a whole second: a fractional time would also
         # refuse tokens issued later within the same second. Tokens issued earlier in that
         # second are refused through their grants, which are revoked with the subject.
@@ -48,13 +48,13 @@ class Revoker:
         session.add(
             Revocation(kind=kind, value=value, not_before=not_before, expires_at=expires_at)
         )
-        return Entry(kind, value, not_before, expires_at)
+        return RevocationEntry(kind, value, not_before, expires_at)
 
-    def jti(self, session: Session, jti: str, exp: float) -> list[Entry]:
+    def jti(self, session: Session, jti: str, exp: float) -> list[RevocationEntry]:
         """One access token, until it would have expired anyway."""
         return [self._entry(session, "jti", jti, exp + self.leeway)]
 
-    def grants(self, session: Session, grant_ids: Iterable[str]) -> list[Entry]:
+    def grants(self, session: Session, grant_ids: Iterable[str]) -> list[RevocationEntry]:
         """Whole grants: their refresh tokens stop working, their access tokens are refused.
 
         A revoked grant is kept (pruned) until no token it could match is valid; a client
@@ -82,7 +82,7 @@ class Revoker:
         )
         return [self._entry(session, "sid", gid, kept_until) for gid in ids]
 
-    def subject(self, session: Session, subject: str) -> list[Entry]:
+    def subject(self, session: Session, subject: str) -> list[RevocationEntry]:
         """Every token of a subject issued before now, refresh tokens and codes included.
 
         The subject is a user, or a client for its own tokens (``sub`` is its client_id,
@@ -103,7 +103,7 @@ class Revoker:
         entries.append(self._entry(session, "sub", subject, time.time() + self.horizon))
         return entries
 
-    def client(self, session: Session, client_id: str) -> list[Entry]:
+    def client(self, session: Session, client_id: str) -> list[RevocationEntry]:
         """Every grant of a client (when the client is deleted)."""
         grant_ids = session.scalars(
             sa.select(Grant.id).where(Grant.client_id == client_id, Grant.revoked_at.is_(None))

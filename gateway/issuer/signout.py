@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from gateway.introspect.revocation import Entry
+from gateway.introspect.revocation import RevocationEntry
 from gateway.introspect.revoker import Revoker
 from gateway.issuer.session import Sessions
 from gateway.models import BrowserSession, Grant
@@ -29,7 +29,7 @@ class SignOut:
         """End the browser sessions ``sids`` (only those of ``user_id``, if given), and with
         ``revokes_tokens`` their grants, in one transaction committed before the answer."""
 
-        def end(db: Session) -> list[Entry]:
+        def end(db: Session) -> list[RevocationEntry]:
             ended = sids
             if user_id is not None:
                 ended = list(

@@ -1,11 +1,12 @@
-"""The proxy as a raw ASGI app: decide (``decision.py``) -> rewrite -> forward.
+"""The proxy as a raw ASGI app: decide (``core.py``) -> rewrite -> forward.
 
 Every step before forwarding answers a failure with its ``GatewayError`` as JSON (404, 405,
 400, 401, 403). Upstream failures answer 502 / 504 while no response has started, and abort
 the client's response once one has. Nothing raises out of ``__call__``: an unexpected error
 is logged with the route's name and answered 502 (or aborts), never a traceback. Every
-request ends with one access-log line (``gateway.accesslog``) and carries one request id:
-forwarded upstream and returned to the client, on errors too.
+request has one ``RequestContext`` (``gateway.context``), ends with one access-log line made
+from it, and carries one request id: forwarded upstream and returned to the client, on errors
+too.
 
 The hot path touches no database and does no blocking I/O: the route table, key ring and
 revocation set are in memory, and the upstream client keeps pooled connections per origin.
@@ -20,17 +21,18 @@ import logging
 import time
 from typing import Any
 
-from gateway.accesslog import AccessLog, Entry, request_id
+from gateway.accesslog import AccessLog
 from gateway.config import Config
+from gateway.context import REQUEST_ID, RequestContext
 from gateway.errors import GatewayError, UpstreamUnavailable
 from gateway.forwarded import ForwardedPolicy
 from gateway.introspect.validator import BearerValidator
 from gateway.metrics import Metrics
-from gateway.proxy.decision import DecisionCore, Denied
+from gateway.proxy.core import DecisionCore, Denied
 from gateway.proxy.exchange import Deadlines, Exchange, Receive, Send
 from gateway.proxy.forwarder import Forwarder
-from gateway.proxy.headers import REQUEST_ID, HeaderPolicy
-from gateway.proxy.paths import encode_path, upstream_target
+from gateway.proxy.headers import HeaderPolicy
+from gateway.proxy.paths import upstream_target
 from gateway.proxy.routes import Route
 
 log = logging.getLogger("gateway.proxy")
@@ -54,7 +56,7 @@ class Proxy:
         self._forwarder = forwarder or Forwarder(config.proxy.connect_timeout, config.proxy.pool)
         self.metrics = metrics or Metrics(dict)
         #: shared with the decision endpoint (gateway/proxy/decisions.py)
-        self.decisions = DecisionCore(config, validator, self._headers, self.metrics)
+        self.core = DecisionCore(config, validator, self._headers, self.metrics)
         self.access_log = access_log or AccessLog(config.logging.format or "json")
         self._deadlines = Deadlines()
         #: the loop serving: on Python 3.11 each ``asyncio.get_running_loop()`` is a getpid()
@@ -77,30 +79,28 @@ class Proxy:
             return
         route: Route | None = None
         exchange: Exchange | None = None
-        started = time.perf_counter()
         status = "502"
         incoming = self._headers.split_request(scope["headers"])
-        rid = request_id(incoming.request_id, scope.get("client"), self._forwarded.is_trusted)
-        entry = Entry(rid, started)
+        context = RequestContext(scope, incoming.request_id, self._forwarded.is_trusted)
         try:
-            raw_path = scope.get("raw_path") or encode_path(scope["path"]).encode()
-            decision = self.decisions.decide(
+            raw_path = context.raw_path
+            decision = self.core.decide(
                 raw_path,
                 incoming.host,
-                scope["method"],
+                context.method,
                 incoming.authorization,
                 incoming.method_overrides,
                 drops_overrides=True,
             )
             if decision.token is not None:  # a 403 names whose token it refused too
-                entry.client_id, entry.sub = decision.token.client_id, decision.token.sub
+                context.client_id, context.sub = decision.token.client_id, decision.token.sub
             if isinstance(decision, Denied):
                 route = decision.route  # named in the metrics and the log
                 if route is not None:
-                    entry.route = route.name
+                    context.route = route.name
                 raise decision.error
             route, path = decision.route, decision.path
-            entry.route = route.name
+            context.route = route.name
             headers = incoming.kept + decision.identity
             config = route.config
             if config.forward_token:
@@ -109,15 +109,14 @@ class Proxy:
                 # the method checked, under each name the client used, spelled with "-"
                 method = decision.method_override.encode("ascii")
                 headers += [(n.replace(b"_", b"-"), method) for n, _ in incoming.method_overrides]
-            client = scope.get("client")
             host = decision.host
             headers += self._forwarded.headers(
                 incoming.forwarded,
-                client[0] if client else None,
+                context.peer,
                 scope["scheme"],
                 host.authority if host is not None else None,
             )
-            headers.append((REQUEST_ID, entry.request_id))
+            headers.append((REQUEST_ID, context.request_id))
             target = upstream_target(
                 raw_path, path, route.upstream_path(path), scope.get("query_string", b"")
             )
@@ -127,39 +126,39 @@ class Proxy:
                 config.timeout,
                 self._idle_timeout,
                 self._deadlines,
-                entry,
+                context,
                 self._loop or asyncio.get_running_loop(),
                 self.metrics,
             )
             await exchange.run(
-                self._forwarder, route.upstream, scope["method"], target, headers, incoming.has_body
+                self._forwarder, route.upstream, context.method, target, headers, incoming.has_body
             )
             if exchange.started:
-                status = str(entry.status)
+                status = str(context.status)
             else:
                 # a normal return before any response means the client left while we waited
-                status = entry.reason = "client_closed"
-                entry.status = 499  # nginx's code for it, which log pipelines know
+                status = context.reason = "client_closed"
+                context.status = 499  # nginx's code for it, which log pipelines know
         except GatewayError as exc:
             if route is not None and exc.status_code >= 500:
                 cause = f" ({exc.__cause__})" if exc.__cause__ else ""
                 log.warning("route %r: %s%s", route.name, exc.description, cause)
             status = _error_status(exchange, exc)
-            entry.reason = exc.reason
+            context.reason = exc.reason
             if exchange is None or not exchange.started:
-                await _send_error(send, exc, entry)
+                await _send_error(send, exc, context)
         except Exception:
             log.exception("route %r: unexpected error while proxying", route and route.name)
             failure = UpstreamUnavailable()
             status = _error_status(exchange, failure)
-            entry.reason = failure.reason
+            context.reason = failure.reason
             if exchange is None or not exchange.started:
-                await _send_error(send, failure, entry)
+                await _send_error(send, failure, context)
         finally:
             name = route.name if route is not None else "(no route)"
             ended = time.perf_counter()  # one clock read for the metrics and the log
-            self.metrics.observe(name, status, ended - started)
-            self.access_log.write(scope, entry, ended)
+            self.metrics.observe(name, status, ended - context.started)
+            self.access_log.write(context, ended)
 
 
 def _error_status(exchange: Exchange | None, error: GatewayError) -> str:
@@ -167,9 +166,9 @@ def _error_status(exchange: Exchange | None, error: GatewayError) -> str:
     return "aborted" if exchange is not None and exchange.started else str(error.status_code)
 
 
-async def _send_error(send: Send, error: GatewayError, entry: Entry) -> None:
-    entry.status, headers, body = error.response_parts()
-    headers.append((REQUEST_ID, entry.request_id))
-    await send({"type": "http.response.start", "status": entry.status, "headers": headers})
+async def _send_error(send: Send, error: GatewayError, context: RequestContext) -> None:
+    context.status, headers, body = error.response_parts()
+    headers.append((REQUEST_ID, context.request_id))
+    await send({"type": "http.response.start", "status": context.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-    entry.bytes_out = len(body)
+    context.bytes_out = len(body)

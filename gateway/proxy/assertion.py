@@ -9,10 +9,10 @@ it (RFC 8725 §3.11: explicit typing). Claims: ``iss``, ``aud`` (the route's
 ``scope``, ``iat``, ``exp`` (``now + ttl``, never past the access token's ``exp``), ``jti`` and
 ``at_jti`` (the access token's, for audit).
 
-A signature costs up to ~0.4 ms (RS256), so an assertion is remembered per (access token,
-audience) and served again until shortly before its ``exp``. The cache is consulted only for
-a token that has just passed validation, revocation included: a revoked token's assertion is
-never served; a retired key's assertions miss.
+A signature (RS256 above all) costs far more than the rest of a request, so an assertion is
+remembered per (access token, audience) and served again until shortly before its ``exp``.
+The cache is consulted only for a token that has just passed validation, revocation
+included: a revoked token's assertion is never served; a retired key's assertions miss.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from gateway.keys import KeyRing
 from gateway.models import new_id
 
 ASSERTION_TYPE = "assertion+jwt"
-#: distinct (token, audience) pairs whose assertion is remembered (about 1 KiB each)
+#: distinct (token, audience) pairs whose assertion is remembered (each about a token's size)
 CACHE_SIZE = 8192
 #: a cached assertion is signed again this long before its exp (at most a quarter of the ttl)
 REFRESH_BEFORE = 5.0

@@ -2,7 +2,7 @@
 
 nginx ``auth_request``, Caddy ``forward_auth``, Traefik ``ForwardAuth`` and Envoy
 ``ext_authz`` (HTTP service) ask here before they forward a request, and get the answer the
-gateway's own proxy would give (``decision.py``). Only the way the request is read and the
+gateway's own proxy would give (``core.py``). Only the way the request is read and the
 answer written differ.
 
 The request being decided is read, in this order:
@@ -34,15 +34,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from gateway.accesslog import Entry
 from gateway.config import DECISIONS_PREFIX, Config
+from gateway.context import RequestContext
 from gateway.errors import AmbiguousRequest, GatewayError, UntrustedPeer
 from gateway.forwarded import ForwardedPolicy
-from gateway.proxy.decision import Allowed, DecisionCore, Denied
+from gateway.proxy.core import Allowed, DecisionCore, Denied
 from gateway.proxy.exchange import Receive, Send
 from gateway.proxy.headers import UNDERSCORE, Header
 from gateway.proxy.overrides import METHOD, OVERRIDE_HEADERS
-from gateway.proxy.paths import encode_path
 
 log = logging.getLogger("gateway.decisions")
 
@@ -87,9 +86,10 @@ class Described:
         self.method_overrides = method_overrides
 
 
-def describe(scope: dict[str, Any]) -> Described:
-    """Read the request to decide on from a ``/decisions`` request (see the module's order);
-    ``AmbiguousRequest`` when the description is repeated, incomplete or contradictory."""
+def describe(scope: dict[str, Any], raw_path: bytes) -> Described:
+    """Read the request to decide on from a ``/decisions`` request (see the module's order),
+    ``raw_path`` its own path as sent; ``AmbiguousRequest`` when the description is repeated,
+    incomplete or contradictory."""
     fields: dict[bytes, str] = {}
     authorization: list[str] = []
     overrides: list[Header] = []
@@ -108,7 +108,6 @@ def describe(scope: dict[str, Any]) -> Described:
     forwarded = (fields.get(_FORWARDED_METHOD), fields.get(_FORWARDED_URI))
     original = (fields.get(_ORIGINAL_METHOD), fields.get(_ORIGINAL_URI))
     if forwarded == (None, None) and original == (None, None):
-        raw_path = scope.get("raw_path") or encode_path(scope["path"]).encode()
         # not below the prefix (an encoded "/decisions"): refused as a path trick by the core
         rest = raw_path[len(_PREFIX) :] if raw_path.startswith(_PREFIX) else b""
         return Described(scope["method"], host, rest, authorization, tuple(overrides))
@@ -143,15 +142,21 @@ class DecisionEndpoint:
         self._settable = tuple(name.lower().encode("latin-1") for name in names)
 
     async def __call__(
-        self, scope: dict[str, Any], receive: Receive, send: Send, entry: Entry | None = None
+        self,
+        scope: dict[str, Any],
+        receive: Receive,
+        send: Send,
+        context: RequestContext | None = None,
     ) -> None:
-        """Answer one decision; ``entry`` (the access log's) learns whose token it was and,
-        for a denial, why, as a proxied request's does."""
+        """Answer one decision. ``context``: the request's, from the gateway's dispatch, which
+        logs it: it learns whose token it was and, for a denial, why, as a proxied request's
+        does. Called alone (no dispatch in front, no log), the endpoint makes one of its own."""
+        if context is None:  # no X-Request-Id is taken: there is no response of ours to carry it
+            context = RequestContext(scope, None, self._peers.is_trusted)
         try:
-            client = scope.get("client")
-            if not self._peers.is_trusted(client[0] if client else None):
+            if not self._peers.is_trusted(context.peer):
                 raise UntrustedPeer()
-            request = describe(scope)
+            request = describe(scope, context.raw_path)
             host = request.host
             decision = self._core.decide(
                 request.raw_path,
@@ -165,11 +170,10 @@ class DecisionEndpoint:
         except Exception:
             log.exception("unexpected error while deciding")  # fail closed, as a denial
             decision = Denied(GatewayError("the gateway could not decide"), None)
-        if entry is not None:
-            if decision.token is not None:
-                entry.client_id, entry.sub = decision.token.client_id, decision.token.sub
-            if isinstance(decision, Denied):
-                entry.reason = decision.error.reason
+        if decision.token is not None:
+            context.client_id, context.sub = decision.token.client_id, decision.token.sub
+        if isinstance(decision, Denied):
+            context.reason = decision.error.reason
         if isinstance(decision, Allowed):
             await self._allow(send, decision)
         else:

@@ -27,7 +27,7 @@ import asyncio
 import logging
 from typing import Any, cast
 
-from gateway.accesslog import Entry
+from gateway.context import RequestContext
 from gateway.errors import UpstreamTimeout, UpstreamUnavailable
 from gateway.metrics import Metrics
 from gateway.proxy.forwarder import Forwarder, UpstreamResponse
@@ -67,7 +67,7 @@ class RequestBody:
                 raise ClientDisconnected()
             self._more = message.get("more_body", False)
             chunk: bytes = message.get("body", b"")
-            exchange.entry.bytes_in += len(chunk)
+            exchange.context.bytes_in += len(chunk)
             if self._more:
                 exchange.deadline_in(exchange.idle)
             else:
@@ -120,15 +120,15 @@ class Exchange:
     """Relay one request; ``started`` tells whether an error can still become a response.
 
     What the access log says of the exchange (upstream status and time, bytes each way) is
-    recorded on its ``entry``."""
+    recorded on the request's ``context``."""
 
     __slots__ = (
         "_deadlines",
         "_expired",
         "_send",
         "_task",
+        "context",
         "deadline",
-        "entry",
         "idle",
         "loop",
         "metrics",
@@ -144,7 +144,7 @@ class Exchange:
         wait: float,
         idle: float,
         deadlines: Deadlines,
-        entry: Entry,
+        context: RequestContext,
         loop: asyncio.AbstractEventLoop,
         metrics: Metrics,
     ) -> None:
@@ -154,7 +154,7 @@ class Exchange:
         self.wait = wait
         self.idle = idle
         self.started = False
-        self.entry = entry
+        self.context = context
         self.loop = loop
         #: counts the upstream's Set-Cookie fields the response may not carry
         self.metrics = metrics
@@ -213,11 +213,11 @@ class Exchange:
 
     async def _relay_response(self, upstream: UpstreamResponse, watch: bool) -> None:
         send = self._send
-        entry = self.entry
-        entry.upstream_answered(upstream.status)
-        headers, cookies_dropped = response_headers(upstream.headers, entry.request_id)
+        context = self.context
+        context.upstream_answered(upstream.status)
+        headers, cookies_dropped = response_headers(upstream.headers, context.request_id)
         if cookies_dropped:
-            self.metrics.upstream_cookies_dropped(entry.route or "", cookies_dropped)
+            self.metrics.upstream_cookies_dropped(context.route or "", cookies_dropped)
         await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
         self.started = True
         watcher: asyncio.Future[Any] | None = None
@@ -233,7 +233,7 @@ class Exchange:
                 # the last chunk ends the response itself: one message less per exchange
                 more = not upstream.at_eof()
                 await send({"type": "http.response.body", "body": chunk, "more_body": more})
-                entry.bytes_out += len(chunk)
+                context.bytes_out += len(chunk)
                 if not more:
                     return  # the body is whole: no need to ask the upstream for the end
                 self.deadline = self.loop.time() + self.idle

@@ -3,14 +3,16 @@
 ``Forwarder.open()`` sends the request (streaming its body) and returns once the upstream's
 response head is in; ``UpstreamResponse.chunks()`` then streams the body as it arrives, and
 ``close()`` hands the connection back to its pool or drops it. The client is our own HTTP/1.1
-client on asyncio Protocols (``gateway.proxy.http1``). Its failures are translated here, in
-``open()``, and, for the body, in ``UpstreamResponse.__anext__``; nowhere else. The original is
-the ``__cause__``, for the log; the client never sees upstream addresses::
+client on asyncio Protocols (``gateway.proxy.http1``), which knows nothing of the gateway.
+Its failures become the gateway's here, in one table for ``open()`` and the body alike (as
+httpx's ``map_httpcore_exceptions`` does for httpcore), and nowhere else. The original is the
+``__cause__``, for the log; the client never sees upstream addresses::
 
-    refused, reset, malformed response before headers  -> UpstreamUnavailable (502)
-    a request that cannot be sent (CR/LF/NUL in a field) -> UpstreamUnavailable (502)
-    connect timeout, no pool slot within it             -> UpstreamTimeout (504)
-    failure while streaming the body                   -> UpstreamUnavailable
+    RequestError (CR/LF/NUL in a field, ...)          -> UpstreamUnavailable (502)
+    ProtocolError (a malformed response)              -> UpstreamUnavailable (502)
+    ConnectTimeout (no connection, no pool slot)      -> UpstreamTimeout (504)
+    IncompleteBody (the body broke off)               -> UpstreamUnavailable (response aborted)
+    anything else (refused, reset, TLS, ...)          -> UpstreamUnavailable (502)
 
 The client sends only what the caller gives it (plus Host and framing), keeps no cookies,
 never decompresses, follows no redirects and has no timeout past connecting: the exchange
@@ -23,22 +25,62 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterable
+from typing import cast
 
 from gateway.config import PoolConfig
-from gateway.errors import UpstreamTimeout, UpstreamUnavailable
-from gateway.proxy.http1.errors import ConnectTimeout, ProtocolError
+from gateway.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
+from gateway.proxy.http1.errors import (
+    ConnectTimeout,
+    IncompleteBody,
+    ProtocolError,
+    RequestError,
+)
 from gateway.proxy.http1.origin import Origin
-from gateway.proxy.http1.pool import Pool
+from gateway.proxy.http1.pool import Pool, PoolLimits
 from gateway.proxy.http1.request import prepare
-from gateway.proxy.http1.response import UpstreamResponse
+from gateway.proxy.http1.response import Response
 
 __all__ = ["Forwarder", "Origin", "UpstreamResponse"]
+
+#: the client's failures as the gateway's: (error, description)
+_TRANSLATED: dict[type[Exception], tuple[type[GatewayError], str]] = {
+    RequestError: (UpstreamUnavailable, "the request cannot be sent upstream"),
+    ProtocolError: (UpstreamUnavailable, "the upstream sent an invalid response"),
+    ConnectTimeout: (UpstreamTimeout, "no connection to the upstream in time"),
+    IncompleteBody: (UpstreamUnavailable, "the upstream broke off its response"),
+}
+
+
+def translated(exc: Exception) -> GatewayError:
+    """The gateway's error for a failure of the upstream client (raise it ``from exc``)."""
+    known = _TRANSLATED.get(type(exc))
+    if known is None:
+        return UpstreamUnavailable()
+    error, description = known
+    return error(description)
+
+
+class UpstreamResponse(Response):
+    """The upstream's response as the client reads it (``gateway.proxy.http1.response``),
+    a body that breaks off raising the gateway's error (``translated``) instead of the
+    client's: built by the pools, so the body costs nothing more to relay."""
+
+    __slots__ = ()
+
+    def broken_off(self, reason: BaseException) -> Exception:
+        incomplete = super().broken_off(reason)
+        error = translated(incomplete)
+        error.__cause__ = incomplete
+        return error
 
 
 class Forwarder:
     def __init__(self, connect_timeout: float, pool: PoolConfig | None = None) -> None:
+        config = pool or PoolConfig()
         self._connect_timeout = connect_timeout
-        self._pool_config = pool or PoolConfig()
+        self._limits = PoolLimits(
+            config.max_connections_per_origin, config.pool_idle_timeout, config.pool_max_age
+        )
         self._pools: dict[Origin, Pool] = {}
         self._pruner: asyncio.Task[None] | None = None
 
@@ -74,25 +116,19 @@ class Forwarder:
             if self._pruner is None:
                 raise UpstreamUnavailable("the proxy has not been started")
             loop = asyncio.get_running_loop()
-            pool = Pool(origin, self._connect_timeout, self._pool_config, loop)
+            pool = Pool(origin, self._connect_timeout, self._limits, loop, UpstreamResponse)
             self._pools[origin] = pool
         try:
             request = prepare(origin, method, target, headers, body is not None)
-        except (ProtocolError, UnicodeEncodeError) as exc:
-            raise UpstreamUnavailable("the request cannot be sent upstream") from exc
-        try:
-            return await pool.request(request, body)
-        except ConnectTimeout as exc:
-            raise UpstreamTimeout("no connection to the upstream in time") from exc
-        except ProtocolError as exc:
-            raise UpstreamUnavailable("the upstream sent an invalid response") from exc
+            response = await pool.request(request, body)
         except Exception as exc:
-            raise UpstreamUnavailable() from exc
+            raise translated(exc) from exc
+        return cast(UpstreamResponse, response)
 
     async def _prune(self) -> None:
         """Close idle connections past their idle timeout or age, even when no request comes."""
-        config = self._pool_config
-        interval = min(config.pool_idle_timeout, config.pool_max_age) / 2
+        limits = self._limits
+        interval = min(limits.idle_timeout, limits.max_age) / 2
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(interval)

@@ -15,7 +15,8 @@ Request, in one pass over the client's headers:
   spelling too: the decision says whether they are honoured (and passed on) or dropped;
 - ``X-Forwarded-For/-Proto/-Host`` and ``Forwarded`` (RFC 7239) are set aside for
   ``forwarded.py``, which extends them for a trusted proxy and replaces them for anyone else;
-  ``X-Request-Id`` is set aside for ``accesslog.request_id``, and the request's own id is sent.
+  ``X-Request-Id`` is set aside for ``gateway.context.request_id``, and the request's own id is
+  sent.
 
 The gateway then adds the identity headers it vouches for, from the validated token: built
 once per verified token and remembered with it.
@@ -36,8 +37,8 @@ from __future__ import annotations
 
 import functools
 
-from gateway.accesslog import REQUEST_ID
 from gateway.config import AssertionConfig, IdentityHeaders
+from gateway.context import REQUEST_ID
 from gateway.errors import InvalidToken
 from gateway.introspect.validator import AccessToken
 from gateway.proxy.cookies import refused

@@ -17,8 +17,8 @@ from gateway.housekeeping import prune_expired
 from gateway.introspect import notify
 from gateway.introspect.revocation import (
     SYNC_BATCH,
-    Entry,
     RevocationCache,
+    RevocationEntry,
     revoked_in_database,
 )
 from gateway.introspect.revoker import Revoker
@@ -51,7 +51,7 @@ def test_a_full_reload_keeps_what_this_process_added_meanwhile(
     cache = RevocationCache()
     revoker = revoker_of(config, storage, cache)
     revoker.revoke(lambda s: revoker.grants(s, ["grant-1"]))
-    cache.add(Entry("jti", "local-only", time.time(), time.time() + 60))
+    cache.add(RevocationEntry("jti", "local-only", time.time(), time.time() + 60))
 
     cache.sync(storage, full=True)
 
@@ -92,16 +92,16 @@ def test_expired_entries_are_pruned_in_memory_and_in_the_database(
 @pytest.mark.parametrize(
     "entries",
     [
-        pytest.param([Entry("jti", "a", 1.0, 2.0)], id="one"),
-        pytest.param([Entry("sid", f"g{i}", 1.5, 9.5) for i in range(20)], id="many"),
+        pytest.param([RevocationEntry("jti", "a", 1.0, 2.0)], id="one"),
+        pytest.param([RevocationEntry("sid", f"g{i}", 1.5, 9.5) for i in range(20)], id="many"),
     ],
 )
-def test_notify_payload_round_trip(entries: list[Entry]) -> None:
+def test_notify_payload_round_trip(entries: list[RevocationEntry]) -> None:
     assert notify.decode(notify.encode(entries)) == entries
 
 
 def test_a_revocation_too_big_for_one_payload_asks_listeners_to_sync() -> None:
-    entries = [Entry("sid", "g" * 32 + str(i), 1.0, 2.0) for i in range(400)]
+    entries = [RevocationEntry("sid", "g" * 32 + str(i), 1.0, 2.0) for i in range(400)]
     assert notify.encode(entries) == "sync"
     assert notify.decode("sync") is None
     assert notify.decode("[[1]]") is None  # malformed: sync rather than guess
@@ -141,7 +141,7 @@ def test_the_table_and_the_sets_apply_one_rule(
 
 def test_a_jti_stays_revoked_until_its_entry_expires_and_is_gone_a_second_after() -> None:
     cache = RevocationCache()
-    cache.add(Entry("jti", "j", 1.0, 1000.5))
+    cache.add(RevocationEntry("jti", "j", 1.0, 1000.5))
 
     cache.prune(1000.5)
     assert cache.is_revoked("j", None, None, 0)
@@ -152,9 +152,10 @@ def test_a_jti_stays_revoked_until_its_entry_expires_and_is_gone_a_second_after(
 
 def test_a_jti_revoked_twice_keeps_the_later_expiry() -> None:
     cache = RevocationCache()
-    cache.add(Entry("jti", "j", 1.0, 2000.0))
-    cache.add(Entry("jti", "j", 2.0, 1100.0))  # e.g. the CLI's guess, then the token's own exp
-    cache.add(Entry("jti", "k", 1.0, 1100.0))
+    cache.add(RevocationEntry("jti", "j", 1.0, 2000.0))
+    # e.g. the CLI's guess, then the token's own exp
+    cache.add(RevocationEntry("jti", "j", 2.0, 1100.0))
+    cache.add(RevocationEntry("jti", "k", 1.0, 1100.0))
 
     cache.prune(1500.0)
     assert cache.is_revoked("j", None, None, 0)
@@ -208,9 +209,9 @@ def _peak_allocation(cache: Any, calls: int) -> int:
 def test_is_revoked_allocates_nothing() -> None:
     """On the proxy's hot path: a lookup costs no memory allocation, hit or miss."""
     cache = RevocationCache()
-    cache.add(Entry("jti", "jti-x", 1.0, 2e9))
-    cache.add(Entry("sid", "grant-x", 1.0, 2e9))
-    cache.add(Entry("sub", "user-x", 1e9, 2e9))
+    cache.add(RevocationEntry("jti", "jti-x", 1.0, 2e9))
+    cache.add(RevocationEntry("sid", "grant-x", 1.0, 2e9))
+    cache.add(RevocationEntry("sub", "user-x", 1e9, 2e9))
     tracemalloc.start()
     try:
         nothing = _DoesNothing()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import InvalidToken
-from gateway.introspect.revocation import Entry, RevocationCache
+from gateway.introspect.revocation import RevocationCache, RevocationEntry
 from gateway.introspect.validator import BearerValidator
 from gateway.keys import KeyRing, create_key, retire_key
 
@@ -46,7 +46,7 @@ def test_a_remembered_token_is_still_checked_for_audience_and_revocation(ring: K
 
     with pytest.raises(InvalidToken, match="audience"):
         validator.validate(token, "http://other.example")
-    cache.add(Entry("jti", "j1", time.time(), time.time() + 60))
+    cache.add(RevocationEntry("jti", "j1", time.time(), time.time() + 60))
     with pytest.raises(InvalidToken, match="revoked"):
         validator.validate(token, ISSUER)
 

@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from gateway import cli
-from gateway.cli import demo_issuer
 from gateway.config import Config
+from gateway.demo.serve import demo_issuer
 from gateway.models import Client, User
 from gateway.storage import head_revision
 from tests.conftest import PASSWORD, Registered, make_client, make_user

@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from gateway.config import Config, RouteConfig
+from gateway.demo.echo import echo_upstream_thread
 from gateway.models import Client, Consent, User
-from gateway.proxy.demo import echo_upstream_thread
 from gateway.storage import Storage
 from tests.conftest import Registered, make_client, make_user
 from tests.issuer.conftest import (

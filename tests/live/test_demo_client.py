@@ -20,8 +20,8 @@ import jwt
 import pytest
 import sqlalchemy as sa
 
-from gateway.cli import DEMO_BROWSER_CLIENT, DEMO_EMAIL, DEMO_PASSWORD
 from gateway.config import ServerConfig
+from gateway.demo.clients import DEMO_BROWSER_CLIENT, DEMO_EMAIL, DEMO_PASSWORD
 from tests.databases import fresh_database_url
 from tests.live.chromium import Browser
 from tests.live.support import (

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from gateway.demo.echo import echo_upstream_thread
 from gateway.errors import (
     MalformedRequest,
     MissingOrRepeatedHost,
@@ -25,7 +26,6 @@ from gateway.errors import (
     TooManyHeaderFields,
     UnsupportedTransferCoding,
 )
-from gateway.proxy.demo import echo_upstream_thread
 from tests.live.listener_client import (
     ask,
     assert_refusal,

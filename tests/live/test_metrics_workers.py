@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gateway.demo.echo import echo_upstream_thread
 from gateway.metrics import MULTIPROC_DIR
-from gateway.proxy.demo import echo_upstream_thread
 from tests.live.support import LiveGateway, running_gateway, wait_until
 from tests.test_metrics import Samples, samples, value
 

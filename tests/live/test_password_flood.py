@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.proxy.demo import echo_upstream_thread
+from gateway.demo.echo import echo_upstream_thread
 from tests.live.flood import flood_toml, measure
 from tests.live.support import LiveGateway, running_gateway
 

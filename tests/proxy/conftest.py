@@ -23,12 +23,12 @@ from aiohttp import web
 
 from gateway.accesslog import AccessLog
 from gateway.config import Config, RouteConfig, load_config
+from gateway.demo.echo import describe, event, event_params
 from gateway.introspect.revocation import RevocationCache
 from gateway.introspect.validator import BearerValidator
 from gateway.keys import KeyRing, create_key
-from gateway.proxy import Proxy
+from gateway.proxy.app import Proxy
 from gateway.proxy.decisions import DecisionEndpoint, is_decision_path
-from gateway.proxy.demo import describe, event, event_params
 from gateway.proxy.forwarder import Forwarder
 from tests.proxy.upstreams import Upstreams
 
@@ -193,7 +193,7 @@ async def gateway(
         if routes is not None:
             config = dataclasses.replace(config, routes=routes)
         proxy = Proxy(config, validator, forwarder, access_log=access_log)
-        decisions = DecisionEndpoint(config, proxy.decisions)
+        decisions = DecisionEndpoint(config, proxy.core)
         await proxy.startup()
 
         async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:

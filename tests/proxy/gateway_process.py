@@ -17,7 +17,7 @@ from gateway.config import load_config
 from gateway.introspect.revocation import RevocationCache
 from gateway.introspect.validator import BearerValidator
 from gateway.keys import KeyRing
-from gateway.proxy import Proxy
+from gateway.proxy.app import Proxy
 
 
 async def serve(config_path: str) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from gateway.config import AssertionConfig, Config
 from gateway.errors import ConfigError, InvalidToken
-from gateway.introspect.revocation import Entry, RevocationCache
+from gateway.introspect.revocation import RevocationCache, RevocationEntry
 from gateway.introspect.validator import BearerValidator
 from gateway.keys import KeyRing, create_key, retire_key
 from gateway.proxy.assertion import AssertionSigner
@@ -118,7 +118,7 @@ async def test_a_revoked_tokens_cached_assertion_is_never_served(
     gw = await gateway(ASSERTION + route(echo))
     token = mint("orders:read", jti="to-revoke")
     assert await assertion_for(gw, token) is not None
-    revocations.add(Entry("jti", "to-revoke", time.time(), time.time() + 600))
+    revocations.add(RevocationEntry("jti", "to-revoke", time.time(), time.time() + 600))
     auth = f"Authorization: Bearer {token}\r\n"
     proxied = await raw_request(gw.port, "/orders", auth)
     decided = await raw_request(gw.port, "/decisions/orders", auth)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gateway.introspect.revocation import Entry, RevocationCache
+from gateway.introspect.revocation import RevocationCache, RevocationEntry
 from gateway.keys import KeyRing
 from tests.proxy.cases import BARE, INVALID_TOKENS, SCOPE_MATRIX, invalid
 from tests.proxy.conftest import AUDIENCE, GatewayFactory, upstream_header
@@ -76,7 +76,7 @@ async def test_revocation_applies_to_the_next_request(
     token = mint("orders:read", jti="jti-1")
     headers = {"Authorization": f"Bearer {token}"}
     assert (await orders.client.get("/orders", headers=headers)).status_code == 200
-    revocations.add(Entry("jti", "jti-1", time.time(), time.time() + 600))
+    revocations.add(RevocationEntry("jti", "jti-1", time.time(), time.time() + 600))
     response = await orders.client.get("/orders", headers=headers)
     assert response.headers["www-authenticate"] == invalid("token revoked")
 

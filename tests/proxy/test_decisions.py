@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from gateway.introspect.revocation import Entry, RevocationCache
+from gateway.introspect.revocation import RevocationCache, RevocationEntry
 from gateway.keys import KeyRing
 from tests.proxy.cases import BARE, IDENTITY, INVALID_TOKENS, SCOPE_MATRIX, TRICKS
 from tests.proxy.conftest import AUDIENCE, Gateway, GatewayFactory, RawResponse, raw_request
@@ -89,7 +89,7 @@ def minted(scope: str = "orders:read", **claims: Any) -> Callable[[Context], str
 
 def revoked(ctx: Context) -> str:
     token = ctx.mint("orders:read", jti="revoked-jti")
-    ctx.revocations.add(Entry("jti", "revoked-jti", time.time(), time.time() + 600))
+    ctx.revocations.add(RevocationEntry("jti", "revoked-jti", time.time(), time.time() + 600))
     return token
 
 

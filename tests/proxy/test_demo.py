@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from gateway.proxy import RouteTable
-from gateway.proxy.demo import EchoUpstream, demo_routes, start_echo_upstream
+from gateway.demo.echo import EchoUpstream, start_echo_upstream
+from gateway.demo.routes import demo_routes
+from gateway.proxy.routes import RouteTable
 from tests.proxy.conftest import GatewayFactory, upstream_header
 
 

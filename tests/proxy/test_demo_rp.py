@@ -1,4 +1,4 @@
-"""The demo browser client's ID token checks (``gateway.proxy.demo_rp.verify_id_token``), each
+"""The demo browser client's ID token checks (``gateway.demo.relying_party.verify_id_token``), each
 refusal forced with a real token signed by a real key and the JWKS served over HTTP on
 127.0.0.1, as the live demo fetches it."""
 
@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from gateway.demo.relying_party import SignInFailed, expected_at_hash, verify_id_token
 from gateway.keys import KeyRing, create_key
-from gateway.proxy.demo_rp import SignInFailed, expected_at_hash, verify_id_token
 
 ISSUER = "http://127.0.0.1:8000"
 CLIENT = "demo-browser"

@@ -11,7 +11,8 @@ import pytest
 from gateway.config import Config
 from gateway.errors import ConfigError, MethodNotAllowed, RouteNotFound
 from gateway.hosts import parse_host
-from gateway.proxy import RouteTable, routes
+from gateway.proxy import routes
+from gateway.proxy.routes import RouteTable
 from tests.proxy.conftest import GatewayFactory, raw_request
 
 UP = "http://127.0.0.1:9"

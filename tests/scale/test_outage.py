@@ -14,7 +14,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from gateway.proxy.demo import echo_upstream_thread
+from gateway.demo.echo import echo_upstream_thread
 from tests.live.support import LiveGateway, running_gateway, wait_until
 from tests.scale.outage_proxy import OutageProxy
 

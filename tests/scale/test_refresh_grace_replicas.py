@@ -16,8 +16,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from gateway.demo.echo import echo_upstream_thread
 from gateway.models import sha256
-from gateway.proxy.demo import echo_upstream_thread
 from gateway.storage import create_engine
 from tests.live.support import LiveGateway, free_port, running_gateway, wait_until
 from tests.scale.test_replicas import SCOPE, at_once, client_of, password_token, proxied

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from jwt import get_unverified_header
 
-from gateway.proxy.demo import echo_upstream_thread
+from gateway.demo.echo import echo_upstream_thread
 from tests.live.oauth import AuthorizationFlow, oauth_client
 from tests.live.support import (
     PASSWORD,

@@ -17,8 +17,8 @@ import httpx
 import jwt
 import pytest
 
+from gateway.demo.echo import echo_upstream_thread
 from gateway.issuer.session import COOKIE
-from gateway.proxy.demo import echo_upstream_thread
 from tests.live.oauth import AuthorizationFlow
 from tests.live.support import LiveGateway, free_port, query_of, running_gateway, wait_until
 from tests.scale.test_replicas import proxied

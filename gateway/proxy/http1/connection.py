@@ -2,8 +2,8 @@
 
 One exchange at a time (no pipelining). ``exchange()`` writes the head, streams the body
 (from a task of its own, so a response that arrives early is seen at once), and returns the
-``UpstreamResponse`` once its head is in. A fresh ``HttpResponseParser`` per exchange (a
-fraction of a microsecond) means no parser state ever leaks from one response to the next.
+``Response`` once its head is in. A fresh ``HttpResponseParser`` per exchange (cheap beside
+the exchange) means no parser state ever leaks from one response to the next.
 The parser's callbacks record state; refusing a response raises ``ProtocolError`` from a
 callback, which stops the parser there.
 
@@ -42,17 +42,14 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterable
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from gateway.proxy.http1.errors import ProtocolError
 from gateway.proxy.http1.flow import FlowControl
-from gateway.proxy.http1.request import Request
-from gateway.proxy.http1.response import UpstreamResponse
-
-if TYPE_CHECKING:
-    from gateway.proxy.http1.pool import Pool
+from gateway.proxy.http1.request import PreparedRequest
+from gateway.proxy.http1.response import Response
 
 #: the largest response header block accepted (status line and fields, interim ones included)
 MAX_HEAD = 64 * 1024
@@ -63,6 +60,19 @@ WRITE_HIGH_WATER = 256 * 1024
 WRITE_LOW_WATER = 64 * 1024
 _VERSIONS = frozenset({"1.1", "1.0"})
 _CLOSED = "the upstream closed the connection"
+
+
+class Owner(Protocol):
+    """What a connection goes back to once its exchange ends (a ``Pool``)."""
+
+    #: the class of the responses it reads
+    response_type: type[Response]
+
+    def release(self, conn: Connection) -> None:
+        """The exchange ended cleanly: the connection may serve another."""
+
+    def discard(self, conn: Connection) -> None:
+        """The connection is spent: drop it."""
 
 
 class Connection(asyncio.Protocol):
@@ -95,7 +105,7 @@ class Connection(asyncio.Protocol):
         "transport",
     )
 
-    def __init__(self, pool: Pool, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, pool: Owner, loop: asyncio.AbstractEventLoop) -> None:
         self.pool = pool
         self._loop = loop
         self.transport: asyncio.Transport = cast(asyncio.Transport, None)
@@ -107,11 +117,11 @@ class Connection(asyncio.Protocol):
         self.closed = False
         #: some byte of a response arrived during the current exchange
         self.received = False
-        self.response: UpstreamResponse | None = None
+        self.response: Response | None = None
         self._lost = loop.create_future()
         #: None while idle in the pool: bytes arriving then are stray
         self._parser: HttpResponseParser | None = None
-        self._waiter: asyncio.Future[UpstreamResponse] | None = None
+        self._waiter: asyncio.Future[Response] | None = None
         self._continue: asyncio.Future[None] | None = None
         self._headers: list[tuple[bytes, bytes]] | None = None
         self._head_size = self._pending = self._remaining = 0
@@ -123,8 +133,8 @@ class Connection(asyncio.Protocol):
     # --- the exchange --------------------------------------------------------------------
 
     async def exchange(
-        self, request: Request, body: AsyncIterable[bytes] | None
-    ) -> UpstreamResponse:
+        self, request: PreparedRequest, body: AsyncIterable[bytes] | None
+    ) -> Response:
         """Send ``request``; return once the final response's head is in."""
         waiter = self._start(request)
         if body is None:
@@ -140,7 +150,7 @@ class Connection(asyncio.Protocol):
                 # sending; unsent, the rest never comes, so the connection ends with it
                 sender.cancel()
 
-    def _start(self, request: Request) -> asyncio.Future[UpstreamResponse]:
+    def _start(self, request: PreparedRequest) -> asyncio.Future[Response]:
         if self.closed:
             raise ConnectionResetError(_CLOSED)
         self._parser = HttpResponseParser(self)
@@ -156,7 +166,7 @@ class Connection(asyncio.Protocol):
         self.transport.write(request.head)
         return waiter
 
-    async def _send_body(self, request: Request, body: AsyncIterable[bytes]) -> None:
+    async def _send_body(self, request: PreparedRequest, body: AsyncIterable[bytes]) -> None:
         """Stream the body, pulling the next chunk only once the transport has drained."""
         if request.expect:
             await self._expect_continue()
@@ -204,6 +214,14 @@ class Connection(asyncio.Protocol):
 
     def reusable(self) -> bool:
         return self._done and self._reusable and self._request_sent and not self.closed
+
+    def response_closed(self, whole: bool) -> None:
+        """The response was closed (``whole``: its body read to the end): back to the pool
+        when the connection may persist (RFC 9112 §9.3), else dropped."""
+        if whole and self.reusable():
+            self.pool.release(self)
+        else:
+            self.pool.discard(self)
 
     def usable(self, idle_since: float, created_since: float) -> bool:
         """Alive, idle since ``idle_since`` at the earliest, created since ``created_since``."""
@@ -288,7 +306,7 @@ class Connection(asyncio.Protocol):
         """RFC 9112 §6.2: a Content-Length body is just the next N bytes. Past the packet
         holding the head they are counted here rather than parsed: no callback, no copy."""
         remaining = self._remaining - len(data)
-        response = cast(UpstreamResponse, self.response)
+        response = cast(Response, self.response)
         if remaining > 0:
             self._remaining = remaining
             response.feed(data)
@@ -382,7 +400,8 @@ class Connection(asyncio.Protocol):
         self._close_delimited = not no_body and coding is None and self._length is None
         if not no_body and coding is None and self._length is not None:
             self._remaining = int(self._length)  # llhttp checked it: digits only
-        response = self.response = UpstreamResponse(self, self.flow, self._loop, status, headers)
+        response = self.pool.response_type(self, self.flow, self._loop, status, headers)
+        self.response = response
         if no_body:
             self._done = True
             response.finish()
@@ -400,13 +419,13 @@ class Connection(asyncio.Protocol):
             return
         if self._remaining:
             self._remaining -= len(body)
-        cast(UpstreamResponse, self.response).feed(body)
+        cast(Response, self.response).feed(body)
 
     def on_message_complete(self) -> None:
         if self._headers is not None or self._done:
             return  # the end of an interim response, or of one already complete
         self._done = True
-        cast(UpstreamResponse, self.response).finish()
+        cast(Response, self.response).finish()
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:

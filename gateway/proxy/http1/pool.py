@@ -3,13 +3,13 @@
 RFC 9112 §9.3 lets a client keep a connection open for further requests; §9.4 asks it to
 limit how many it holds to one server. Here:
 
-- at most ``max_connections_per_origin`` connections are open or opening at once; a request
+- at most ``PoolLimits.max_connections`` connections are open or opening at once; a request
   past that waits for one to come back (or for a slot to free up), for at most the connect
-  timeout (then 504, like a connect that takes too long);
+  timeout (then ``ConnectTimeout``, as for a connect that takes too long);
 - idle connections are reused newest first (the warmest, and the least likely to have been
-  closed by the upstream's own idle timer); one idle longer than ``pool_idle_timeout``, or
-  older than ``pool_max_age`` (so DNS changes and upstream rebalancing are picked up), is
-  closed instead: when it would be handed out, when it comes back, and by ``prune()``;
+  closed by the upstream's own idle timer); one idle longer than ``idle_timeout``, or older
+  than ``max_age`` (so DNS changes and upstream rebalancing are picked up), is closed
+  instead: when it would be handed out, when it comes back, and by ``prune()``;
 - RFC 9112 §9.3.1: "A user agent MUST NOT automatically retry a request with a
   non-idempotent method". A request that is idempotent (RFC 9110 §9.2.2), has no body and
   failed on a *reused* connection before a single response byte arrived most likely met a
@@ -22,50 +22,66 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterable
+from dataclasses import dataclass
 
-from gateway.config import PoolConfig
 from gateway.proxy.http1.connection import Connection
 from gateway.proxy.http1.errors import ConnectTimeout
 from gateway.proxy.http1.origin import Origin
-from gateway.proxy.http1.request import Request
-from gateway.proxy.http1.response import UpstreamResponse
+from gateway.proxy.http1.request import PreparedRequest
+from gateway.proxy.http1.response import Response
+
+
+@dataclass(frozen=True, slots=True)
+class PoolLimits:
+    """How many connections a pool holds to its origin, and for how long."""
+
+    #: connections open or being opened at once
+    max_connections: int
+    #: seconds a kept-alive connection may sit idle before it is closed
+    idle_timeout: float
+    #: seconds after which a connection is closed once its exchange ends, however busy
+    max_age: float
 
 
 class Pool:
     __slots__ = (
-        "_config",
         "_connect_timeout",
         "_connections",
         "_idle",
+        "_limits",
         "_loop",
         "_origin",
         "_slots",
         "_waiters",
+        "response_type",
     )
 
     def __init__(
         self,
         origin: Origin,
         connect_timeout: float,
-        config: PoolConfig,
+        limits: PoolLimits,
         loop: asyncio.AbstractEventLoop,
+        response_type: type[Response] = Response,
     ) -> None:
         self._origin = origin
         self._connect_timeout = connect_timeout
-        self._config = config
+        self._limits = limits
         self._loop = loop
+        #: what its connections' responses are: ``Response``, or a caller's subclass of it
+        self.response_type = response_type
         #: idle connections, the most recently used last
         self._idle: list[Connection] = []
         #: every open connection, idle or busy (for limits and for close())
         self._connections: set[Connection] = set()
-        #: connections open or being opened: never more than max_connections_per_origin
+        #: connections open or being opened: never more than max_connections
         self._slots = 0
         #: requests waiting for a connection (result) or a free slot (None)
         self._waiters: deque[asyncio.Future[Connection | None]] = deque()
 
     async def request(
-        self, request: Request, body: AsyncIterable[bytes] | None
-    ) -> UpstreamResponse:
+        self, request: PreparedRequest, body: AsyncIterable[bytes] | None
+    ) -> Response:
         conn = await self._acquire()
         try:
             return await conn.exchange(request, body)
@@ -95,14 +111,14 @@ class Pool:
         idle = self._idle
         if idle:
             now = self._loop.time()
-            idle_since = now - self._config.pool_idle_timeout
-            created_since = now - self._config.pool_max_age
+            idle_since = now - self._limits.idle_timeout
+            created_since = now - self._limits.max_age
             while idle:
                 conn = idle.pop()
                 if conn.usable(idle_since, created_since):
                     return conn
                 self.discard(conn)
-        if self._slots >= self._config.max_connections_per_origin:
+        if self._slots >= self._limits.max_connections:
             handed = await self._wait()
             if handed is not None:
                 return handed
@@ -155,7 +171,7 @@ class Pool:
     def release(self, conn: Connection) -> None:
         """A connection whose exchange ended cleanly: to a waiter, to the idle list, or shut."""
         now = self._loop.time()
-        if now - conn.created > self._config.pool_max_age:
+        if now - conn.created > self._limits.max_age:
             self.discard(conn)
             return
         conn.idle(now)
@@ -188,8 +204,8 @@ class Pool:
 
     def prune(self, now: float) -> None:
         """Close idle connections past the idle timeout or the maximum age, or already shut."""
-        idle_since = now - self._config.pool_idle_timeout
-        created_since = now - self._config.pool_max_age
+        idle_since = now - self._limits.idle_timeout
+        created_since = now - self._limits.max_age
         kept = []
         for conn in self._idle:
             if conn.usable(idle_since, created_since):

@@ -21,7 +21,7 @@ and a second one is the classic ingredient of request smuggling (RFC 9112 §11.2
 
 from __future__ import annotations
 
-from gateway.proxy.http1.errors import ProtocolError
+from gateway.proxy.http1.errors import RequestError
 from gateway.proxy.http1.origin import Origin
 
 #: RFC 9110 §9.2.2: repeating one of these has the same effect, so a request that never
@@ -36,7 +36,7 @@ _CHUNKED = b"transfer-encoding: chunked\r\n"
 _LINE_BREAKS = b"\r\n\x00"
 
 
-class Request:
+class PreparedRequest:
     """What the connection needs to send one request and read its response."""
 
     __slots__ = ("expect", "head", "head_only", "idempotent", "keep_alive", "length")
@@ -60,9 +60,14 @@ def prepare(
     target: bytes,
     headers: list[tuple[bytes, bytes]],
     has_body: bool,
-) -> Request:
-    """Build the head; raise ``ProtocolError`` for anything that must not be sent."""
-    parts = [_METHODS.get(method) or method.encode("ascii") + b" ", target, origin.head_tail]
+) -> PreparedRequest:
+    """Build the head; raise ``RequestError`` for anything that must not be sent."""
+    verb = _METHODS.get(method)
+    if verb is None:
+        if not method.isascii():
+            raise RequestError("the method is not ASCII")
+        verb = method.encode("ascii") + b" "
+    parts = [verb, target, origin.head_tail]
     special = False
     for name, value in headers:
         if name in _SPECIAL:
@@ -77,8 +82,8 @@ def prepare(
     parts.append(b"\r\n")
     head = b"".join(parts)
     if len(head) - len(head.translate(None, _LINE_BREAKS)) != 2 * lines or b" " in target:
-        raise ProtocolError("a request field or the target holds CR, LF, NUL or a space")
-    request = Request(head, method)
+        raise RequestError("a request field or the target holds CR, LF, NUL or a space")
+    request = PreparedRequest(head, method)
     if fields is not None:
         request.length, expect, request.keep_alive = fields
         request.expect = expect and has_body
@@ -94,10 +99,10 @@ def _framing_fields(headers: list[tuple[bytes, bytes]]) -> tuple[int | None, boo
         if name == b"content-length":
             value = value.strip()
             if not value.isdigit() or (length is not None and int(value) != length):
-                raise ProtocolError("the request's Content-Length is not one decimal number")
+                raise RequestError("the request's Content-Length is not one decimal number")
             length = int(value)
         elif name in (b"transfer-encoding", b"host"):
-            raise ProtocolError(f"the client writes {name.decode()} itself")
+            raise RequestError(f"the client writes {name.decode()} itself")
         elif name == b"expect":
             expect = expect or value.strip().lower() == b"100-continue"
         elif name == b"connection":

@@ -1,28 +1,34 @@
 """The upstream's response: status and headers at once, then the body as it arrives.
 
-The connection's parser feeds body bytes in (``feed``/``finish``/``fail``); the exchange
-takes them out with ``async for chunk in response.chunks()``. What arrived since the last
-take comes out at once: small pieces joined into one chunk (a server-sent event is passed on
-the moment it arrives, a burst of small chunks in one send), large ones one by one as they
-were read, never copied. The buffer is bounded: past ``HIGH_WATER`` the connection stops
-reading until the consumer has taken it down to ``LOW_WATER``.
+The connection's parser feeds body bytes in (``feed``/``finish``/``fail``); the caller takes
+them out with ``async for chunk in response.chunks()``. What arrived since the last take comes
+out at once: small pieces joined into one chunk (a server-sent event is passed on the moment it
+arrives, a burst of small chunks in one send), large ones one by one as they were read, never
+copied. The buffer is bounded: past ``HIGH_WATER`` the connection stops reading until the
+consumer has taken it down to ``LOW_WATER``. A body that breaks off raises ``IncompleteBody``
+(``broken_off``: a caller's subclass, which the pool builds, may raise its own error instead).
 
-``close()`` decides the connection's fate (RFC 9112 §9.3): back to the pool only when the
-whole body was read and the connection may persist; otherwise it is dropped, which also
-ends a consumer still waiting in ``__anext__`` (a watcher closes the response when the
-client leaves mid-download).
+``close()`` ends the response: the connection it came on (its ``Source``) decides what
+becomes of it, back to the pool only when the whole body was read and it may persist (RFC 9112
+§9.3). Closing early also ends a consumer still waiting in ``__anext__`` (a watcher closes the
+response when the client leaves mid-download).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from gateway.errors import UpstreamUnavailable
+from gateway.proxy.http1.errors import IncompleteBody
 from gateway.proxy.http1.flow import FlowControl
 
-if TYPE_CHECKING:
-    from gateway.proxy.http1.connection import Connection
+
+class Source(Protocol):
+    """Where a response came from (a ``Connection``), told once the response is closed."""
+
+    def response_closed(self, whole: bool) -> None:
+        """``whole``: the body was read to its end."""
+
 
 #: bytes buffered before the connection stops reading from the upstream, and below which
 #: it reads again
@@ -33,15 +39,15 @@ LOW_WATER = 128 * 1024
 JOIN_LIMIT = 64 * 1024
 
 
-class UpstreamResponse:
+class Response:
     __slots__ = (
         "_buffer",
         "_complete",
-        "_conn",
         "_error",
         "_flow",
         "_loop",
         "_size",
+        "_source",
         "_waiter",
         "headers",
         "status",
@@ -49,7 +55,7 @@ class UpstreamResponse:
 
     def __init__(
         self,
-        conn: Connection,
+        source: Source,
         flow: FlowControl,
         loop: asyncio.AbstractEventLoop,
         status: int,
@@ -58,7 +64,7 @@ class UpstreamResponse:
         self.status = status
         #: (lower-case name, value as received), in order; trailers are not included
         self.headers = headers
-        self._conn: Connection | None = conn
+        self._source: Source | None = source
         self._flow = flow
         self._loop = loop
         self._buffer: list[bytes] = []
@@ -96,12 +102,12 @@ class UpstreamResponse:
 
     # --- the seam ------------------------------------------------------------------------
 
-    def chunks(self) -> UpstreamResponse:
-        """The body, chunk by chunk as the upstream sends it (``UpstreamUnavailable`` if the
+    def chunks(self) -> Response:
+        """The body, chunk by chunk as the upstream sends it (``IncompleteBody`` if the
         upstream breaks off before its end)."""
         return self
 
-    def __aiter__(self) -> UpstreamResponse:
+    def __aiter__(self) -> Response:
         return self
 
     async def __anext__(self) -> bytes:
@@ -110,7 +116,7 @@ class UpstreamResponse:
             if self._complete:
                 raise StopAsyncIteration
             if self._error is not None:
-                raise UpstreamUnavailable("the upstream broke off its response") from self._error
+                raise self.broken_off(self._error)
             waiter = self._waiter = self._loop.create_future()
             try:
                 await waiter
@@ -129,25 +135,29 @@ class UpstreamResponse:
             self._flow.resume_reading()
         return data
 
+    def broken_off(self, reason: BaseException) -> Exception:
+        """What a consumer gets once the body broke off for ``reason``: ``IncompleteBody``,
+        ``reason`` its cause. A caller's subclass may say it in its own terms instead."""
+        error = IncompleteBody(str(reason))
+        error.__cause__ = reason
+        return error
+
     def at_eof(self) -> bool:
         """Whether the whole body has been handed out."""
         return self._complete and not self._buffer
 
     def close(self) -> None:
         """Hand the connection back (body read whole, reusable) or drop it; idempotent."""
-        conn = self._conn
-        if conn is None:
+        source = self._source
+        if source is None:
             return
-        self._conn = None
-        if self.at_eof():
-            if conn.reusable():
-                conn.pool.release(conn)
-                return
-        else:
+        self._source = None
+        whole = self.at_eof()
+        if not whole:
             # whatever is left is never handed out: a consumer still iterating gets an error
             self._buffer.clear()
             self._complete = False
             if self._error is None:
                 self._error = ConnectionAbortedError("the response was closed before its end")
             self._wake()
-        conn.pool.discard(conn)
+        source.response_closed(whole)

@@ -1,11 +1,11 @@
-"""``gateway demo``: an echo upstream and routes to try the proxy with, in one process.
+"""``gateway demo``'s upstream: an echo, in the gateway's process (or a thread of a test's).
 
-The echo upstream answers every request with JSON showing what reached it (method, path,
-query, all as received; headers: so the identity headers the gateway added are visible), and
-serves server-sent events (``text/event-stream``, WHATWG HTML §9.2) at any path ending in
+It answers every request with JSON showing what reached it (method, path, query, all as
+received; headers: so the identity headers the gateway added are visible), and serves
+server-sent events (``text/event-stream``, WHATWG HTML §9.2) at any path ending in
 ``/events``: ``?count=N&interval=SECONDS``. It is a raw ASGI app under uvicorn (header names
 arrive lower-cased, as uvicorn hands them over). Under ``gateway demo`` it also serves the
-browser client's pages under ``/app/`` (``gateway.proxy.demo_app``), on the same origin as its
+browser client's pages under ``/app/`` (``gateway.demo.browser``), on the same origin as its
 redirect URI.
 """
 
@@ -23,37 +23,14 @@ from urllib.parse import parse_qs
 
 import uvicorn
 
-from gateway.config import RouteConfig
+from gateway.context import raw_path
 
-READ_SCOPE = "demo:read"
-WRITE_SCOPE = "demo:write"
 MAX_EVENTS = 100
 
 Scope = dict[str, Any]
 Receive = Any
 Send = Any
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-def demo_routes(upstream_url: str) -> tuple[RouteConfig, ...]:
-    """A public route, a read route (``demo:read``) and a write route (``demo:write``)."""
-    return (
-        RouteConfig(path="/demo/public", upstream=upstream_url, name="demo-public", public=True),
-        RouteConfig(
-            path="/demo",
-            upstream=upstream_url,
-            name="demo-read",
-            methods=("GET", "HEAD"),
-            scopes=((READ_SCOPE,),),
-        ),
-        RouteConfig(
-            path="/demo",
-            upstream=upstream_url,
-            name="demo-write",
-            methods=("DELETE", "PATCH", "POST", "PUT"),
-            scopes=((WRITE_SCOPE,),),
-        ),
-    )
 
 
 def describe(
@@ -97,9 +74,9 @@ async def echo(scope: Scope, receive: Receive, send: Send) -> None:
             return
         size += len(message.get("body", b""))
         more = message.get("more_body", False)
-    raw_path = scope.get("raw_path") or scope["path"].encode()
     headers = [[n.decode("latin-1"), v.decode("latin-1")] for n, v in scope["headers"]]
-    body = describe(scope["method"], raw_path.decode("latin-1"), query, headers, size)
+    path = raw_path(scope).decode("latin-1")
+    body = describe(scope["method"], path, query, headers, size)
     await _respond(send, 200, b"application/json; charset=utf-8", body)
 
 

@@ -9,7 +9,7 @@ origin, so that ``make run`` shows the browser flow end to end (issue 10, point 
   and ``iss`` (RFC 9207), exchanges the code at the token endpoint from this process (no CORS,
   no token in the browser's JavaScript: there is none), verifies the ID token (OIDC Core
   §3.1.3.7: signature against the live JWKS, ``iss``, ``aud``, ``nonce``, ``exp``; ``at_hash``
-  when present, §3.1.3.6; in ``demo_rp``), calls the proxied demo API and UserInfo with the
+  when present, §3.1.3.6; in ``relying_party``), calls the proxied demo API and UserInfo with the
   access token, and shows it all, with a logout link (RP-Initiated Logout 1.0) back to the
   start page.
 
@@ -34,7 +34,7 @@ from urllib.parse import parse_qs, urlencode
 
 from jinja2 import Environment, FileSystemLoader
 
-from gateway.proxy.demo_rp import Answer, SignInFailed, fetch, s256, verify_id_token
+from gateway.demo.relying_party import Answer, SignInFailed, fetch, s256, verify_id_token
 
 APP_PATH = "/app/"
 LOGIN_PATH = "/app/login"
