@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.load import free_port  # noqa: E402
 from gateway import accounts  # noqa: E402
-from gateway.cli import init  # noqa: E402
+from gateway.cli.setup import init  # noqa: E402
 from gateway.config import Config, DatabaseConfig, KeysConfig  # noqa: E402
 from gateway.demo.echo import echo_upstream_thread  # noqa: E402
 from tests.databases import scratch_database  # noqa: E402

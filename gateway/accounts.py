@@ -14,10 +14,10 @@ from gateway.config import GRANT_TYPES, LOOPBACK_HOSTS
 from gateway.errors import InvalidInput
 from gateway.introspect.revocation import RevocationEntry
 from gateway.introspect.revoker import Revoker
+from gateway.issuer.clientauth import CLIENT_AUTH_METHODS
 from gateway.models import AuthorizationCode, Client, Consent, Grant, User, sha256
 from gateway.passwords import hash_password
 
-AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
 MIN_PASSWORD_LENGTH = 8
 
 
@@ -105,8 +105,8 @@ def create_client(
     name = name.strip()
     if not name:
         raise InvalidInput("a client needs a --name")
-    if auth_method not in AUTH_METHODS:
-        raise InvalidInput(f"--auth-method must be one of {', '.join(AUTH_METHODS)}")
+    if auth_method not in CLIENT_AUTH_METHODS:
+        raise InvalidInput(f"--auth-method must be one of {', '.join(CLIENT_AUTH_METHODS)}")
     for grant in grant_types:
         if grant not in GRANT_TYPES:
             raise InvalidInput(f"--grant-type {grant!r} is not one of {', '.join(GRANT_TYPES)}")

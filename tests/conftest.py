@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 
 from gateway import accounts, passwords
 from gateway.app import GatewayApp, create_app
-from gateway.cli import init
+from gateway.cli.setup import init
 from gateway.config import Config, DatabaseConfig, KeysConfig, TokensConfig
 from gateway.models import Client, User
 from gateway.storage import Storage

@@ -31,6 +31,7 @@ BASIC = "client_secret_basic"
 POST = "client_secret_post"
 NONE = "none"
 #: what the token and revocation endpoints take; introspection takes a confidential client's
+#: what a client may be registered with (``gateway client create --auth-method``)
 CLIENT_AUTH_METHODS = [BASIC, POST, NONE]
 CONFIDENTIAL_AUTH_METHODS = [BASIC, POST]
 FAILED = "Client authentication failed."
