@@ -41,6 +41,10 @@ def random_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+#: a client_id's longest form: a Client ID Metadata Document's URL
+CLIENT_ID_LENGTH = 512
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -92,7 +96,7 @@ class Client(Base, ClientMixin):
     __tablename__ = "clients"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    client_id: Mapped[str] = mapped_column(String(CLIENT_ID_LENGTH), unique=True)
     client_secret_hash: Mapped[str | None] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(200))
     redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -110,6 +114,9 @@ class Client(Base, ClientMixin):
     post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
     #: a client of the deployment itself: its users are never shown a consent page
     first_party: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: how the client came: ``cli`` (``gateway client create``), ``registration`` (RFC 7591)
+    #: or ``metadata-document`` (its client_id is the URL of its metadata)
+    origin: Mapped[str] = mapped_column(String(32), default="cli", server_default="cli")
 
     @property
     def is_public(self) -> bool:
@@ -167,7 +174,7 @@ class Grant(Base):
     __tablename__ = "grants"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    client_id: Mapped[str] = mapped_column(String(64), index=True)
+    client_id: Mapped[str] = mapped_column(String(CLIENT_ID_LENGTH), index=True)
     user_id: Mapped[str | None] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
@@ -188,7 +195,7 @@ class AuthorizationCode(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     code_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    client_id: Mapped[str] = mapped_column(String(64))
+    client_id: Mapped[str] = mapped_column(String(CLIENT_ID_LENGTH))
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     #: as sent in the authorization request (None when omitted: the one registered was used)
     redirect_uri: Mapped[str | None] = mapped_column(Text)
@@ -222,7 +229,7 @@ class RefreshToken(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     grant_id: Mapped[str] = mapped_column(ForeignKey("grants.id", ondelete="CASCADE"), index=True)
-    client_id: Mapped[str] = mapped_column(String(64))
+    client_id: Mapped[str] = mapped_column(String(CLIENT_ID_LENGTH))
     scope: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[float] = mapped_column(Float, default=now)
     expires_at: Mapped[float] = mapped_column(Float, index=True)
@@ -321,7 +328,7 @@ class Consent(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    client_id: Mapped[str] = mapped_column(String(64), index=True)
+    client_id: Mapped[str] = mapped_column(String(CLIENT_ID_LENGTH), index=True)
     scope: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[float] = mapped_column(Float, default=now)
     updated_at: Mapped[float] = mapped_column(Float, default=now)
