@@ -13,11 +13,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from gateway.config import Config
+from gateway.config import Config, RouteConfig
 from gateway.hosts import parse_host
 
 #: RFC 9728 §3: the well-known URI suffix, inserted between an identifier's host and its path
 METADATA_PREFIX = "/.well-known/oauth-protected-resource"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def metadata_path(identifier: str) -> str:
@@ -49,8 +50,13 @@ class Resource:
 
     @property
     def authority(self) -> str:
-        """The identifier's host (and port when it has one), lower-cased: what ``Host`` says."""
-        return urlsplit(self.identifier).netloc.lower()
+        """The identifier's host, normalised as a request's ``Host`` is (``gateway.hosts``),
+        with its port unless that is the scheme's default: what ``Host`` says."""
+        parts = urlsplit(self.identifier)
+        host = parse_host(parts.netloc)
+        if parts.port is None or parts.port == _DEFAULT_PORTS.get(parts.scheme):
+            return host.name
+        return host.authority
 
     @property
     def label(self) -> str:
@@ -76,9 +82,12 @@ class Resource:
 
 
 class Resources:
-    """The registry, built once from the routes (the config is validated at load)."""
+    """The registry, built once from the routes (the config is validated at load).
+    ``audience``: the identifier of the routes that name none (``tokens.audience``, else the
+    issuer)."""
 
-    def __init__(self, resources: tuple[Resource, ...]) -> None:
+    def __init__(self, resources: tuple[Resource, ...], audience: str | None = None) -> None:
+        self._audience = audience
         self._by_identifier = {r.identifier: r for r in resources}
         self._by_path: dict[str, list[Resource]] = {}
         for resource in resources:
@@ -115,7 +124,8 @@ class Resources:
                     scopes=tuple(sorted(scopes[identifier] - {"openid"})),
                 )
                 for identifier in order
-            )
+            ),
+            config.audience,
         )
 
     def __iter__(self) -> Iterator[Resource]:
@@ -128,9 +138,17 @@ class Resources:
         """The resource named exactly ``identifier`` (RFC 8707: compared as strings)."""
         return self._by_identifier.get(identifier)
 
+    def of(self, route: RouteConfig) -> Resource | None:
+        """The resource ``route`` belongs to; None for a public route (it makes none)."""
+        if route.public:
+            return None
+        identifier = route.audience or self._audience
+        return None if identifier is None else self.get(identifier)
+
     def at(self, path: str, host: str | None) -> Resource | None:
         """The resource whose metadata lives at ``path``; when several share the path, the
-        one whose identifier's host is the request's ``host`` (none matching: None)."""
+        one whose identifier's host is the request's ``host`` (none matching: None). A
+        ``Host`` with a port picks the identifier with that port before one without it."""
         candidates = self._by_path.get(path)
         if not candidates:
             return None
@@ -143,6 +161,9 @@ class Resources:
         except ValueError:
             return None
         for resource in candidates:
-            if resource.authority in (wanted.authority, wanted.name):
+            if resource.authority == wanted.authority:
+                return resource
+        for resource in candidates:
+            if resource.authority == wanted.name:
                 return resource
         return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 import types
 import typing
@@ -220,10 +221,8 @@ def _validate_route(route: RouteConfig, prefix: str) -> RouteConfig:
         raise _KeyError(prefix + "assertion_audience", "must not be empty")
     if route.resource_name is not None and not route.resource_name.strip():
         raise _KeyError(prefix + "resource_name", "must not be empty")
-    if route.resource_documentation is not None:
-        doc = urlsplit(route.resource_documentation)
-        if doc.scheme not in ("http", "https") or not doc.hostname:
-            raise _KeyError(prefix + "resource_documentation", "must be an http(s) URL")
+    if route.resource_documentation is not None and not _is_web_url(route.resource_documentation):
+        raise _KeyError(prefix + "resource_documentation", "must be an http(s) URL")
     if route.mcp_max_body <= 0:
         raise _KeyError(prefix + "mcp_max_body", "must be positive")
     if route.mcp_tool_scopes and not route.mcp:
@@ -250,6 +249,18 @@ def _route_host(value: str, prefix: str) -> str:
     return host.name
 
 
+def _is_web_url(value: str) -> bool:
+    """An absolute http(s) URL with a host, written with URI characters only."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked for it
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https") and bool(parts.hostname) and bool(_URI.fullmatch(value))
+    )
+
+
 def resource_identifier_problem(identifier: str) -> str | None:
     """Why ``identifier`` cannot name a protected resource (RFC 8707 §2, RFC 9728 §1.2), or
     None: an absolute https:// URI (http:// on a loopback host) without query or fragment."""
@@ -270,12 +281,34 @@ def resource_identifier_problem(identifier: str) -> str | None:
         return "must not carry credentials"
     if any(c.isspace() for c in identifier):
         return "must not contain white space"
+    if not _URI.fullmatch(identifier):
+        # it is sent in headers (the resource_metadata challenge) and compared as a string
+        return "must be written with URI characters only (RFC 3986; others percent-encoded)"
+    try:
+        parse_host(parts.netloc)
+    except ValueError:
+        return "must name a valid host"
     return None
+
+
+#: RFC 3986 §2: unreserved and reserved characters, and percent-encoded octets
+_URI = re.compile(r"(?:[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=-]|%[0-9A-Fa-f]{2})*")
+
+
+def _metadata_location(identifier: str) -> tuple[str, str]:
+    """Where a resource's metadata is served (RFC 9728 §3.1): its host as ``Host`` names it
+    (``gateway.hosts``, the scheme's default port dropped) and its path (a lone "/" dropped),
+    for telling apart identifiers that are different strings for one location."""
+    parts = urlsplit(identifier)
+    host = parse_host(parts.netloc)
+    default = parts.port is None or parts.port == {"http": 80, "https": 443}[parts.scheme]
+    return (host.name if default else host.authority, "" if parts.path == "/" else parts.path)
 
 
 def _validate_resources(config: Config, where: str) -> None:
     """Every route's resource identifier is usable; routes sharing one agree on its name."""
     names: dict[str, tuple[str, str]] = {}
+    locations: dict[tuple[str, str], str] = {}
     for i, route in enumerate(config.routes):
         identifier = route.audience or config.audience
         key = "audience" if route.audience else "audience (tokens.audience or the issuer)"
@@ -286,6 +319,16 @@ def _validate_resources(config: Config, where: str) -> None:
                 f"{where}: routes[{i}] ({route.name}): {key}: resource identifier "
                 f"{identifier!r} {problem}"
             )
+        if not route.public:
+            # two resources whose metadata would be one document: a client could not tell
+            # which it was given (RFC 9728 §3.3 compares the identifier as a string)
+            other = locations.setdefault(_metadata_location(identifier), identifier)
+            if other != identifier:
+                raise ConfigError(
+                    f"{where}: routes[{i}] ({route.name}): {key}: resource identifier "
+                    f"{identifier!r} and {other!r} differ but would publish their metadata "
+                    "at the same URL: spell them alike"
+                )
         for attr in ("resource_name", "resource_documentation"):
             value = getattr(route, attr)
             if value is None:
