@@ -6,9 +6,10 @@
     ├── ConfigError                  bad config file or CLI usage (exit code 2, never HTTP)
     ├── InvalidInput                 a user, client or consent the CLI refuses (exit code 2)
     ├── BearerError                  RFC 6750 §3 errors at a protected resource
-    │   ├── MissingToken             401, bare ``WWW-Authenticate: Bearer realm=...``
+    │   ├── MissingToken             401, ``WWW-Authenticate: Bearer realm=...`` without error
     │   ├── InvalidToken             401, error="invalid_token"
     │   └── InsufficientScope        403, error="insufficient_scope", scope="..."
+    │       (at a route, each also with resource_metadata="...", a 401 with scope="...")
     ├── RouteNotFound                404
     ├── MethodNotAllowed             405 with ``Allow``
     ├── BadRequestPath               400 (path tricks)
@@ -92,20 +93,35 @@ class InvalidInput(GatewayError):
 
 
 class BearerError(GatewayError):
+    """An RFC 6750 §3 challenge. At a route (the proxy, ``/decisions``) it also says where the
+    resource's metadata is, RFC 9728 §5.1 ``resource_metadata``, and on a 401 the ``scope`` a
+    token needs there (what MCP clients ask for): both set by ``proxy.auth.challenged``."""
+
     status_code = 401
+    #: RFC 6750 §3 ``scope``: scopes that would do, space-separated (None: not said)
+    scope: str | None = None
+    #: RFC 9728 §5.1: the URL of the resource's metadata, built from its identifier
+    resource_metadata: str | None = None
+
+    def error_params(self) -> list[tuple[str, str]]:
+        """The challenge's error attributes (values not yet quoted)."""
+        return [("error", self.error), ("error_description", _quote(self.description))]
 
     def challenge(self) -> str:
-        return (
-            f'Bearer realm="{REALM}", error="{self.error}", '
-            f'error_description="{_quote(self.description)}"'
-        )
+        params = [("realm", REALM), *self.error_params()]
+        if self.scope:
+            params.append(("scope", _quote(self.scope)))
+        if self.resource_metadata:
+            params.append(("resource_metadata", _quoted_pairs(self.resource_metadata)))
+        return "Bearer " + ", ".join(f'{name}="{value}"' for name, value in params)
 
     def headers(self) -> dict[str, str]:
         return {"WWW-Authenticate": self.challenge()}
 
 
 class MissingToken(BearerError):
-    """RFC 6750 §3.1: a request without authentication gets no error code."""
+    """RFC 6750 §3.1: a request without authentication gets no error code (where to learn
+    more, ``scope`` and ``resource_metadata``, is not error information)."""
 
     error = "unauthorized"
     description = "an access token is required"
@@ -114,8 +130,8 @@ class MissingToken(BearerError):
     def reason(self) -> str:
         return "missing_token"
 
-    def challenge(self) -> str:
-        return f'Bearer realm="{REALM}"'
+    def error_params(self) -> list[tuple[str, str]]:
+        return []
 
 
 class InvalidToken(BearerError):
@@ -137,11 +153,12 @@ class InsufficientScope(BearerError):
 
     def __init__(self, scope: str) -> None:
         super().__init__()
-        self.scope = scope
+        self.scope: str = scope
 
-    def challenge(self) -> str:
-        """RFC 6750 §3: the scope that would do; the description stays in the body."""
-        return f'Bearer realm="{REALM}", error="{self.error}", scope="{_quote(self.scope)}"'
+    def error_params(self) -> list[tuple[str, str]]:
+        """RFC 6750 §3: the scope that would do (``challenge`` adds it); the description
+        stays in the body."""
+        return [("error", self.error)]
 
     def body(self) -> dict[str, str]:
         return {**super().body(), "scope": self.scope}
@@ -327,5 +344,11 @@ class NotANavigation(GatewayError):
 
 
 def _quote(value: str) -> str:
-    """RFC 6750 §3: quoted-string values exclude '"' and '\\'."""
+    """RFC 6750 §3: the values of its attributes exclude '"' and '\\'."""
     return "".join(c for c in value if c not in '"\\' and 0x20 <= ord(c) < 0x7F)
+
+
+def _quoted_pairs(value: str) -> str:
+    """RFC 9110 §5.6.4: the inside of a quoted-string, '"' and '\\' as quoted-pairs (a
+    resource identifier has neither: ``config.load`` allows URI characters only)."""
+    return "".join("\\" + c if c in '"\\' else c for c in value if 0x20 <= ord(c) < 0x7F)

@@ -34,6 +34,7 @@ from gateway.proxy.forwarder import Forwarder
 from gateway.proxy.headers import HeaderPolicy
 from gateway.proxy.paths import upstream_target
 from gateway.proxy.routes import Route
+from gateway.resources import Resources
 
 log = logging.getLogger("gateway.proxy")
 
@@ -48,7 +49,9 @@ class Proxy:
         metrics: Metrics | None = None,
         access_log: AccessLog | None = None,
         forwarded: ForwardedPolicy | None = None,
+        resources: Resources | None = None,
     ) -> None:
+        """``resources``: the gateway's registry (default: built from ``config``)."""
         self._headers = HeaderPolicy(config.proxy.identity_headers, config.proxy.assertion.header)
         #: the gateway's one policy for ``[proxy] trusted_proxies`` (its issuer reads it too)
         self._forwarded = forwarded or ForwardedPolicy(config.proxy.trusted_proxies)
@@ -56,7 +59,13 @@ class Proxy:
         self._forwarder = forwarder or Forwarder(config.proxy.connect_timeout, config.proxy.pool)
         self.metrics = metrics or Metrics(dict)
         #: shared with the decision endpoint (gateway/proxy/decisions.py)
-        self.core = DecisionCore(config, validator, self._headers, self.metrics)
+        self.core = DecisionCore(
+            config,
+            validator,
+            self._headers,
+            self.metrics,
+            resources or Resources.from_config(config),
+        )
         self.access_log = access_log or AccessLog(config.logging.format or "json")
         self._deadlines = Deadlines()
         #: the loop serving: on Python 3.11 each ``asyncio.get_running_loop()`` is a getpid()

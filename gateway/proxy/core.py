@@ -17,7 +17,9 @@ get the same answer, so the two modes can never drift. In the proxy's order:
 5. the identity headers the token vouches for, and the signed assertion when enabled.
 
 A denial is returned, not raised, with the route when one matched: the proxy names it in its
-metrics and log. A refused bearer token is counted here, once for both doors, by its reason.
+metrics and log. A refused bearer token is counted here, once for both doors, by its reason,
+and its challenge given the route's ``resource_metadata`` (and a 401 its ``scope``) here too
+(``auth.challenged``).
 """
 
 from __future__ import annotations
@@ -30,11 +32,12 @@ from gateway.hosts import Host, HostCache
 from gateway.introspect.validator import AccessToken, BearerValidator
 from gateway.metrics import Metrics
 from gateway.proxy.assertion import AssertionSigner
-from gateway.proxy.auth import authenticate, authorize
+from gateway.proxy.auth import authenticate, authorize, challenged
 from gateway.proxy.headers import UNDERSCORE, Header, HeaderPolicy
 from gateway.proxy.overrides import OVERRIDABLE, overriding_method
 from gateway.proxy.paths import decode_path
 from gateway.proxy.routes import Route, RouteTable
+from gateway.resources import Resources
 
 
 @dataclass(slots=True)
@@ -63,10 +66,15 @@ class Denied:
 
 class DecisionCore:
     def __init__(
-        self, config: Config, validator: BearerValidator, headers: HeaderPolicy, metrics: Metrics
+        self,
+        config: Config,
+        validator: BearerValidator,
+        headers: HeaderPolicy,
+        metrics: Metrics,
+        resources: Resources,
     ) -> None:
         self._metrics = metrics
-        self.routes = RouteTable.from_config(config.routes)
+        self.routes = RouteTable.from_config(config.routes, resources)
         self._hosts = HostCache()
         self._validator = validator
         self._audience = config.audience
@@ -113,6 +121,8 @@ class DecisionCore:
         except GatewayError as exc:
             if isinstance(exc, BearerError):
                 self._metrics.token_failed(exc.reason)
+                if route is not None:
+                    challenged(route, exc)
             return Denied(exc, route, token)
         if self._signer is not None:
             assertion = self._signer.assertion(token, route.assertion_audience)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,7 +15,7 @@ import jwt as pyjwt
 import pytest
 
 from tests.edge.conftest import ADMIN_HOST, EMAIL, SCOPE, USER_SCOPES, Deployment
-from tests.proxy.cases import BARE, IDENTITY, TRICKS
+from tests.proxy.cases import IDENTITY, TRICKS, bare, insufficient, invalid
 
 EDGES_DOC = Path(__file__).resolve().parents[2] / "docs" / "edges.md"
 
@@ -74,23 +75,25 @@ def test_a_client_gets_no_email_header(edge: str, deployment: Deployment) -> Non
     assert headers["x-forwarded-scopes"] == [SCOPE]
 
 
+def metadata_url(deployment: Deployment) -> str:
+    """The resource's metadata URL: the deployment's routes name no audience, so the
+    identifier is the issuer."""
+    return f"{deployment.gateway.issuer}/.well-known/oauth-protected-resource"
+
+
 @pytest.mark.parametrize(
     ("path", "headers", "status", "challenge"),
     [
-        pytest.param("/orders/a", {"X-Other": "1"}, 401, BARE, id="no-token"),
+        pytest.param("/orders/a", {"X-Other": "1"}, 401, lambda m: bare(SCOPE, m), id="no-token"),
         pytest.param(
             "/orders/b",
             bearer("x.y.z"),
             401,
-            'Bearer realm="gateway", error="invalid_token", error_description="malformed token"',
+            lambda m: invalid("malformed token", SCOPE, m),
             id="invalid-token",
         ),
         pytest.param(
-            "/admin/c",
-            None,
-            403,
-            'Bearer realm="gateway", error="insufficient_scope", scope="admin"',
-            id="insufficient-scope",
+            "/admin/c", None, 403, lambda m: insufficient("admin", m), id="insufficient-scope"
         ),
     ],
 )
@@ -100,11 +103,12 @@ def test_denials_reach_the_client_with_their_challenge(
     path: str,
     headers: dict[str, str] | None,
     status: int,
-    challenge: str,
+    challenge: Callable[[str], str],
 ) -> None:
     response = httpx.get(f"{edge}{path}", headers=headers or bearer(deployment.user_token))
     assert response.status_code == status
-    assert response.headers.get_list("www-authenticate") == [challenge]
+    # the resource_metadata of RFC 9728 §5.1 too: an MCP client starts from it
+    assert response.headers.get_list("www-authenticate") == [challenge(metadata_url(deployment))]
     assert path not in deployment.upstream.seen
 
 
@@ -287,9 +291,7 @@ def test_an_override_is_checked_as_the_overriding_method(edge: str, deployment: 
         f"{edge}/reports/2", headers={**token, "X-HTTP-Method-Override": "DELETE"}
     )
     assert deleting.status_code == 403
-    assert deleting.headers["www-authenticate"] == (
-        'Bearer realm="gateway", error="insufficient_scope", scope="admin"'
-    )
+    assert deleting.headers["www-authenticate"] == insufficient("admin", metadata_url(deployment))
     assert "/reports/2" not in deployment.upstream.seen
 
 
