@@ -1,10 +1,11 @@
 """``create_app(config)``: the whole gateway as one ASGI application.
 
 Paths the gateway owns (``/oauth``, ``/.well-known``, ``/healthz``, ``/readyz``) go to a Starlette
-app; everything else goes straight to the proxy, a raw ASGI app, so the hot path pays for no
-framework routing; so does ``/decisions``, the proxy's decisions for an edge in front. The
-lifespan owns the shared resources on ``Gateway``: the database, the key ring, the revocation
-cache and the background tasks that keep the last two fresh.
+app (the protected resources' RFC 9728 metadata among them); everything else goes straight to
+the proxy, a raw ASGI app, so the hot path pays for no framework routing; so does
+``/decisions``, the proxy's decisions for an edge in front. The lifespan owns the shared
+resources on ``Gateway``: the database, the key ring, the revocation cache and the background
+tasks that keep the last two fresh.
 
 At start a warning names the routes served on the issuer's host (issue 15 §3): their upstreams'
 pages share an origin with the login and consent pages, so their scripts can read those pages
@@ -68,6 +69,8 @@ from gateway.metrics import CONTENT_TYPE, STALENESS, Metrics
 from gateway.passwords import PasswordPool
 from gateway.proxy.app import Proxy
 from gateway.proxy.decisions import DecisionEndpoint, is_decision_path
+from gateway.resource_metadata import ResourceMetadataEndpoint, is_metadata_path
+from gateway.resources import METADATA_PREFIX, Resources
 from gateway.storage import Storage
 from gateway.throttle import LoginThrottle
 
@@ -107,7 +110,16 @@ class Gateway:
         self.password_check = PasswordCheck(
             self.storage, self.throttle, self.passwords, self.devices
         )
-        self.proxy = Proxy(config, self.validator, metrics=self.metrics, forwarded=self.forwarded)
+        #: the protected resources the routes make (RFC 8707, RFC 9728): one registry for the
+        #: metadata documents and the proxy's challenges
+        self.resources = Resources.from_config(config)
+        self.proxy = Proxy(
+            config,
+            self.validator,
+            metrics=self.metrics,
+            forwarded=self.forwarded,
+            resources=self.resources,
+        )
         self.decisions = DecisionEndpoint(config, self.proxy.core)
         #: read by the listener's protocol (gateway/listener.py), one per connection
         self.connection_limits = ConnectionLimits(config, self.metrics.listener_closed)
@@ -301,7 +313,11 @@ def issuer_routes(gateway: Gateway) -> list[Route]:
     introspection = IntrospectionEndpoint(server, reader, gateway.validator, storage, config.issuer)
     metadata = MetadataEndpoint(config.issuer, keyring, storage, config.routes)
     userinfo = UserInfoEndpoint(gateway.validator, config.audience, storage)
+    # RFC 9728: every method reaches the endpoint, which answers 405 itself
+    resource_metadata = ResourceMetadataEndpoint(gateway.resources, config.issuer)
     return [
+        Route(METADATA_PREFIX, resource_metadata),
+        Route(METADATA_PREFIX + "/{rest:path}", resource_metadata),
         Route("/.well-known/oauth-authorization-server", metadata.metadata, methods=["GET"]),
         Route("/.well-known/openid-configuration", metadata.openid_configuration, methods=["GET"]),
         Route("/.well-known/jwks.json", JWKSEndpoint(keyring).jwks, methods=["GET"]),
@@ -383,6 +399,8 @@ class GatewayApp:
                 context.route = "/decisions"
             elif path in self._endpoints:
                 context.route = path
+            elif is_metadata_path(path):
+                context.route = METADATA_PREFIX
 
             async def receive_counted() -> Any:
                 message = await receive()
