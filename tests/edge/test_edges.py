@@ -112,6 +112,26 @@ def test_denials_reach_the_client_with_their_challenge(
     assert path not in deployment.upstream.seen
 
 
+def test_the_resource_metadata_is_the_gateways(edge: str, deployment: Deployment) -> None:
+    """RFC 9728: a client refused at the edge finds the metadata its challenge names there
+    (the edge passes the well-known paths to the gateway, undecided, with the client's host)."""
+    refused = httpx.get(f"{edge}/orders/meta")
+    found = re.search(r'resource_metadata="([^"]+)"', refused.headers["www-authenticate"])
+    assert found is not None
+    path = urlsplit(found[1]).path
+    response = httpx.get(f"{edge}{path}")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["cache-control"] == "max-age=300"
+    assert response.json()["resource"] == deployment.gateway.issuer
+    assert response.json()["authorization_servers"] == [deployment.gateway.issuer]
+    head = httpx.head(f"{edge}{path}")
+    assert head.status_code == 200 and head.content == b""
+    missing = httpx.get(f"{edge}{path}/nothing")
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+    assert not [p for p in deployment.upstream.seen if p.startswith("/.well-known")]
+
+
 def spellings() -> list[str]:
     return [
         "X-Forwarded-User",
