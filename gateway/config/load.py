@@ -228,6 +228,9 @@ def _validate_route(route: RouteConfig, prefix: str) -> RouteConfig:
         raise _KeyError(prefix + "mcp_max_body", "must be positive")
     if route.mcp_tool_scopes and not route.mcp:
         raise _KeyError(prefix + "mcp_tool_scopes", "applies to mcp = true routes only")
+    if route.mcp and route.allow_method_override:
+        # the upstream would act on another method than the POST whose message was checked
+        raise _KeyError(prefix + "allow_method_override", "an mcp = true route takes none")
     if route.mcp and route.public and route.mcp_tool_scopes:
         raise _KeyError(prefix + "mcp_tool_scopes", "a public route cannot require scopes")
     host = None if route.host is None else _route_host(route.host, prefix)

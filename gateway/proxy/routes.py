@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from gateway.config import RouteConfig
 from gateway.errors import ConfigError, MethodNotAllowed, RouteNotFound
 from gateway.proxy.http1.origin import Origin
+from gateway.proxy.mcp import McpGuard
 
 log = logging.getLogger("gateway.proxy")
 
@@ -42,6 +43,8 @@ class Route:
     scope_sets: tuple[frozenset[str], ...]
     #: the ``aud`` of this route's identity assertions: configured, or the upstream's origin
     assertion_audience: str
+    #: ``mcp = true``: how its messages are read and its tools decided on (``mcp.py``)
+    mcp: McpGuard | None = None
 
     @classmethod
     def from_config(cls, config: RouteConfig, upstream: Origin) -> Route:
@@ -55,6 +58,7 @@ class Route:
             scope_sets=tuple(frozenset(s) for s in config.scopes),
             assertion_audience=config.assertion_audience
             or f"{upstream.scheme}://{upstream.host_header.decode('ascii')}",
+            mcp=McpGuard.from_config(config),
         )
 
     def upstream_path(self, path: str) -> str:
