@@ -74,6 +74,8 @@ _CONTENT_ENCODING = b"content-encoding"
 #: SEP-2243 §Value Encoding: visible ASCII, space and tab
 _HEADER_VALUE = re.compile(rb"[\x20-\x7e\t]*")
 _BASE64_PREFIX, _BASE64_SUFFIX = "=?base64?", "?="
+#: tool names whose rule is remembered; past it, the memory starts again
+DECIDED_TOOLS = 1024
 
 
 class _RepeatedName(Exception):
@@ -167,23 +169,23 @@ def _header_value(value: bytes, name: str) -> str:
 
 def check_headers(message: McpMessage, headers: list[Header]) -> None:
     """Raise ``InvalidMcpMessage`` unless ``Mcp-Method`` / ``Mcp-Name`` agree with the body."""
-    sent: dict[bytes, list[bytes]] = {}
-    for name, value in headers:
-        if UNDERSCORE in name:
-            name = name.replace(b"_", b"-")
-        if name == MCP_METHOD or name == MCP_NAME:
-            sent.setdefault(name, []).append(value)
-    for header, label, expected in (
-        (MCP_METHOD, "Mcp-Method", message.method),
-        (MCP_NAME, "Mcp-Name", message.name),
-    ):
-        values = sent.get(header)
-        if values is None:
-            continue
-        if len(values) > 1:
-            raise InvalidMcpMessage(f"{label} is sent more than once")
-        if _header_value(values[0], label) != expected:
-            raise InvalidMcpMessage(f"the {label} header does not match the body")
+    method: bytes | None = None
+    name: bytes | None = None
+    for key, value in headers:
+        if UNDERSCORE in key:
+            key = key.replace(b"_", b"-")
+        if key == MCP_METHOD:
+            if method is not None:
+                raise InvalidMcpMessage("Mcp-Method is sent more than once")
+            method = value
+        elif key == MCP_NAME:
+            if name is not None:
+                raise InvalidMcpMessage("Mcp-Name is sent more than once")
+            name = value
+    if method is not None and _header_value(method, "Mcp-Method") != message.method:
+        raise InvalidMcpMessage("the Mcp-Method header does not match the body")
+    if name is not None and _header_value(name, "Mcp-Name") != message.name:
+        raise InvalidMcpMessage("the Mcp-Name header does not match the body")
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,11 +204,13 @@ class ToolRule:
 class McpGuard:
     """An ``mcp = true`` route's rules, built once when the route table is."""
 
-    __slots__ = ("max_body", "rules")
+    __slots__ = ("_decided", "max_body", "rules")
 
     def __init__(self, max_body: int, rules: tuple[ToolRule, ...]) -> None:
         self.max_body = max_body
         self.rules = rules
+        #: tool name -> its rule, for the names seen lately (clients name them: bounded)
+        self._decided: dict[str, ToolRule | None] = {}
 
     @classmethod
     def from_config(cls, config: RouteConfig) -> McpGuard | None:
@@ -244,10 +248,15 @@ class McpGuard:
 
     def rule(self, tool: str) -> ToolRule | None:
         """The first rule whose pattern matches ``tool``, in file order."""
-        for rule in self.rules:
-            if rule.matches(tool):
-                return rule
-        return None
+        try:
+            return self._decided[tool]
+        except KeyError:
+            pass
+        found = next((rule for rule in self.rules if rule.matches(tool)), None)
+        if len(self._decided) >= DECIDED_TOOLS:
+            self._decided.clear()
+        self._decided[tool] = found
+        return found
 
     def authorize(self, tool: str, scopes: frozenset[str] | None) -> None:
         """Raise unless a token granting ``scopes`` (None: no token, a public route) may call

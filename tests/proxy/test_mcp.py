@@ -19,6 +19,9 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.config import RouteConfig
+from gateway.errors import ToolScopeRequired
+from gateway.proxy.mcp import DECIDED_TOOLS, McpGuard
 from tests.accesslog import LogPipe
 
 Serve = Callable[[web.Application], Awaitable[str]]
@@ -710,3 +713,23 @@ async def test_a_refused_tool_is_logged_and_counted_as_tool_scope(
         if sample.name == "gateway_token_failures_total"
     }
     assert failures == {"tool_scope": 2}
+
+
+def test_the_rules_remembered_per_tool_name_stay_bounded_and_right() -> None:
+    """Clients name the tools: what is remembered of them cannot grow without end."""
+    route = RouteConfig(
+        path="/mcp",
+        upstream="http://127.0.0.1:9",
+        mcp=True,
+        mcp_tool_scopes=(("delete_*", (("admin",),)), ("*", ())),
+    )
+    guard = McpGuard.from_config(route)
+    assert guard is not None
+    for n in range(3 * DECIDED_TOOLS):
+        name = f"delete_{n}" if n % 2 else f"read_{n}"
+        rule = guard.rule(name)
+        assert rule is not None and rule.pattern == ("delete_*" if n % 2 else "*"), name
+    assert len(guard._decided) <= DECIDED_TOOLS
+    with pytest.raises(ToolScopeRequired):
+        guard.authorize("delete_0", frozenset())
+    guard.authorize("read_0", frozenset())
