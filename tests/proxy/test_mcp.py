@@ -115,7 +115,7 @@ def call(name: Any, **extra: Any) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": name}, **extra}
 
 
-def bearer(token: str, **headers: str) -> dict[str, str]:
+def bearer(token: str, **headers: str | bytes) -> dict[str, str | bytes]:
     return {"Authorization": f"Bearer {token}", "Content-Type": "application/json", **headers}
 
 
@@ -489,6 +489,12 @@ NAME = {"name": "read_file"}
             id="mcp-name-base64-not-utf8",
         ),
         pytest.param(
+            json.dumps(call("read_café")).encode(),
+            {"Mcp-Name": "read_café".encode()},  # raw UTF-8: not a header value SEP-2243 allows
+            "Mcp-Name must be visible ASCII (=?base64?...?= for the rest)",
+            id="mcp-name-not-ascii",
+        ),
+        pytest.param(
             json.dumps(call("read_file")).encode(),
             {"Mcp-Name": "=?BASE64?cmVhZF9maWxl?="},
             "the Mcp-Name header does not match the body",
@@ -501,7 +507,7 @@ async def test_what_is_not_one_agreeing_json_rpc_message_is_400(
     upstream: tuple[str, Recorder],
     mint: Mint,
     body: bytes,
-    headers: dict[str, str],
+    headers: dict[str, str | bytes],
     description: str,
 ) -> None:
     url, recorder = upstream
