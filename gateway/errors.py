@@ -9,6 +9,7 @@
     │   ├── MissingToken             401, ``WWW-Authenticate: Bearer realm=...`` without error
     │   ├── InvalidToken             401, error="invalid_token"
     │   └── InsufficientScope        403, error="insufficient_scope", scope="..."
+    │       └── ToolScopeRequired    403, the scopes of the tool a ``tools/call`` names
     │       (at a route, each also with resource_metadata="...", a 401 with scope="...")
     ├── RouteNotFound                404
     ├── MethodNotAllowed             405 with ``Allow``
@@ -18,6 +19,13 @@
     ├── MethodOverrideRefused        403 at /decisions: an override the route does not allow
     ├── UntrustedPeer                403 at /decisions: the peer is not a trusted edge
     ├── AmbiguousRequest             403 at /decisions: which request is meant is unclear
+    ├── McpRefusal                   an ``mcp = true`` route's message refused (``proxy/mcp.py``)
+    │   ├── InvalidMcpMessage        400: not one JSON-RPC 2.0 message, or headers that disagree
+    │   ├── McpMessageTooLarge       413: past the route's ``mcp_max_body``
+    │   ├── McpContentEncoding       415: a compressed body, which cannot be read
+    │   ├── McpBodyTimeout           408: the body stalled while it was read
+    │   ├── ToolNotAllowed           403: no ``mcp_tool_scopes`` pattern names the tool
+    │   └── McpUnchecked             403 at /decisions: a message it cannot see
     ├── ListenerRefusal              the listener's own answers, before any app sees the request
     │   ├── MalformedRequest         400, not an HTTP/1.x message llhttp accepts
     │   ├── MissingOrRepeatedHost    400, RFC 9112 §3.2
@@ -223,6 +231,91 @@ class AmbiguousRequest(GatewayError):
     error = "invalid_request"
     status_code = 403
     description = "the request to decide on is ambiguous"
+
+
+class McpRefusal(GatewayError):
+    """A message to an ``mcp = true`` route refused before it reaches the upstream
+    (``gateway.proxy.mcp``). One fixed description per case: nothing of the body is echoed."""
+
+    error = "invalid_request"
+    status_code = 400
+    label = "invalid_mcp_message"
+
+    @property
+    def reason(self) -> str:
+        return self.label
+
+
+class InvalidMcpMessage(McpRefusal):
+    description = "the body is not one JSON-RPC 2.0 message"
+
+
+class McpMessageTooLarge(McpRefusal):
+    """RFC 9110 §15.5.14: 413 "the request content is larger than the server is willing or
+    able to process"."""
+
+    status_code = 413
+    label = "content_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"an MCP message on this route is at most {limit} bytes")
+
+
+class McpContentEncoding(McpRefusal):
+    """RFC 9110 §15.5.16: 415 for a content coding the server does not take, with
+    ``Accept-Encoding`` saying which it does (none but identity)."""
+
+    status_code = 415
+    label = "unsupported_content_encoding"
+    description = "an MCP message must be sent uncompressed (no Content-Encoding)"
+
+    def headers(self) -> dict[str, str]:
+        return {"Accept-Encoding": "identity"}
+
+
+class McpBodyTimeout(McpRefusal):
+    """RFC 9110 §15.5.9: 408, the message was not whole within the proxy's ``idle_timeout``
+    between two of its chunks."""
+
+    status_code = 408
+    label = "request_body_timeout"
+    description = "the request body did not arrive in time"
+
+
+class ToolNotAllowed(McpRefusal):
+    """Deny by default: no pattern of the route's ``mcp_tool_scopes`` matches the tool, so no
+    scope would let it through, and no challenge invites the client to ask for one."""
+
+    error = "access_denied"
+    status_code = 403
+    label = "tool_scope"
+    description = "this tool may not be called on this route"
+
+
+class McpUnchecked(McpRefusal):
+    """At ``/decisions`` only: the edge does not send the body, so a message to an
+    ``mcp = true`` route (its tool, its JSON-RPC shape) cannot be checked; the edge would
+    forward it unchecked, so it is refused. Such a route is served by the gateway's proxy."""
+
+    error = "access_denied"
+    status_code = 403
+    label = "mcp_unchecked"
+    description = (
+        "this route is an MCP server (mcp = true): its messages are checked by the gateway's "
+        "proxy, which reads them; /decisions cannot see a request's body"
+    )
+
+
+class ToolScopeRequired(InsufficientScope):
+    """The token holds the route's scopes but not those of the tool a ``tools/call`` names:
+    RFC 6750 ``insufficient_scope``, whose ``scope`` is what would do for both (the MCP
+    client's step-up asks for exactly that)."""
+
+    description = "the token lacks a scope this tool requires"
+
+    @property
+    def reason(self) -> str:
+        return "tool_scope"
 
 
 class ListenerRefusal(GatewayError):

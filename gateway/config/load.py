@@ -227,8 +227,14 @@ def _validate_route(route: RouteConfig, prefix: str) -> RouteConfig:
         raise _KeyError(prefix + "mcp_max_body", "must be positive")
     if route.mcp_tool_scopes and not route.mcp:
         raise _KeyError(prefix + "mcp_tool_scopes", "applies to mcp = true routes only")
-    if route.mcp and route.public and route.mcp_tool_scopes:
-        raise _KeyError(prefix + "mcp_tool_scopes", "a public route cannot require scopes")
+    if route.mcp and route.allow_method_override:
+        # the upstream would act on another method than the POST whose message was checked
+        raise _KeyError(prefix + "allow_method_override", "an mcp = true route takes none")
+    if route.mcp and route.public:
+        # deny by default would refuse every tool, and no token could carry a tool's scopes
+        raise _KeyError(
+            prefix + "mcp", "a public route takes no token: its tools cannot be checked"
+        )
     host = None if route.host is None else _route_host(route.host, prefix)
     name = route.name or (f"{host}{path}" if host else path)
     return dataclasses.replace(route, path=path, methods=methods, host=host, name=name)

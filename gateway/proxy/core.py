@@ -20,6 +20,10 @@ A denial is returned, not raised, with the route when one matched: the proxy nam
 metrics and log. A refused bearer token is counted here, once for both doors, by its reason,
 and its challenge given the route's ``resource_metadata`` (and a 401 its ``scope``) here too
 (``auth.challenged``).
+
+On an ``mcp = true`` route the proxy has a second step once it has read a ``tools/call``
+(``authorize_tool``): the tool's scopes on top of the route's (``mcp.py``), refused as a
+``Denied`` like the first step's, counted alike (``tool_scope``).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.config import Config
-from gateway.errors import BearerError, GatewayError, MethodOverrideRefused
+from gateway.errors import BearerError, GatewayError, MethodOverrideRefused, ToolNotAllowed
 from gateway.hosts import Host, HostCache
 from gateway.introspect.validator import AccessToken, BearerValidator
 from gateway.metrics import Metrics
@@ -128,6 +132,21 @@ class DecisionCore:
             assertion = self._signer.assertion(token, route.assertion_audience)
             identity = [*identity, (self._assertion_header, assertion)]
         return Allowed(route, path, identity, host, token, override)
+
+    def authorize_tool(self, allowed: Allowed, tool: str) -> Denied | None:
+        """After ``decide`` allowed a request to an ``mcp = true`` route whose body is a
+        ``tools/call`` of ``tool``: may the token call it? None when it may."""
+        route, token = allowed.route, allowed.token
+        try:
+            if route.mcp is None:
+                raise ToolNotAllowed()  # only mcp routes have tools the proxy reads
+            route.mcp.authorize(tool, token.scopes if token is not None else None)
+        except GatewayError as exc:
+            self._metrics.token_failed(exc.reason)
+            if isinstance(exc, BearerError):
+                challenged(route, exc)
+            return Denied(exc, route, token)
+        return None
 
     def _override(
         self,

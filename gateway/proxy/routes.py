@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from gateway.config import RouteConfig
 from gateway.errors import ConfigError, MethodNotAllowed, RouteNotFound
 from gateway.proxy.http1.origin import Origin
+from gateway.proxy.mcp import McpGuard
 from gateway.resources import Resource, Resources
 
 log = logging.getLogger("gateway.proxy")
@@ -48,6 +49,8 @@ class Route:
     resource: Resource | None = None
     #: what a 401's challenge asks for: the first scope set, space-separated (None: no scopes)
     challenge_scope: str | None = None
+    #: ``mcp = true``: how its messages are read and its tools decided on (``mcp.py``)
+    mcp: McpGuard | None = None
 
     @classmethod
     def from_config(
@@ -65,6 +68,7 @@ class Route:
             or f"{upstream.scheme}://{upstream.host_header.decode('ascii')}",
             resource=resource,
             challenge_scope=" ".join(config.scopes[0]) if config.scopes else None,
+            mcp=McpGuard.from_config(config),
         )
 
     def upstream_path(self, path: str) -> str:

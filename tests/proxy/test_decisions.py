@@ -573,3 +573,40 @@ async def test_denials_name_the_resources_metadata(
     response = await ask(gw, head, target, host="evil.example:8443")
     assert response.status == status
     assert response.header("www-authenticate") == [challenge]
+
+
+MCP_TOOLS_ROUTE = (
+    '[[routes]]\npath = "/mcp"\nupstream = "{echo}"\nscopes = ["mcp:use"]\nmcp = true\n'
+    'mcp_tool_scopes = {{ "*" = [] }}\n'
+)
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
+async def test_a_message_to_an_mcp_route_is_refused_as_it_cannot_be_read(
+    gateway: GatewayFactory, echo: str, mint: Callable[..., str], method: str
+) -> None:
+    """The edge sends no body, and would forward the message unchecked: 403 whatever the
+    token, so that an edge set up for such a route fails at once, not after a sign-in."""
+    gw = await gateway(MCP_TOOLS_ROUTE.format(echo=echo))
+    described = f"X-Original-Method: {method}\r\nX-Original-URI: /mcp\r\n"
+    for token in (f"Authorization: Bearer {mint('mcp:use')}\r\n", ""):
+        response = await ask(gw, described + token)
+        assert error(response) == (
+            403,
+            "this route is an MCP server (mcp = true): its messages are checked by the "
+            "gateway's proxy, which reads them; /decisions cannot see a request's body",
+        )
+        assert json.loads(response.body)["error"] == "access_denied"
+    envoy = await ask(gw, "Content-Length: 0\r\n", "/decisions/mcp", method=method)
+    assert envoy.status == 403 and error(envoy)[1].startswith("this route is an MCP server")
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "DELETE"])
+async def test_an_mcp_routes_stream_and_session_end_are_decided_as_usual(
+    gateway: GatewayFactory, echo: str, mint: Callable[..., str], method: str
+) -> None:
+    gw = await gateway(MCP_TOOLS_ROUTE.format(echo=echo))
+    described = f"X-Original-Method: {method}\r\nX-Original-URI: /mcp\r\n"
+    allowed = await ask(gw, described + f"Authorization: Bearer {mint('mcp:use')}\r\n")
+    assert allowed.status == 200
+    assert (await ask(gw, described)).status == 401
