@@ -169,6 +169,10 @@ async def test_a_tool_needs_its_first_matching_patterns_scopes(
         assert challenge_scope(response) == wanted
         assert body["error"] == "insufficient_scope" and body["scope"] == wanted
         assert response.headers["www-authenticate"].startswith("Bearer ")
+        # RFC 9728 §5.1: where the client learns which server grants the step-up
+        assert response.headers["www-authenticate"].endswith(
+            ', resource_metadata="https://gateway.test/.well-known/oauth-protected-resource"'
+        )
         step_up = await gw.client.post(path, json=call(tool), headers=bearer(mint(wanted)))
         assert step_up.status_code == 200
     else:  # no pattern: no scope would do, so no challenge invites the client to ask for one
