@@ -38,6 +38,8 @@ class Answer:
     #: stall (until the server closes) before the head, or after this many body bytes
     stall_before_head: bool = False
     stall_after: int | None = None
+    #: answer only once this is set
+    gate: threading.Event | None = None
 
     @classmethod
     def json(cls, document: Any, **options: Any) -> Answer:
@@ -109,6 +111,8 @@ def _handler(server: DocumentServer) -> type[http.server.BaseHTTPRequestHandler]
             if answer.stall_before_head:
                 server.closing.wait()
                 return
+            if answer.gate is not None:
+                answer.gate.wait()  # a test that sets a gate opens it in a finally
             self.send_response(answer.status)
             if answer.content_type is not None:
                 self.send_header("Content-Type", answer.content_type)
