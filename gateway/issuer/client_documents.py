@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import ssl
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ from authlib.oauth2.rfc6749.errors import InvalidClientError
 from gateway.accounts import redirect_uri_problem
 from gateway.config import Config
 from gateway.config.model import resolve_path
+from gateway.errors import ConfigError
 from gateway.issuer.fetch_cache import FetchCache
 from gateway.issuer.fetcher import FetchRefused, SafeFetcher
 from gateway.issuer.records import ClientLookup, load_client
@@ -252,12 +254,16 @@ class MetadataDocumentClients(ClientLookup):
 
     @classmethod
     def from_config(cls, config: Config, storage: Storage) -> MetadataDocumentClients:
+        """From ``[registration]``; a ``ca_file`` that cannot be loaded is a ``ConfigError``."""
         registration = config.registration
         ca_file = registration.ca_file
-        fetcher = SafeFetcher(
-            ca_file=None if ca_file is None else str(resolve_path(config.base_dir, ca_file)),
-            allow_private=registration.allow_private_addresses,
-        )
+        try:
+            fetcher = SafeFetcher(
+                ca_file=None if ca_file is None else str(resolve_path(config.base_dir, ca_file)),
+                allow_private=registration.allow_private_addresses,
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"registration.ca_file: cannot be loaded: {exc}") from None
         return cls(
             storage, fetcher, registrable_scopes(config), registration.metadata_document_hosts
         )

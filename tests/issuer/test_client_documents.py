@@ -28,6 +28,7 @@ from starlette.testclient import TestClient
 from gateway import accounts
 from gateway.app import create_app
 from gateway.config import Config, RegistrationConfig, RouteConfig
+from gateway.errors import ConfigError
 from gateway.issuer.client_documents import (
     ClientDocument,
     DocumentRefused,
@@ -345,6 +346,15 @@ def test_registrable_scopes(config: Config) -> None:
     chosen = RegistrationConfig(allowed_scopes=("orders:read", "openid"))
     chosen_config = dataclasses.replace(config, registration=chosen)
     assert registrable_scopes(chosen_config) == {"orders:read", "openid"}
+
+
+def test_a_ca_file_that_is_not_pem_stops_the_start(
+    config: Config, storage: Storage, tmp_path: Path
+) -> None:
+    bad = tmp_path / "not-a-ca.pem"
+    bad.write_text("not a certificate")
+    with pytest.raises(ConfigError, match=r"^registration\.ca_file: cannot be loaded"):
+        create_app(with_documents(config, str(bad)))
 
 
 # --- the lookup -------------------------------------------------------------------------------
