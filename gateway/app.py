@@ -43,6 +43,7 @@ from gateway.introspect.revocation import RevocationCache
 from gateway.introspect.revoker import Revoker
 from gateway.introspect.validator import BearerValidator
 from gateway.issuer.authorize import AuthorizationEndpoint
+from gateway.issuer.client_documents import MetadataDocumentClients
 from gateway.issuer.devices import DeviceCodec
 from gateway.issuer.discovery import JWKSEndpoint, MetadataEndpoint
 from gateway.issuer.grants import (
@@ -278,7 +279,9 @@ def issuer_routes(gateway: Gateway) -> list[Route]:
     the endpoints, each given exactly its collaborators."""
     config, tokens = gateway.config, gateway.config.tokens
     storage, revoker, keyring = gateway.storage, gateway.revoker, gateway.keyring
-    clients = ClientLookup(storage)
+    stored = clients = ClientLookup(storage)
+    if config.registration.metadata_documents:
+        clients = MetadataDocumentClients.from_config(config, storage)
     server = Server(clients, TokenStore(storage, revoker, tokens.refresh_token_ttl))
     server.register_token_generator(
         "default", TokenGenerator(keyring, config.issuer, config.audience, tokens.access_token_ttl)
@@ -307,11 +310,14 @@ def issuer_routes(gateway: Gateway) -> list[Route]:
         storage,
         config.scopes.descriptions,
     )
-    logout = LogoutEndpoint(reader, clients, config.issuer, keyring, codec, sessions, sign_out)
+    # logout fetches no metadata document: such clients register no logout redirect URIs
+    logout = LogoutEndpoint(reader, stored, config.issuer, keyring, codec, sessions, sign_out)
     token = TokenEndpoint(server, reader, gateway.metrics)
     revocation = RevocationEndpoint(server, reader, gateway.validator, revoker, storage)
     introspection = IntrospectionEndpoint(server, reader, gateway.validator, storage, config.issuer)
-    metadata = MetadataEndpoint(config.issuer, keyring, storage, config.routes)
+    metadata = MetadataEndpoint(
+        config.issuer, keyring, storage, config.routes, config.registration.metadata_documents
+    )
     userinfo = UserInfoEndpoint(gateway.validator, config.audience, storage)
     # RFC 9728: every method reaches the endpoint, which answers 405 itself
     resource_metadata = ResourceMetadataEndpoint(gateway.resources, config.issuer)

@@ -43,6 +43,8 @@ def random_token() -> str:
 
 #: a client_id's longest form: a Client ID Metadata Document's URL
 CLIENT_ID_LENGTH = 512
+#: ``Client.origin`` of a client whose client_id is the URL of its metadata document
+METADATA_DOCUMENT = "metadata-document"
 
 
 class Base(DeclarativeBase):

@@ -40,6 +40,7 @@ from starlette.responses import RedirectResponse, Response
 
 from gateway.consents import granted_scopes, remember
 from gateway.errors import NotANavigation, PasswordsBusy
+from gateway.issuer.client_documents import client_host, loopback_only
 from gateway.issuer.devices import DEVICE_COOKIE
 from gateway.issuer.fetch_metadata import is_navigation
 from gateway.issuer.html import (
@@ -229,6 +230,7 @@ class AuthorizationEndpoint:
                 status=401 if error else 200,
                 action=action,
                 client_name=client.name,
+                client_host=client_host(client),
                 error=error,
                 email=email or (visit.user.email if visit.user else ""),
                 again=visit.user is not None,
@@ -247,6 +249,8 @@ class AuthorizationEndpoint:
             visit.session,
             action=action,
             client_name=client.name,
+            client_host=client_host(client),
+            loopback_only=loopback_only(client),
             email=visit.user.email,
             scopes=lines,
             new_scopes=[line for line in lines if not line.granted],

@@ -32,9 +32,16 @@ class MetadataEndpoint:
     each request: a client registered since is in it."""
 
     def __init__(
-        self, issuer: str, keyring: KeyRing, storage: Storage, routes: Iterable[RouteConfig]
+        self,
+        issuer: str,
+        keyring: KeyRing,
+        storage: Storage,
+        routes: Iterable[RouteConfig],
+        metadata_documents: bool = False,
     ) -> None:
         self.issuer = issuer
+        #: ``[registration] metadata_documents``: URL client_ids name metadata documents
+        self.metadata_documents = metadata_documents
         self.keyring = keyring
         self.storage = storage
         self.route_scopes = frozenset(
@@ -70,7 +77,7 @@ class MetadataEndpoint:
     def _metadata(self) -> dict[str, Any]:
         """RFC 8414 §2, the one source of both discovery documents."""
         issuer = self.issuer.rstrip("/")
-        return {
+        body: dict[str, Any] = {
             "issuer": self.issuer,
             "authorization_endpoint": f"{issuer}/oauth/authorize",
             "token_endpoint": f"{issuer}/oauth/token",
@@ -88,6 +95,9 @@ class MetadataEndpoint:
             "authorization_response_iss_parameter_supported": True,
             "access_token_signing_alg_values_supported": self.keyring.algorithms,
         }
+        if self.metadata_documents:  # draft-ietf-oauth-client-id-metadata-document §5
+            body["client_id_metadata_document_supported"] = True
+        return body
 
     def _scopes_supported(self) -> list[str]:
         with self.storage.session() as session:

@@ -116,6 +116,40 @@ def test_client_create_list_delete(client, storage, user, gw):
     assert not is_active(client, rs, issued["refresh_token"])
 
 
+def test_client_list_shows_how_each_client_came(gw, storage):
+    code, out, _ = gw(
+        "client",
+        "create",
+        "--name",
+        "Ops",
+        "--public",
+        "--redirect-uri",
+        "https://ops.example/cb",
+        "--json",
+    )
+    made = json.loads(out)["client_id"]
+    document = "https://agent.example/client.json"
+    with storage.session() as session:
+        session.add(
+            Client(
+                client_id=document,
+                name="Agent",
+                token_endpoint_auth_method="none",
+                redirect_uris=["http://127.0.0.1:9/cb"],
+                grant_types=["authorization_code"],
+                origin="metadata-document",
+            )
+        )
+    code, out, _ = gw("client", "list", "--json")
+    origins = {c["client_id"]: c["origin"] for c in json.loads(out)}
+    assert origins == {made: "cli", document: "metadata-document"}
+    code, out, _ = gw("client", "list")
+    assert code == 0
+    lines = {line.split()[0]: line for line in out.splitlines()}
+    assert "  origin=cli" in lines[made]
+    assert lines[document].endswith("  origin=metadata-document")
+
+
 def test_public_client_create(gw):
     code, out, _ = gw(
         "client",
