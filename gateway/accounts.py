@@ -101,7 +101,11 @@ def create_client(
     can_introspect: bool = False,
     post_logout_redirect_uris: list[str] | None = None,
     first_party: bool = False,
+    resources: list[str] | None = None,
 ) -> NewClient:
+    """A new client. ``resources``: the only resources (RFC 8707 identifiers) it may ask tokens
+    for, None for any; that each is one the gateway serves is the caller's to check (it knows
+    the routes)."""
     name = name.strip()
     if not name:
         raise InvalidInput("a client needs a --name")
@@ -132,6 +136,7 @@ def create_client(
         can_introspect=can_introspect,
         post_logout_redirect_uris=list(dict.fromkeys(post_logout_redirect_uris)),
         first_party=first_party,
+        resources=None if resources is None else list(dict.fromkeys(resources)),
     )
     session.add(client)
     session.flush()
