@@ -184,6 +184,8 @@ class StoredConsent:
     scopes: list[str]
     created_at: float
     updated_at: float
+    #: the resources (RFC 8707) allowed; None: none named (the default audience)
+    resources: list[str] | None = None
 
 
 def list_consents(session: Session, email: str) -> list[StoredConsent]:
@@ -196,7 +198,7 @@ def list_consents(session: Session, email: str) -> list[StoredConsent]:
         .order_by(Client.name, Consent.client_id)
     ).all()
     return [
-        StoredConsent(c.client_id, name, c.scope.split(), c.created_at, c.updated_at)
+        StoredConsent(c.client_id, name, c.scope.split(), c.created_at, c.updated_at, c.resources)
         for c, name in rows
     ]
 
