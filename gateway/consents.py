@@ -32,7 +32,7 @@ _RESOURCES_TEXT = sa.cast(Consent.resources, sa.Text)
 
 
 @dataclass(frozen=True)
-class Allowed:
+class ConsentGiven:
     """What a user allowed a client."""
 
     scopes: frozenset[str]
@@ -62,18 +62,18 @@ def _stored(storage: Storage, user_id: str, client_id: str) -> _Row | None:
     return storage.read(query)
 
 
-def allowed(storage: Storage, user_id: str, client_id: str) -> Allowed | None:
+def given_consent(storage: Storage, user_id: str, client_id: str) -> ConsentGiven | None:
     """What ``user_id`` has allowed ``client_id``, or None if it never allowed anything."""
     row = _stored(storage, user_id, client_id)
     if row is None:
         return None
     resources = None if row.resources is None else frozenset(row.resources)
-    return Allowed(frozenset(row.scope.split()), resources)
+    return ConsentGiven(frozenset(row.scope.split()), resources)
 
 
 def granted_scopes(storage: Storage, user_id: str, client_id: str) -> frozenset[str] | None:
     """The scopes ``user_id`` has allowed ``client_id``, or None if it never allowed any."""
-    found = allowed(storage, user_id, client_id)
+    found = given_consent(storage, user_id, client_id)
     return None if found is None else found.scopes
 
 

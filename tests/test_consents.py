@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from gateway import accounts
-from gateway.consents import Allowed, allowed, remember
+from gateway.consents import ConsentGiven, given_consent, remember
 from gateway.models import Consent, User
 from gateway.storage import Storage
 
@@ -28,13 +28,13 @@ def alice(storage: Storage) -> User:
 def test_none_named_stays_null(storage: Storage, alice: User) -> None:
     remember(storage, alice.id, CLIENT, frozenset({"a"}), None, (DEFAULT,))
     remember(storage, alice.id, CLIENT, frozenset({"b"}), None, (DEFAULT,))
-    assert allowed(storage, alice.id, CLIENT) == Allowed(frozenset({"a", "b"}), None)
+    assert given_consent(storage, alice.id, CLIENT) == ConsentGiven(frozenset({"a", "b"}), None)
 
 
 def test_named_ones_are_a_sorted_union(storage: Storage, alice: User) -> None:
     remember(storage, alice.id, CLIENT, frozenset({"a"}), (ORDERS,), (DEFAULT,))
     remember(storage, alice.id, CLIENT, frozenset({"a"}), (BILLING, ORDERS), (DEFAULT,))
-    assert allowed(storage, alice.id, CLIENT) == Allowed(
+    assert given_consent(storage, alice.id, CLIENT) == ConsentGiven(
         frozenset({"a"}), frozenset({ORDERS, BILLING})
     )
     with storage.session() as session:
@@ -58,7 +58,7 @@ def test_null_means_the_default_once_mixed(
     """What a NULL row covered (the default audience) it still covers once resources join."""
     remember(storage, alice.id, CLIENT, frozenset({"a"}), first, (DEFAULT,))
     remember(storage, alice.id, CLIENT, frozenset({"a"}), then, (DEFAULT,))
-    found = allowed(storage, alice.id, CLIENT)
+    found = given_consent(storage, alice.id, CLIENT)
     assert found is not None and found.resources == frozenset(stored)
 
 
@@ -95,6 +95,6 @@ def test_concurrent_allows_of_different_resources_all_count(storage: Storage, al
         for thread in threads:
             thread.join(timeout=30)
         assert errors == []
-        found = allowed(storage, alice.id, CLIENT)
+        found = given_consent(storage, alice.id, CLIENT)
         expected = {*resources, *([DEFAULT] if round_ % 2 else [])}
         assert found is not None and found.resources == frozenset(expected)

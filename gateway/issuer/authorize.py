@@ -39,7 +39,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import RedirectResponse, Response
 
-from gateway.consents import Allowed, allowed, remember
+from gateway.consents import ConsentGiven, given_consent, remember
 from gateway.errors import NotANavigation, PasswordsBusy
 from gateway.issuer.devices import DEVICE_COOKIE
 from gateway.issuer.fetch_metadata import is_navigation
@@ -200,20 +200,20 @@ class AuthorizationEndpoint:
 
         return await run_in_threadpool(load)
 
-    async def _granted(self, visit: Visit) -> Allowed | None:
+    async def _granted(self, visit: Visit) -> ConsentGiven | None:
         """What the user allowed this client before (None: never asked)."""
         if visit.user is None:
             return None
         return await run_in_threadpool(
-            allowed, self.storage, visit.user.id, visit.grant.request.client.client_id
+            given_consent, self.storage, visit.user.id, visit.grant.request.client.client_id
         )
 
-    def _resources_allowed(self, granted: Allowed | None) -> frozenset[str]:
+    def _resources_allowed(self, granted: ConsentGiven | None) -> frozenset[str]:
         if granted is None:
             return frozenset()
         return frozenset(self.indicators.within(granted.resources))
 
-    async def _consent_needed(self, visit: Visit) -> tuple[bool, Allowed | None]:
+    async def _consent_needed(self, visit: Visit) -> tuple[bool, ConsentGiven | None]:
         """Whether to show the consent page, and what was allowed before: a consent covers
         a request for no more scopes and no other resources (RFC 8707) than it allowed."""
         granted = await self._granted(visit)
@@ -226,7 +226,7 @@ class AuthorizationEndpoint:
         wanted = frozenset(self.indicators.within(visit.grant.resources))
         return not wanted <= self._resources_allowed(granted), granted
 
-    def _resource_lines(self, visit: Visit, granted: Allowed | None) -> list[ResourceLine]:
+    def _resource_lines(self, visit: Visit, granted: ConsentGiven | None) -> list[ResourceLine]:
         """The resources the tokens will reach, those the gateway serves (the default audience
         may be the issuer's own): the new ones first, then those allowed before."""
         before = self._resources_allowed(granted)
