@@ -109,7 +109,11 @@ def create_client(
     can_introspect: bool = False,
     post_logout_redirect_uris: list[str] | None = None,
     first_party: bool = False,
+    resources: list[str] | None = None,
 ) -> NewClient:
+    """A new client. ``resources``: the only resources (RFC 8707 identifiers) it may ask tokens
+    for, None for any; that each is one the gateway serves is the caller's to check (it knows
+    the routes)."""
     name = name.strip()
     if not name:
         raise InvalidInput("a client needs a --name")
@@ -140,6 +144,7 @@ def create_client(
         can_introspect=can_introspect,
         post_logout_redirect_uris=list(dict.fromkeys(post_logout_redirect_uris)),
         first_party=first_party,
+        resources=None if resources is None else list(dict.fromkeys(resources)),
     )
     session.add(client)
     session.flush()
@@ -187,6 +192,8 @@ class StoredConsent:
     scopes: list[str]
     created_at: float
     updated_at: float
+    #: the resources (RFC 8707) allowed; None: none named (the default audience)
+    resources: list[str] | None = None
 
 
 def list_consents(session: Session, email: str) -> list[StoredConsent]:
@@ -199,7 +206,7 @@ def list_consents(session: Session, email: str) -> list[StoredConsent]:
         .order_by(Client.name, Consent.client_id)
     ).all()
     return [
-        StoredConsent(c.client_id, name, c.scope.split(), c.created_at, c.updated_at)
+        StoredConsent(c.client_id, name, c.scope.split(), c.created_at, c.updated_at, c.resources)
         for c, name in rows
     ]
 

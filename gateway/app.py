@@ -57,6 +57,7 @@ from gateway.issuer.login import PasswordCheck
 from gateway.issuer.logout import LogoutEndpoint
 from gateway.issuer.oauth_request import RequestReader
 from gateway.issuer.records import ClientLookup
+from gateway.issuer.resource_indicators import ResourceIndicators
 from gateway.issuer.rotation import RefreshRotation
 from gateway.issuer.server import Server
 from gateway.issuer.session import SessionCodec, Sessions
@@ -99,6 +100,8 @@ class Gateway:
         #: who a client is behind ``[proxy] trusted_proxies``: one policy, for the issuer and the
         #: proxy alike
         self.forwarded = ForwardedPolicy(config.proxy.trusted_proxies)
+        #: the protected resources the routes make: what the issuer may mint tokens for
+        self.resources = Resources.from_config(config)
         secret = session_secret(config.keys_dir)
         self.throttle = LoginThrottle(self.storage, config.throttle, secret)
         self.throttle.on_refusal = self.metrics.login_throttled
@@ -282,18 +285,21 @@ def issuer_routes(gateway: Gateway) -> list[Route]:
     stored = clients = ClientLookup(storage)
     if config.registration.metadata_documents:
         clients = MetadataDocumentClients.from_config(config, storage)
+    indicators = ResourceIndicators(gateway.resources, config.audience)
     server = Server(clients, TokenStore(storage, revoker, tokens.refresh_token_ttl))
     server.register_token_generator(
         "default", TokenGenerator(keyring, config.issuer, config.audience, tokens.access_token_ttl)
     )
-    code_grant = AuthorizationCodeGrant.bound(storage, revoker, tokens.authorization_code_ttl)
+    code_grant = AuthorizationCodeGrant.bound(
+        storage, revoker, tokens.authorization_code_ttl, indicators
+    )
     server.register_grant(code_grant, [PKCE(required=True)])
-    server.register_grant(PasswordGrant.bound(gateway.password_check))
+    server.register_grant(PasswordGrant.bound(gateway.password_check, indicators))
     rotation = RefreshRotation(
         storage, revoker, config.keys_dir, tokens.rotate_refresh_tokens, tokens.refresh_reuse_grace
     )
-    server.register_grant(RefreshTokenGrant.bound(rotation))
-    server.register_grant(ClientCredentialsGrant.bound(storage))
+    server.register_grant(RefreshTokenGrant.bound(rotation, indicators))
+    server.register_grant(ClientCredentialsGrant.bound(storage, indicators))
     reader = RequestReader(config.issuer, gateway.forwarded)
     secure = config.issuer.startswith("https://")
     codec = SessionCodec(session_secret(config.keys_dir), secure, config.sessions.lifetime)
@@ -309,6 +315,7 @@ def issuer_routes(gateway: Gateway) -> list[Route]:
         gateway.password_check,
         storage,
         config.scopes.descriptions,
+        indicators,
     )
     # logout fetches no metadata document: such clients register no logout redirect URIs
     logout = LogoutEndpoint(reader, stored, config.issuer, keyring, codec, sessions, sign_out)

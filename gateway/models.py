@@ -46,6 +46,9 @@ CLIENT_ID_LENGTH = 512
 #: ``Client.origin`` of a client whose client_id is the URL of its metadata document
 METADATA_DOCUMENT = "metadata-document"
 
+#: a list of resource identifiers (RFC 8707), or SQL NULL (never JSON ``null``) for none named
+RESOURCES = JSON(none_as_null=True)
+
 
 class Base(DeclarativeBase):
     pass
@@ -119,6 +122,9 @@ class Client(Base, ClientMixin):
     #: how the client came: ``cli`` (``gateway client create``), ``registration`` (RFC 7591)
     #: or ``metadata-document`` (its client_id is the URL of its metadata)
     origin: Mapped[str] = mapped_column(String(32), default="cli", server_default="cli")
+    #: the protected resources (RFC 8707 identifiers) it may ask tokens for; None: any the
+    #: gateway serves (``gateway client create --resource``)
+    resources: Mapped[list[str] | None] = mapped_column(RESOURCES)
 
     @property
     def is_public(self) -> bool:
@@ -188,6 +194,9 @@ class Grant(Base):
     created_at: Mapped[float] = mapped_column(Float, default=now)
     expires_at: Mapped[float] = mapped_column(Float, index=True)
     revoked_at: Mapped[float | None] = mapped_column(Float)
+    #: the resources (RFC 8707) its tokens may be for, as granted; None: none was named, its
+    #: tokens are for the default audience (``tokens.audience``)
+    resources: Mapped[list[str] | None] = mapped_column(RESOURCES)
 
     user: Mapped[User | None] = relationship(lazy="joined")
 
@@ -213,6 +222,8 @@ class AuthorizationCode(Base):
     #: set when redeemed; a second redemption revokes ``grant_id``
     used_at: Mapped[float | None] = mapped_column(Float)
     grant_id: Mapped[str | None] = mapped_column(String(32))
+    #: the resources (RFC 8707) the authorization request named, as approved; None: none
+    resources: Mapped[list[str] | None] = mapped_column(RESOURCES)
 
     user: Mapped[User] = relationship(lazy="joined")
 
@@ -322,8 +333,8 @@ class BrowserSession(Base):
 
 
 class Consent(Base):
-    """What a user allowed a client: the union of the scopes of every Allow. A later
-    authorization request for a subset of ``scope`` shows no consent page."""
+    """What a user allowed a client: the union of the scopes and of the resources of every
+    Allow. A later authorization request for a subset of both shows no consent page."""
 
     __tablename__ = "consents"
     __table_args__ = (UniqueConstraint("user_id", "client_id", name="uq_consents_user_client"),)
@@ -334,3 +345,6 @@ class Consent(Base):
     scope: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[float] = mapped_column(Float, default=now)
     updated_at: Mapped[float] = mapped_column(Float, default=now)
+    #: the resources (RFC 8707) allowed, sorted; None: a consent remembered before resources
+    #: were, which covered the default audience only
+    resources: Mapped[list[str] | None] = mapped_column(RESOURCES)

@@ -76,6 +76,14 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a client of this deployment itself: its users never see a consent page",
     )
+    cc.add_argument(
+        "--resource",
+        action="append",
+        dest="resources",
+        metavar="URI",
+        help="repeatable; the only protected resources (RFC 8707 identifiers of the routes) it "
+        "may ask tokens for; default: any",
+    )
     cc.add_argument("--json", action="store_true")
     cl = client.add_parser("list", help="list clients")
     cl.add_argument("--json", action="store_true")

@@ -3,20 +3,29 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
+from starlette.testclient import TestClient
 
-from gateway.config import Config
+from gateway import accounts
+from gateway.app import create_app
+from gateway.config import Config, RouteConfig
+from gateway.demo.echo import echo_upstream_thread
 from gateway.errors import InsufficientScope, MissingToken
 from gateway.introspect.revocation import RevocationCache, RevocationEntry
 from gateway.keys import KeyRing
+from gateway.models import User
 from gateway.proxy.auth import challenged
 from gateway.proxy.routes import RouteTable
 from gateway.resources import Resources
+from gateway.storage import Storage
+from tests.conftest import PASSWORD
 from tests.proxy.cases import INVALID_TOKENS, SCOPE_MATRIX, bare, insufficient, invalid
 from tests.proxy.conftest import AUDIENCE, GatewayFactory, raw_request, upstream_header
 
@@ -286,3 +295,118 @@ async def test_challenged_without_a_registry_names_no_metadata(
     route = RouteTable.from_config(config.routes).match(None, "/mcp", "GET")
     assert route.resource is None
     assert challenged(route, MissingToken()).challenge() == bare("mcp:use extra", None)
+
+
+# --- audience-bound tokens (RFC 8707): a token for one resource is for no other ---------------
+
+RESOURCE_A = "https://a.example.com/mcp"
+RESOURCE_B = "https://b.example.com"
+
+
+def two_resources(echo: str) -> str:
+    """Resource A: /a; resource B: /b1 and /b2; the default audience: /default."""
+    return (
+        f'[[routes]]\npath = "/a"\naudience = "{RESOURCE_A}"\nupstream = "{echo}"\n'
+        f'[[routes]]\npath = "/b1"\naudience = "{RESOURCE_B}"\nupstream = "{echo}"\n'
+        f'[[routes]]\npath = "/b2"\naudience = "{RESOURCE_B}"\nupstream = "{echo}"\n'
+        f'scopes = ["orders:read"]\n'
+        f'[[routes]]\npath = "/default"\nupstream = "{echo}"\n'
+    )
+
+
+@pytest.mark.parametrize(
+    ("aud", "accepted"),
+    [
+        pytest.param(RESOURCE_A, {"/a"}, id="a"),
+        pytest.param([RESOURCE_A], {"/a"}, id="a-as-list"),
+        pytest.param(RESOURCE_B, {"/b1", "/b2"}, id="b"),
+        pytest.param([RESOURCE_A, RESOURCE_B], {"/a", "/b1", "/b2"}, id="a-and-b"),
+        pytest.param(AUDIENCE, {"/default"}, id="default"),
+        pytest.param(RESOURCE_A + "/", set(), id="a-not-exactly"),
+    ],
+)
+async def test_a_token_is_refused_at_every_route_of_another_resource(
+    gateway: GatewayFactory,
+    echo: str,
+    mint: Callable[..., str],
+    aud: str | list[str],
+    accepted: set[str],
+) -> None:
+    gw = await gateway(two_resources(echo))
+    bearer = {"Authorization": f"Bearer {mint('orders:read', aud=aud)}"}
+    for path in ("/a", "/b1", "/b2", "/default"):
+        response = await gw.client.get(path, headers=bearer)
+        if path in accepted:
+            assert response.status_code == 200, (path, response.text)
+            assert response.json()["path"] == path
+        else:
+            assert response.status_code == 401, (path, response.text)
+            challenge = response.headers["www-authenticate"]
+            assert 'error="invalid_token"' in challenge
+            assert 'error_description="wrong audience"' in challenge
+            assert response.json()["error"] == "invalid_token"
+
+
+def test_a_token_the_issuer_minted_for_one_resource(
+    config: Config, storage: Storage, user: User
+) -> None:
+    """End to end: the issuer's token for resource A (``resource`` at the token endpoint)
+    passes the proxy at A's route to a real upstream, and is refused at every route of B and
+    at the default audience's; one for no resource, the other way round."""
+    with echo_upstream_thread() as upstream:
+        routes = tuple(
+            RouteConfig(path=path, upstream=upstream, audience=audience, host="api.test")
+            for path, audience in (
+                ("/a", RESOURCE_A),
+                ("/b1", RESOURCE_B),
+                ("/b2", RESOURCE_B),
+                ("/default", None),
+            )
+        )
+        with storage.session() as session:
+            new = accounts.create_client(
+                session, "Agent", [], ["password"], "", "client_secret_basic"
+            )
+        assert new.client_secret is not None
+        auth = (new.client.client_id, new.client_secret)
+        app = create_app(dataclasses.replace(config, routes=routes))
+        with TestClient(app, base_url=config.issuer) as http:
+
+            def minted(*resources: str) -> str:
+                form = [
+                    ("grant_type", "password"),
+                    ("username", user.email),
+                    ("password", PASSWORD),
+                    *(("resource", r) for r in resources),
+                ]
+                response = http.post(
+                    "/oauth/token",
+                    content=urlencode(form),
+                    auth=auth,
+                    headers={"Content-Type": "application/x-www-form-urlencoded"},
+                )
+                assert response.status_code == 200, response.text
+                return str(response.json()["access_token"])
+
+            def status(path: str, access_token: str) -> int:
+                headers = {"Authorization": f"Bearer {access_token}", "Host": "api.test"}
+                response = http.get(path, headers=headers)
+                if response.status_code == 401:
+                    assert 'error="invalid_token"' in response.headers["www-authenticate"]
+                else:
+                    assert response.json()["path"] == path  # the upstream answered
+                return response.status_code
+
+            for_a, for_default = minted(RESOURCE_A), minted()
+            assert [status(p, for_a) for p in ("/a", "/b1", "/b2", "/default")] == [
+                200,
+                401,
+                401,
+                401,
+            ]
+            assert [status(p, for_default) for p in ("/a", "/b1", "/b2", "/default")] == [
+                401,
+                401,
+                401,
+                200,
+            ]
