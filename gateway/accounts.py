@@ -66,21 +66,32 @@ class NewClient:
 UNSAFE_SCHEMES = frozenset({"javascript", "vbscript", "data", "file", "blob", "about"})
 
 
-def _check_redirect_uri(uri: str) -> None:
-    """RFC 6749 §3.1.2: absolute, no fragment; https, or http on loopback only (RFC 8252); never
-    a scheme that runs script or reads local files."""
+def redirect_uri_problem(uri: str) -> str | None:
+    """Why ``uri`` cannot be a redirect URI, or None. RFC 6749 §3.1.2: absolute, no fragment;
+    https, or http on loopback only (RFC 8252); never a scheme that runs script or reads local
+    files, nor white space or control characters (no URI holds them, RFC 3986). The reason
+    never quotes the URI: the registration endpoint answers with it."""
+    if any(c.isspace() or not c.isprintable() for c in uri):
+        return "must not contain white space or control characters"
     try:
         parts = urlsplit(uri)
     except ValueError:
         parts = None
     if parts is None or not parts.scheme or parts.fragment or "#" in uri:
-        raise InvalidInput(f"redirect URI {uri!r} must be absolute and carry no fragment")
+        return "must be absolute and carry no fragment"
     if parts.scheme in UNSAFE_SCHEMES:
-        raise InvalidInput(f"redirect URI {uri!r}: the {parts.scheme}: scheme is not allowed")
+        return "uses a scheme that runs script or reads local files"
     if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
-        raise InvalidInput(f"redirect URI {uri!r}: plain http is only allowed on loopback")
+        return "may use plain http on loopback only"
     if parts.scheme in ("http", "https") and not parts.hostname:
-        raise InvalidInput(f"redirect URI {uri!r} has no host")
+        return "has no host"
+    return None
+
+
+def _check_redirect_uri(uri: str) -> None:
+    problem = redirect_uri_problem(uri)
+    if problem is not None:
+        raise InvalidInput(f"redirect URI {uri!r} {problem}")
 
 
 def _new_client_id() -> str:
@@ -101,6 +112,7 @@ def create_client(
     can_introspect: bool = False,
     post_logout_redirect_uris: list[str] | None = None,
     first_party: bool = False,
+    origin: str = "cli",
 ) -> NewClient:
     name = name.strip()
     if not name:
@@ -132,6 +144,7 @@ def create_client(
         can_introspect=can_introspect,
         post_logout_redirect_uris=list(dict.fromkeys(post_logout_redirect_uris)),
         first_party=first_party,
+        origin=origin,
     )
     session.add(client)
     session.flush()
