@@ -117,6 +117,14 @@ class Client(Base, ClientMixin):
     #: how the client came: ``cli`` (``gateway client create``), ``registration`` (RFC 7591)
     #: or ``metadata-document`` (its client_id is the URL of its metadata)
     origin: Mapped[str] = mapped_column(String(32), default="cli", server_default="cli")
+    #: RFC 7591 ``client_uri``: the home page a registered client gave (None for others)
+    client_uri: Mapped[str | None] = mapped_column(Text)
+    #: OpenID Connect Registration ``application_type`` of a registered client: ``web`` or
+    #: ``native`` (None for others)
+    application_type: Mapped[str | None] = mapped_column(String(16))
+    #: RFC 7592: the hash of a registered client's registration access token, the one key to
+    #: its configuration endpoint (None for clients that did not register themselves)
+    registration_token_hash: Mapped[str | None] = mapped_column(String(64))
 
     @property
     def is_public(self) -> bool:
@@ -332,3 +340,35 @@ class Consent(Base):
     scope: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[float] = mapped_column(Float, default=now)
     updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class RegistrationToken(Base):
+    """An initial access token (RFC 7591 §3): with ``[registration] dynamic = "token"``, the
+    bearer credential a registration must carry. Made by ``gateway registration token
+    create``, shown once, kept as its hash; each registration spends one of ``uses_allowed``.
+    Pruned by housekeeping once past ``expires_at``."""
+
+    __tablename__ = "registration_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+    uses_allowed: Mapped[int] = mapped_column(Integer)
+    uses: Mapped[int] = mapped_column(Integer, default=0)
+    revoked_at: Mapped[float | None] = mapped_column(Float)
+
+
+class ClientRegistration(Base):
+    """One client registered at ``POST /oauth/register``, by the address it came from (the
+    login throttle's unit: ``throttle.address_key``): the evidence of the per-address rate,
+    ``[registration] max_per_address_per_hour``, shared by every replica. Kept an hour
+    (``expires_at``), whatever became of the client, then pruned by housekeeping."""
+
+    __tablename__ = "client_registrations"
+    __table_args__ = (Index("ix_client_registrations_address_at", "address", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    address: Mapped[str] = mapped_column(String(64))
+    at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
