@@ -55,6 +55,12 @@ from gateway.issuer.login import PasswordCheck
 from gateway.issuer.logout import LogoutEndpoint
 from gateway.issuer.oauth_request import RequestReader
 from gateway.issuer.records import ClientLookup
+from gateway.issuer.registration import (
+    CONFIGURATION,
+    REGISTER,
+    RegistrationEndpoint,
+    registrable_scopes,
+)
 from gateway.issuer.rotation import RefreshRotation
 from gateway.issuer.server import Server
 from gateway.issuer.session import SessionCodec, Sessions
@@ -266,7 +272,8 @@ def issuer_routes(gateway: Gateway) -> list[Route]:
     the endpoints, each given exactly its collaborators."""
     config, tokens = gateway.config, gateway.config.tokens
     storage, revoker, keyring = gateway.storage, gateway.revoker, gateway.keyring
-    clients = ClientLookup(storage)
+    registered_scopes = registrable_scopes(config)
+    clients = ClientLookup(storage, registered_scopes)
     server = Server(clients, TokenStore(storage, revoker, tokens.refresh_token_ttl))
     server.register_token_generator(
         "default", TokenGenerator(keyring, config.issuer, config.audience, tokens.access_token_ttl)
@@ -299,8 +306,19 @@ def issuer_routes(gateway: Gateway) -> list[Route]:
     token = TokenEndpoint(server, reader, gateway.metrics)
     revocation = RevocationEndpoint(server, reader, gateway.validator, revoker, storage)
     introspection = IntrospectionEndpoint(server, reader, gateway.validator, storage, config.issuer)
-    metadata = MetadataEndpoint(config.issuer, keyring, storage, config.routes)
+    metadata = MetadataEndpoint(
+        config.issuer, keyring, storage, config.routes, config.registration, registered_scopes
+    )
     userinfo = UserInfoEndpoint(gateway.validator, config.audience, storage)
+    registration: list[Route] = []
+    if config.registration.dynamic != "off":
+        register = RegistrationEndpoint(
+            config, storage, revoker, gateway.forwarded, registered_scopes
+        )
+        registration = [
+            Route(REGISTER, register.register, methods=["POST"]),
+            Route(REGISTER + "/{client_id}", register.configuration, methods=CONFIGURATION),
+        ]
     return [
         Route("/.well-known/oauth-authorization-server", metadata.metadata, methods=["GET"]),
         Route("/.well-known/openid-configuration", metadata.openid_configuration, methods=["GET"]),
@@ -312,6 +330,7 @@ def issuer_routes(gateway: Gateway) -> list[Route]:
         Route("/oauth/introspect", introspection.introspect, methods=["POST"]),
         Route("/oauth/userinfo", userinfo.userinfo, methods=["GET", "POST"]),
         Route("/oauth/me", userinfo.me, methods=["GET"]),
+        *registration,
     ]
 
 
@@ -368,6 +387,8 @@ class GatewayApp:
         self.connection_limits = gateway.connection_limits
         #: the gateway's own endpoints: a request's path is its route in the access log
         self._endpoints = frozenset(r.path for r in issuer.routes if isinstance(r, Route))
+        #: RFC 7592's configuration endpoints, one path per client: one route in the log
+        self._configuration = REGISTER + "/{client_id}" in self._endpoints
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -383,6 +404,8 @@ class GatewayApp:
                 context.route = "/decisions"
             elif path in self._endpoints:
                 context.route = path
+            elif path.startswith(REGISTER + "/") and self._configuration:
+                context.route = REGISTER + "/{client_id}"
 
             async def receive_counted() -> Any:
                 message = await receive()

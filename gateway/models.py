@@ -134,6 +134,19 @@ class Client(Base, ClientMixin):
     def scopes(self) -> set[str]:
         return set(self.scope.split())
 
+    def widen_scopes(self, requestable: frozenset[str]) -> None:
+        """Let requests name any of ``requestable``, not only the client's ``scope``, which
+        stays the default when a request names none: a client that registered itself may ask
+        for any scope of ``[registration] allowed_scopes`` (``records.ClientLookup``). Not a
+        column: the config decides, at every request."""
+        self._requestable = requestable
+
+    @property
+    def requestable_scopes(self) -> set[str]:
+        """What a request of this client may name: its ``scope``, unless widened."""
+        widened: frozenset[str] | None = getattr(self, "_requestable", None)
+        return self.scopes if widened is None else set(widened)
+
     # --- authlib ClientMixin ---------------------------------------------------------------
 
     def get_client_id(self) -> str:
@@ -144,9 +157,10 @@ class Client(Base, ClientMixin):
 
     def get_allowed_scope(self, scope: str | None) -> str:
         """No scope asked: the client's whole scope. Unknown scopes were refused earlier."""
+        requestable = self.requestable_scopes
         if not scope:
-            return self.scope
-        return " ".join(s for s in scope.split() if s in self.scopes)
+            return " ".join(s for s in self.scope.split() if s in requestable)
+        return " ".join(s for s in scope.split() if s in requestable)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         return any(redirect_uri_matches(r, redirect_uri) for r in self.redirect_uris)
