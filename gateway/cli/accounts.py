@@ -83,12 +83,13 @@ def cmd_client(config: Config, args: argparse.Namespace, storage: Storage) -> No
                     "introspect": c.can_introspect,
                     "post_logout_redirect_uris": c.post_logout_redirect_uris,
                     "first_party": c.first_party,
+                    "origin": c.origin,
                 }
                 for c in accounts.list_clients(session)
             ]
         lines = [
             f"{r['client_id']}  {r['name']}  [{' '.join(r['grant_types'])}]  scope={r['scope']!r}"
-            + ("  first-party" if r["first_party"] else "")
+            f"  origin={r['origin']}" + ("  first-party" if r["first_party"] else "")
             for r in rows
         ]
         out(rows, args.json, "\n".join(lines) or "no clients")
