@@ -55,12 +55,7 @@ from gateway.issuer.login import PasswordCheck
 from gateway.issuer.logout import LogoutEndpoint
 from gateway.issuer.oauth_request import RequestReader
 from gateway.issuer.records import ClientLookup
-from gateway.issuer.registration import (
-    CONFIGURATION,
-    REGISTER,
-    RegistrationEndpoint,
-    registrable_scopes,
-)
+from gateway.issuer.registration import REGISTER, RegistrationEndpoint, registrable_scopes
 from gateway.issuer.rotation import RefreshRotation
 from gateway.issuer.server import Server
 from gateway.issuer.session import SessionCodec, Sessions
@@ -310,15 +305,9 @@ def issuer_routes(gateway: Gateway) -> list[Route]:
         config.issuer, keyring, storage, config.routes, config.registration, registered_scopes
     )
     userinfo = UserInfoEndpoint(gateway.validator, config.audience, storage)
-    registration: list[Route] = []
-    if config.registration.dynamic != "off":
-        register = RegistrationEndpoint(
-            config, storage, revoker, gateway.forwarded, registered_scopes
-        )
-        registration = [
-            Route(REGISTER, register.register, methods=["POST"]),
-            Route(REGISTER + "/{client_id}", register.configuration, methods=CONFIGURATION),
-        ]
+    registration = RegistrationEndpoint(
+        config, storage, revoker, gateway.forwarded, registered_scopes
+    )
     return [
         Route("/.well-known/oauth-authorization-server", metadata.metadata, methods=["GET"]),
         Route("/.well-known/openid-configuration", metadata.openid_configuration, methods=["GET"]),
@@ -330,7 +319,7 @@ def issuer_routes(gateway: Gateway) -> list[Route]:
         Route("/oauth/introspect", introspection.introspect, methods=["POST"]),
         Route("/oauth/userinfo", userinfo.userinfo, methods=["GET", "POST"]),
         Route("/oauth/me", userinfo.me, methods=["GET"]),
-        *registration,
+        *registration.routes(),
     ]
 
 

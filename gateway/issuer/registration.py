@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from gateway import accounts
 from gateway.bearer import bearer_token
@@ -92,7 +93,8 @@ class RegistrationEndpoint:
         allowed_scopes: frozenset[str],
     ) -> None:
         self.issuer = config.issuer
-        self.needs_token = config.registration.dynamic == "token"
+        self.mode = config.registration.dynamic
+        self.needs_token = self.mode == "token"
         self.storage = storage
         self.revoker = revoker
         self.forwarded = forwarded
@@ -100,6 +102,15 @@ class RegistrationEndpoint:
         self.rate = RegistrationRate(
             config.registration.max_per_address_per_hour, storage.is_postgres
         )
+
+    def routes(self) -> list[Route]:
+        """Its two paths, unless ``[registration] dynamic`` is off (then they are unknown)."""
+        if self.mode == "off":
+            return []
+        return [
+            Route(REGISTER, self.register, methods=["POST"]),
+            Route(REGISTER + "/{client_id}", self.configuration, methods=CONFIGURATION),
+        ]
 
     # --- RFC 7591 -----------------------------------------------------------------------------
 

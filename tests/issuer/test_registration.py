@@ -947,3 +947,26 @@ def test_the_access_log_names_one_route_for_every_configuration_endpoint(
     assert read["path"] == f"/oauth/register/{body['client_id']}"
     for entry in (registration, read):
         assert token not in str(entry)
+
+
+def test_delete_ends_a_persons_sign_in_with_the_client(registrar, user, resource_server):
+    body = registered(register(registrar, native(scope="mcp")))
+    issued = code_flow(registrar, body, user, scope=None)
+    assert issued.status_code == 200, issued.text
+    tokens = issued.json()
+    assert introspect(registrar, resource_server, tokens["access_token"])["active"] is True
+    response = registrar.delete(
+        configuration(registrar, body), headers=bearer(body["registration_access_token"])
+    )
+    assert response.status_code == 204
+    for token in (tokens["access_token"], tokens["refresh_token"]):
+        assert introspect(registrar, resource_server, token) == {"active": False}
+    refreshed = registrar.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "client_id": body["client_id"],
+            "refresh_token": tokens["refresh_token"],
+        },
+    )
+    assert refreshed.status_code == 401 and refreshed.json()["error"] == "invalid_client"
