@@ -69,7 +69,10 @@ UNSAFE_SCHEMES = frozenset({"javascript", "vbscript", "data", "file", "blob", "a
 def redirect_uri_problem(uri: str) -> str | None:
     """Why ``uri`` cannot be a redirect URI, or None. RFC 6749 §3.1.2: absolute, no fragment;
     https, or http on loopback only (RFC 8252); never a scheme that runs script or reads local
-    files. The reason never quotes ``uri``: callers name it if they may."""
+    files, nor white space or control characters (no URI holds them, RFC 3986). The reason
+    never quotes the URI: the registration endpoint answers with it."""
+    if any(c.isspace() or not c.isprintable() for c in uri):
+        return "must not contain white space or control characters"
     try:
         parts = urlsplit(uri)
     except ValueError:
@@ -110,6 +113,7 @@ def create_client(
     post_logout_redirect_uris: list[str] | None = None,
     first_party: bool = False,
     resources: list[str] | None = None,
+    origin: str = "cli",
 ) -> NewClient:
     """A new client. ``resources``: the only resources (RFC 8707 identifiers) it may ask tokens
     for, None for any; that each is one the gateway serves is the caller's to check (it knows
@@ -145,6 +149,7 @@ def create_client(
         post_logout_redirect_uris=list(dict.fromkeys(post_logout_redirect_uris)),
         first_party=first_party,
         resources=None if resources is None else list(dict.fromkeys(resources)),
+        origin=origin,
     )
     session.add(client)
     session.flush()

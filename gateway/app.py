@@ -57,6 +57,7 @@ from gateway.issuer.login import PasswordCheck
 from gateway.issuer.logout import LogoutEndpoint
 from gateway.issuer.oauth_request import RequestReader
 from gateway.issuer.records import ClientLookup
+from gateway.issuer.registration import REGISTER, RegistrationEndpoint
 from gateway.issuer.resource_indicators import ResourceIndicators
 from gateway.issuer.rotation import RefreshRotation
 from gateway.issuer.server import Server
@@ -72,7 +73,7 @@ from gateway.passwords import PasswordPool
 from gateway.proxy.app import Proxy
 from gateway.proxy.decisions import DecisionEndpoint, is_decision_path
 from gateway.resource_metadata import ResourceMetadataEndpoint, is_metadata_path
-from gateway.resources import METADATA_PREFIX, Resources
+from gateway.resources import METADATA_PREFIX, Resources, registrable_scopes
 from gateway.storage import Storage
 from gateway.throttle import LoginThrottle
 
@@ -282,7 +283,8 @@ def issuer_routes(gateway: Gateway) -> list[Route]:
     the endpoints, each given exactly its collaborators."""
     config, tokens = gateway.config, gateway.config.tokens
     storage, revoker, keyring = gateway.storage, gateway.revoker, gateway.keyring
-    stored = clients = ClientLookup(storage)
+    registered_scopes = registrable_scopes(config)
+    stored = clients = ClientLookup(storage, registered_scopes)
     if config.registration.metadata_documents:
         clients = MetadataDocumentClients.from_config(config, storage)
     indicators = ResourceIndicators(gateway.resources, config.audience)
@@ -323,11 +325,14 @@ def issuer_routes(gateway: Gateway) -> list[Route]:
     revocation = RevocationEndpoint(server, reader, gateway.validator, revoker, storage)
     introspection = IntrospectionEndpoint(server, reader, gateway.validator, storage, config.issuer)
     metadata = MetadataEndpoint(
-        config.issuer, keyring, storage, config.routes, config.registration.metadata_documents
+        config.issuer, keyring, storage, config.routes, config.registration, registered_scopes
     )
     userinfo = UserInfoEndpoint(gateway.validator, config.audience, storage)
     # RFC 9728: every method reaches the endpoint, which answers 405 itself
     resource_metadata = ResourceMetadataEndpoint(gateway.resources, config.issuer)
+    registration = RegistrationEndpoint(
+        config, storage, revoker, gateway.forwarded, registered_scopes
+    )
     return [
         Route(METADATA_PREFIX, resource_metadata),
         Route(METADATA_PREFIX + "/{rest:path}", resource_metadata),
@@ -341,6 +346,7 @@ def issuer_routes(gateway: Gateway) -> list[Route]:
         Route("/oauth/introspect", introspection.introspect, methods=["POST"]),
         Route("/oauth/userinfo", userinfo.userinfo, methods=["GET", "POST"]),
         Route("/oauth/me", userinfo.me, methods=["GET"]),
+        *registration.routes(),
     ]
 
 
@@ -397,6 +403,8 @@ class GatewayApp:
         self.connection_limits = gateway.connection_limits
         #: the gateway's own endpoints: a request's path is its route in the access log
         self._endpoints = frozenset(r.path for r in issuer.routes if isinstance(r, Route))
+        #: RFC 7592's configuration endpoints, one path per client: one route in the log
+        self._configuration = REGISTER + "/{client_id}" in self._endpoints
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -414,6 +422,8 @@ class GatewayApp:
                 context.route = path
             elif is_metadata_path(path):
                 context.route = METADATA_PREFIX
+            elif path.startswith(REGISTER + "/") and self._configuration:
+                context.route = REGISTER + "/{client_id}"
 
             async def receive_counted() -> Any:
                 message = await receive()

@@ -125,6 +125,14 @@ class Client(Base, ClientMixin):
     #: the protected resources (RFC 8707 identifiers) it may ask tokens for; None: any the
     #: gateway serves (``gateway client create --resource``)
     resources: Mapped[list[str] | None] = mapped_column(RESOURCES)
+    #: RFC 7591 ``client_uri``: the home page a registered client gave (None for others)
+    client_uri: Mapped[str | None] = mapped_column(Text)
+    #: OpenID Connect Registration ``application_type`` of a registered client: ``web`` or
+    #: ``native`` (None for others)
+    application_type: Mapped[str | None] = mapped_column(String(16))
+    #: RFC 7592: the hash of a registered client's registration access token, the one key to
+    #: its configuration endpoint (None for clients that did not register themselves)
+    registration_token_hash: Mapped[str | None] = mapped_column(String(64))
 
     @property
     def is_public(self) -> bool:
@@ -133,6 +141,19 @@ class Client(Base, ClientMixin):
     @property
     def scopes(self) -> set[str]:
         return set(self.scope.split())
+
+    def widen_scopes(self, requestable: frozenset[str]) -> None:
+        """Let requests name any of ``requestable``, not only the client's ``scope``, which
+        stays the default when a request names none: a client that registered itself may ask
+        for any scope of ``[registration] allowed_scopes`` (``records.ClientLookup``). Not a
+        column: the config decides, at every request."""
+        self._requestable = requestable
+
+    @property
+    def requestable_scopes(self) -> set[str]:
+        """What a request of this client may name: its ``scope``, unless widened."""
+        widened: frozenset[str] | None = getattr(self, "_requestable", None)
+        return self.scopes if widened is None else set(widened)
 
     # --- authlib ClientMixin ---------------------------------------------------------------
 
@@ -144,9 +165,10 @@ class Client(Base, ClientMixin):
 
     def get_allowed_scope(self, scope: str | None) -> str:
         """No scope asked: the client's whole scope. Unknown scopes were refused earlier."""
+        requestable = self.requestable_scopes
         if not scope:
-            return self.scope
-        return " ".join(s for s in scope.split() if s in self.scopes)
+            return " ".join(s for s in self.scope.split() if s in requestable)
+        return " ".join(s for s in scope.split() if s in requestable)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         return any(redirect_uri_matches(r, redirect_uri) for r in self.redirect_uris)
@@ -348,3 +370,35 @@ class Consent(Base):
     #: the resources (RFC 8707) allowed, sorted; None: a consent remembered before resources
     #: were, which covered the default audience only
     resources: Mapped[list[str] | None] = mapped_column(RESOURCES)
+
+
+class RegistrationToken(Base):
+    """An initial access token (RFC 7591 §3): with ``[registration] dynamic = "token"``, the
+    bearer credential a registration must carry. Made by ``gateway registration token
+    create``, shown once, kept as its hash; each registration spends one of ``uses_allowed``.
+    Pruned by housekeeping once past ``expires_at``."""
+
+    __tablename__ = "registration_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+    uses_allowed: Mapped[int] = mapped_column(Integer)
+    uses: Mapped[int] = mapped_column(Integer, default=0)
+    revoked_at: Mapped[float | None] = mapped_column(Float)
+
+
+class ClientRegistration(Base):
+    """One client registered at ``POST /oauth/register``, by the address it came from (the
+    login throttle's unit: ``throttle.address_key``): the evidence of the per-address rate,
+    ``[registration] max_per_address_per_hour``, shared by every replica. Kept an hour
+    (``expires_at``), whatever became of the client, then pruned by housekeeping."""
+
+    __tablename__ = "client_registrations"
+    __table_args__ = (Index("ix_client_registrations_address_at", "address", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    address: Mapped[str] = mapped_column(String(64))
+    at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)

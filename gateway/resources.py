@@ -167,3 +167,13 @@ class Resources:
             if resource.authority == wanted.name:
                 return resource
         return None
+
+
+def registrable_scopes(config: Config) -> frozenset[str]:
+    """The scopes a client that registered itself may ask for: ``[registration]
+    allowed_scopes``, else every scope the resources name (their tools' included)."""
+    if config.registration.allowed_scopes is not None:
+        return frozenset(config.registration.allowed_scopes)
+    return frozenset(
+        scope for resource in Resources.from_config(config) for scope in resource.scopes
+    )

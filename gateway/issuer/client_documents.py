@@ -54,7 +54,7 @@ from gateway.issuer.fetch_cache import FetchCache
 from gateway.issuer.fetcher import FetchRefused, SafeFetcher
 from gateway.issuer.records import ClientLookup, load_client
 from gateway.models import CLIENT_ID_LENGTH, METADATA_DOCUMENT, Client
-from gateway.resources import Resources
+from gateway.resources import registrable_scopes
 from gateway.storage import Storage
 
 #: how long a document is kept: its ``max-age`` within these bounds, else the default
@@ -222,15 +222,6 @@ def keep_for(max_age: int | None) -> int:
     if max_age is None:
         return DEFAULT_KEEP
     return min(max(max_age, MIN_KEEP), MAX_KEEP)
-
-
-def registrable_scopes(config: Config) -> frozenset[str]:
-    """``[registration] allowed_scopes``, else every scope the routes name."""
-    if config.registration.allowed_scopes is not None:
-        return frozenset(config.registration.allowed_scopes)
-    return frozenset(
-        scope for resource in Resources.from_config(config) for scope in resource.scopes
-    )
 
 
 class MetadataDocumentClients(ClientLookup):

@@ -45,7 +45,8 @@ def _bound(grant: type[_Grant], **collaborators: object) -> type[_Grant]:
 
 
 class ClientScopes:
-    """Grant mixin: a request may only ask for scopes registered on its client."""
+    """Grant mixin: a request may only ask for scopes its client may request (its own, or
+    for a client that registered itself, those registered clients may ask for)."""
 
     request: OAuthRequest
 
@@ -57,7 +58,7 @@ class ClientScopes:
         requested = set(scope.split())
         if not requested:
             raise InvalidScopeError("The 'scope' parameter is empty.")
-        if not requested <= client.scopes:  # not named: they are the request's words
+        if not requested <= client.requestable_scopes:  # not named: the request's words
             raise InvalidScopeError("The client may not request some of these scopes.")
 
 

@@ -96,10 +96,13 @@ class ClientLookup:
 
     A client whose id is the URL of its metadata document is known only through that
     document (``client_documents.MetadataDocumentClients``, a subclass), and not at all while
-    ``[registration] metadata_documents`` is off: its stored row is not enough."""
+    ``[registration] metadata_documents`` is off: its stored row is not enough. A client that
+    registered itself may ask for any of ``registered_scopes`` (``[registration]
+    allowed_scopes``), its own ``scope`` being only its default."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, registered_scopes: frozenset[str] = frozenset()) -> None:
         self.storage = storage
+        self.registered_scopes = registered_scopes
 
     def __call__(self, client_id: str) -> Client | None:
         if (
@@ -111,6 +114,8 @@ class ClientLookup:
         client = self.storage.read(lambda conn: load_client(conn, client_id))
         if client is not None and client.origin == METADATA_DOCUMENT:
             return None
+        if client is not None and client.origin == "registration":
+            client.widen_scopes(self.registered_scopes)
         return client
 
 

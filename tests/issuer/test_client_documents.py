@@ -35,13 +35,13 @@ from gateway.issuer.client_documents import (
     MetadataDocumentClients,
     keep_for,
     read_document,
-    registrable_scopes,
     url_problem,
 )
 from gateway.issuer.fetch_cache import FetchCache
 from gateway.issuer.fetcher import SafeFetcher
 from gateway.issuer.records import ClientLookup
 from gateway.models import Client
+from gateway.resources import registrable_scopes
 from gateway.storage import Storage
 from tests.issuer.documents import Answer, DocumentServer, ca_file, serving
 
