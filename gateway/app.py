@@ -22,7 +22,6 @@ from collections.abc import AsyncIterator, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import formatdate
 from typing import Any
-from urllib.parse import urlsplit
 
 import anyio.to_thread
 from starlette.applications import Starlette
@@ -36,7 +35,6 @@ from gateway.config import Config, is_reserved
 from gateway.context import REQUEST_ID, RequestContext, received_id
 from gateway.errors import ConfigError, GatewayError
 from gateway.forwarded import ForwardedPolicy
-from gateway.hosts import parse_host
 from gateway.housekeeping import prune_expired
 from gateway.introspect.notify import RevocationListener
 from gateway.introspect.revocation import RevocationCache
@@ -66,6 +64,7 @@ from gateway.issuer.signout import SignOut
 from gateway.issuer.token_endpoints import IntrospectionEndpoint, RevocationEndpoint, TokenEndpoint
 from gateway.issuer.tokens import TokenGenerator, TokenStore
 from gateway.issuer.userinfo import UserInfoEndpoint
+from gateway.issuer_host import warn_of_routes_on_issuer_host
 from gateway.keys import KeyRing, session_secret
 from gateway.listener import ConnectionLimits
 from gateway.metrics import CONTENT_TYPE, STALENESS, Metrics
@@ -135,16 +134,7 @@ class Gateway:
         if self.storage.is_postgres and config.revocation.notify:
             self.listener = RevocationListener(self.storage, self.revocations, self._upkeep)
         self._tasks: list[asyncio.Task[None]] = []
-        shared = routes_on_issuer_host(config)
-        if shared:
-            log.warning(
-                "routes served on the issuer's host (%s): %s. Their pages share an origin with "
-                "the login and consent pages, and their scripts can read and drive those pages: "
-                "fine for a trial; in production give the issuer a host of its own "
-                "(docs/security.md: The issuer's own host)",
-                urlsplit(config.issuer).hostname,
-                ", ".join(shared),
-            )
+        warn_of_routes_on_issuer_host(config)
 
     # --- background upkeep -----------------------------------------------------------------
 
@@ -243,25 +233,6 @@ class Gateway:
             "revocation_staleness_seconds": None if staleness == float("inf") else staleness,
         }
         return JSONResponse(body, 200 if ready else 503, {"Cache-Control": "no-store"})
-
-
-def routes_on_issuer_host(config: Config) -> list[str]:
-    """The names of the routes that serve the issuer's host: a route without ``host`` serves
-    every host; one with a ``host`` serves it when that names the issuer's (hosts as routes
-    compare them, ``gateway.hosts``: case, a trailing dot and the port aside)."""
-    issuer = _host_name(urlsplit(config.issuer).netloc)
-    return [
-        route.name or route.path
-        for route in config.routes
-        if route.host is None or _host_name(route.host) == issuer
-    ]
-
-
-def _host_name(value: str) -> str | None:
-    try:
-        return parse_host(value).name
-    except ValueError:  # names no host a route could match
-        return None
 
 
 def _error_handler(request: Request, exc: Exception) -> Response:
