@@ -30,8 +30,8 @@ from gateway.app import GatewayApp, create_app
 from gateway.config import Config, RouteConfig, load_config
 from gateway.context import RequestContext, request_id
 from gateway.errors import ConfigError
-from tests.accesslog import LogPipe, assert_shape
-from tests.conftest import ISSUER, PASSWORD, Registered
+from tests.support.accesslog import LogPipe, assert_shape
+from tests.support.app import ISSUER, PASSWORD, Registered
 
 # --- the path ----------------------------------------------------------------------------
 

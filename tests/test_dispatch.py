@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 from gateway.app import create_app
 from gateway.config import Config, RouteConfig
 from gateway.storage import Storage
-from tests.conftest import ISSUER
+from tests.support.app import ISSUER
 
 CLOSED_PORT = "http://127.0.0.1:9"  # nothing listens: a request that got through would be 502
 

@@ -23,7 +23,7 @@ import uvicorn
 from gateway.config import Config
 from gateway.descriptors import RESERVED_DESCRIPTORS
 from gateway.listener import ConnectionLimits, GatewayProtocol
-from tests.live.support import wait_until
+from tests.support.live import wait_until
 
 #: prints the capacity before and after ``fit_descriptor_limit``, and the soft limit after
 SCRIPT = """

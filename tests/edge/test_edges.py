@@ -13,8 +13,8 @@ import httpx
 import jwt as pyjwt
 import pytest
 
-from tests.edge.conftest import ADMIN_HOST, EMAIL, SCOPE, USER_SCOPES, Deployment
-from tests.proxy.cases import BARE, IDENTITY, TRICKS
+from tests.support.cases import BARE, IDENTITY, TRICKS
+from tests.support.edges import ADMIN_HOST, EMAIL, SCOPE, USER_SCOPES, Deployment
 
 EDGES_DOC = Path(__file__).resolve().parents[2] / "docs" / "edges.md"
 

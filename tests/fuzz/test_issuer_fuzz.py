@@ -22,9 +22,10 @@ from starlette.testclient import TestClient
 
 from gateway.issuer.session import COOKIE
 from gateway.storage import Storage
-from tests.conftest import PASSWORD
-from tests.fuzz.conftest import World, row_counts, seed
-from tests.fuzz.strategies import (
+from tests.support.app import PASSWORD
+from tests.support.fuzz import World, row_counts, seed
+from tests.support.issuer import AUTHORIZE, INTROSPECT, REDIRECT_URI, REVOKE, TOKEN, csrf_token
+from tests.support.strategies import (
     CONTENT_TYPES,
     METHODS,
     authorizations,
@@ -36,7 +37,6 @@ from tests.fuzz.strategies import (
     pairs,
     values,
 )
-from tests.issuer.conftest import AUTHORIZE, INTROSPECT, REDIRECT_URI, REVOKE, TOKEN, csrf_token
 
 #: RFC 6749 §4.1.2.1 and §5.2, RFC 7009 §2.2.1; RFC 7662 adds none. ``not_found`` is the
 #: gateway's own 404 for a path below /oauth or /.well-known that names no endpoint.

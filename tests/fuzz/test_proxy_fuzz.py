@@ -23,8 +23,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.fuzz.strategies import METHODS, cookies, field_value, junk, pairs, token_chars
-from tests.proxy.conftest import GatewayFactory
+from tests.support.proxy import GatewayFactory
+from tests.support.strategies import METHODS, cookies, field_value, junk, pairs, token_chars
 
 ROUTES = """
 [[routes]]

@@ -6,15 +6,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from gateway.issuer.session import COOKIE
-from tests.conftest import Registered
-from tests.issuer.conftest import (
-    INTROSPECT,
-    REVOKE,
-    TOKEN,
-    authorize_url,
-    csrf_token,
-    oauth_error,
-)
+from tests.support.app import Registered
+from tests.support.issuer import INTROSPECT, REVOKE, TOKEN, authorize_url, csrf_token, oauth_error
 
 FORM = "application/x-www-form-urlencoded"
 

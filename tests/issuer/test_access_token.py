@@ -7,8 +7,8 @@ import dataclasses
 
 import pytest
 
-from tests.conftest import ISSUER, make_client, with_tokens
-from tests.issuer.conftest import (
+from tests.support.app import ISSUER, make_client, with_tokens
+from tests.support.issuer import (
     decode,
     get_code,
     header,
@@ -17,7 +17,7 @@ from tests.issuer.conftest import (
     token_request,
     tokens,
 )
-from tests.issuer.keyutil import thumbprint_of_pem
+from tests.support.keyutil import thumbprint_of_pem
 
 
 @pytest.fixture(params=["RS256", "ES256", "EdDSA"])

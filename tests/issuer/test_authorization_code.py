@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 from gateway.issuer.grants import AuthorizationCodeGrant
 from gateway.models import AuthorizationCode
-from tests.conftest import ISSUER, PASSWORD, make_client, make_user, with_tokens
-from tests.issuer.conftest import (
+from tests.support.app import ISSUER, PASSWORD, make_client, make_user, with_tokens
+from tests.support.issuer import (
     REDIRECT_URI,
     authorize_url,
     consent,

@@ -14,15 +14,8 @@ from gateway.config import Config
 from gateway.demo.serve import demo_issuer
 from gateway.models import Client, User
 from gateway.storage import head_revision
-from tests.conftest import PASSWORD, Registered, make_client, make_user
-from tests.issuer.conftest import (
-    decode,
-    is_active,
-    password_grant,
-    refresh,
-    token_request,
-    tokens,
-)
+from tests.support.app import PASSWORD, Registered, make_client, make_user
+from tests.support.issuer import decode, is_active, password_grant, refresh, token_request, tokens
 
 
 def one_line_error(code: int, err: str) -> str:

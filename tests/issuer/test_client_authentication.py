@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from gateway.issuer.clientauth import FAILED
-from tests.conftest import Registered, make_client
-from tests.issuer.conftest import INTROSPECT, REVOKE, TOKEN, oauth_error
+from tests.support.app import Registered, make_client
+from tests.support.issuer import INTROSPECT, REVOKE, TOKEN, oauth_error
 
 Form = dict[str, str]
 

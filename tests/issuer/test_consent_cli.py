@@ -20,8 +20,8 @@ from gateway.config import Config, RouteConfig
 from gateway.demo.echo import echo_upstream_thread
 from gateway.models import Client, Consent, User
 from gateway.storage import Storage
-from tests.conftest import Registered, make_client, make_user
-from tests.issuer.conftest import (
+from tests.support.app import Registered, make_client, make_user
+from tests.support.issuer import (
     get_code,
     is_active,
     oauth_error,

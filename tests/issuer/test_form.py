@@ -13,7 +13,7 @@ from starlette.datastructures import Headers
 from starlette.formparsers import FormParser
 
 from gateway.issuer.oauth_request import MAX_FORM_FIELDS, parse_form
-from tests.issuer.conftest import TOKEN, oauth_error
+from tests.support.issuer import TOKEN, oauth_error
 
 FORM = "application/x-www-form-urlencoded"
 

@@ -18,7 +18,7 @@ import pytest
 from gateway import cli
 from gateway.errors import InvalidToken
 from gateway.keys import KeyRing, create_key, load_keys, retire_key
-from tests.issuer.conftest import (
+from tests.support.issuer import (
     JWKS,
     config_toml,
     decode,
@@ -29,7 +29,7 @@ from tests.issuer.conftest import (
     tokens,
     wait_for,
 )
-from tests.issuer.keyutil import required_members, thumbprint, thumbprint_of_pem
+from tests.support.keyutil import required_members, thumbprint, thumbprint_of_pem
 
 ALGORITHMS = ["RS256", "ES256", "EdDSA"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import ISSUER, make_client
-from tests.issuer.conftest import JWKS, METADATA
+from tests.support.app import ISSUER, make_client
+from tests.support.issuer import JWKS, METADATA
 
 
 @pytest.fixture

@@ -22,8 +22,8 @@ from gateway.config import Config, PasswordsConfig, load_config
 from gateway.errors import ConfigError
 from gateway.models import LoginFailure, User
 from gateway.passwords import PasswordPool
-from tests.conftest import Registered
-from tests.issuer.conftest import (
+from tests.support.app import Registered
+from tests.support.issuer import (
     authorize_url,
     csrf_token,
     oauth_error,

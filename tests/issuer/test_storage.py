@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from gateway.storage import Storage
-from tests.issuer.conftest import token_request, tokens
+from tests.support.issuer import token_request, tokens
 
 
 def select_one(conn: sa.Connection) -> int:

@@ -26,37 +26,16 @@ from gateway.issuer.devices import DeviceCodec
 from gateway.models import DeviceReset, LoginFailure
 from gateway.storage import Storage
 from gateway.throttle import Attempt, LoginThrottle, TooManyAttempts, address_key
-from tests.conftest import ISSUER, Registered
-from tests.issuer.conftest import authorize_url, login, oauth_error, password_grant, tokens
+from tests.support.app import Registered
+from tests.support.issuer import authorize_url, login, oauth_error, password_grant, tokens
+from tests.support.throttle import WRONG, age, from_, throttled
 
 failures = cast(sa.Table, LoginFailure.__table__)
-WRONG = "not the password"
-
-
-def from_(app: GatewayApp, address: str, **kwargs: Any) -> TestClient:
-    return TestClient(app, base_url=ISSUER, client=(address, 4000), **kwargs)
 
 
 def rows(storage: Storage) -> int:
     with storage.engine.connect() as conn:
         return int(conn.scalar(sa.select(sa.func.count()).select_from(failures)) or 0)
-
-
-def age(storage: Storage, seconds: float) -> None:
-    """As if ``seconds`` had passed since every failure so far."""
-    with storage.engine.begin() as conn:
-        conn.execute(
-            failures.update().values(
-                at=failures.c.at - seconds, expires_at=failures.c.expires_at - seconds
-            )
-        )
-
-
-def throttled(response: Any) -> int:
-    """The Retry-After of a throttled password grant (the same invalid_grant as a bad one)."""
-    body = oauth_error(response, 400, "invalid_grant")
-    assert "Too many failed attempts" in body["error_description"]
-    return int(response.headers["retry-after"])
 
 
 def wrong(response: Any) -> None:

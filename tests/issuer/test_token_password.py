@@ -6,14 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import PASSWORD, make_client
-from tests.issuer.conftest import (
-    decode,
-    oauth_error,
-    password_grant,
-    token_request,
-    tokens,
-)
+from tests.support.app import PASSWORD, make_client
+from tests.support.issuer import decode, oauth_error, password_grant, token_request, tokens
 
 
 def test_password_grant_issues_tokens_for_the_user(client, user, confidential):

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.accesslog import assert_shape
-from tests.live.support import (
+from tests.support.accesslog import assert_shape
+from tests.support.live import (
     START_TIMEOUT,
     LiveGateway,
     free_port,

@@ -33,9 +33,9 @@ from playwright.sync_api import Page
 from starlette.datastructures import Headers
 
 from gateway.issuer.fetch_metadata import is_navigation
-from tests.databases import fresh_database_url
-from tests.live.chromium import Browser
-from tests.live.support import PASSWORD, LiveGateway, RedirectTarget, query_of, running_gateway
+from tests.support.chromium import Browser
+from tests.support.databases import fresh_database_url
+from tests.support.live import PASSWORD, LiveGateway, RedirectTarget, query_of, running_gateway
 
 pytestmark = [pytest.mark.live, pytest.mark.browser]
 

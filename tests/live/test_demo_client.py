@@ -22,9 +22,9 @@ import sqlalchemy as sa
 
 from gateway.config import ServerConfig
 from gateway.demo.clients import DEMO_BROWSER_CLIENT, DEMO_EMAIL, DEMO_PASSWORD
-from tests.databases import fresh_database_url
-from tests.live.chromium import Browser
-from tests.live.support import (
+from tests.support.chromium import Browser
+from tests.support.databases import fresh_database_url
+from tests.support.live import (
     START_TIMEOUT,
     free_port,
     parse_page,

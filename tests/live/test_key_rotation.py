@@ -4,14 +4,13 @@ separate processes while ``gateway serve`` keeps issuing and validating tokens."
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import jwt
 import pytest
 
-from tests.live.oauth import CLIENT_CLAIMS, introspect, oauth_client, verify_offline
-from tests.live.support import LiveGateway, wait_until
+from tests.support.live import LiveGateway, rotate, wait_until
+from tests.support.oauth import CLIENT_CLAIMS, introspect, oauth_client, verify_offline
 
 pytestmark = pytest.mark.live
 
@@ -34,13 +33,6 @@ def client_token(gateway: LiveGateway, client: dict[str, Any]) -> str:
 
 def kid_of(token: str) -> str:
     return str(jwt.get_unverified_header(token)["kid"])
-
-
-def rotate(gateway: LiveGateway, **cli: Any) -> str:
-    out = gateway.cli("key", "rotate", **cli)
-    match = re.match(r"published key (\S+) ", out)
-    assert match, out
-    return match.group(1)
 
 
 def key_status(gateway: LiveGateway) -> dict[str, str]:

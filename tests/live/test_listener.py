@@ -26,7 +26,7 @@ from gateway.errors import (
     TooManyHeaderFields,
     UnsupportedTransferCoding,
 )
-from tests.live.listener_client import (
+from tests.support.listener_client import (
     ask,
     assert_refusal,
     connect,
@@ -36,7 +36,7 @@ from tests.live.listener_client import (
     rss_kb,
     wait_for_close,
 )
-from tests.live.support import LiveGateway, running_gateway
+from tests.support.live import LiveGateway, running_gateway
 
 pytestmark = pytest.mark.live
 

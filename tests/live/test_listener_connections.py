@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import MissingOrRepeatedHost, TooManyConnections
-from tests.databases import fresh_database_url
-from tests.live.listener_client import (
+from tests.support.databases import fresh_database_url
+from tests.support.listener_client import (
     Answer,
     ask,
     assert_refusal,
@@ -26,16 +26,16 @@ from tests.live.listener_client import (
     read_answer,
     wait_for_close,
 )
-from tests.live.support import (
+from tests.support.live import (
     START_TIMEOUT,
     LiveGateway,
     free_port,
+    rotate,
     running_demo,
     running_gateway,
     wait_until,
     write_config,
 )
-from tests.live.test_key_rotation import rotate
 
 pytestmark = pytest.mark.live
 

@@ -17,8 +17,8 @@ import pytest
 
 from gateway.demo.echo import echo_upstream_thread
 from gateway.metrics import MULTIPROC_DIR
-from tests.live.support import LiveGateway, running_gateway, wait_until
-from tests.test_metrics import Samples, samples, value
+from tests.support.live import LiveGateway, running_gateway, wait_until
+from tests.support.metrics import Samples, samples, value
 
 pytestmark = [
     pytest.mark.live,

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from authlib.integrations.httpx_client import OAuthError
 
-from tests.live.oauth import (
+from tests.support.live import LiveGateway, RedirectTarget, parse_page
+from tests.support.oauth import (
     CLIENT_CLAIMS,
     USER_CLAIMS,
     AuthorizationFlow,
@@ -17,7 +18,6 @@ from tests.live.oauth import (
     password_token,
     verify_offline,
 )
-from tests.live.support import LiveGateway, RedirectTarget, parse_page
 
 pytestmark = pytest.mark.live
 

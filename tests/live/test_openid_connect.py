@@ -12,9 +12,9 @@ import jwt
 import pytest
 from authlib.common.security import generate_token
 
-from tests.issuer.keyutil import at_hash
-from tests.live.oauth import USER_CLAIMS, AuthorizationFlow, verify_offline
-from tests.live.support import PASSWORD, LiveGateway, RedirectTarget
+from tests.support.keyutil import at_hash
+from tests.support.live import PASSWORD, LiveGateway, RedirectTarget
+from tests.support.oauth import USER_CLAIMS, AuthorizationFlow, verify_offline
 
 pytestmark = pytest.mark.live
 

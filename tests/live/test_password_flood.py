@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from gateway.demo.echo import echo_upstream_thread
-from tests.live.flood import flood_toml, measure
-from tests.live.support import LiveGateway, running_gateway
+from tests.support.flood import flood_toml, measure
+from tests.support.live import LiveGateway, running_gateway
 
 pytestmark = pytest.mark.live
 

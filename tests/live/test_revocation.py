@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from authlib.integrations.httpx_client import OAuthError
 
-from tests.live.oauth import AuthorizationFlow, introspect, oauth_client, password_token
-from tests.live.support import LiveGateway, RedirectTarget, wait_until
+from tests.support.live import LiveGateway, RedirectTarget, wait_until
+from tests.support.oauth import AuthorizationFlow, introspect, oauth_client, password_token
 
 pytestmark = pytest.mark.live
 
@@ -59,36 +59,42 @@ def revoke(gateway: LiveGateway, client: dict[str, Any], token: str, hint: str |
 def test_revoking_a_refresh_token_ends_its_access_tokens(
     live_gateway: LiveGateway,
     app: dict[str, Any],
-    resource_server: dict[str, Any],
+    live_resource_server: dict[str, Any],
     alice: str,
     hint: str | None,
 ) -> None:
     token = password_token(live_gateway, app, alice)
-    assert introspect(live_gateway, resource_server, token["access_token"])["active"] is True
+    assert introspect(live_gateway, live_resource_server, token["access_token"])["active"] is True
 
     revoke(live_gateway, app, token["refresh_token"], hint)
 
-    assert introspect(live_gateway, resource_server, token["access_token"]) == {"active": False}
-    assert introspect(live_gateway, resource_server, token["refresh_token"]) == {"active": False}
+    assert introspect(live_gateway, live_resource_server, token["access_token"]) == {
+        "active": False
+    }
+    assert introspect(live_gateway, live_resource_server, token["refresh_token"]) == {
+        "active": False
+    }
     assert refresh_error(live_gateway, app, token["refresh_token"]) == "invalid_grant"
 
 
 def test_revoking_an_access_token_leaves_its_grant(
-    live_gateway: LiveGateway, app: dict[str, Any], resource_server: dict[str, Any], alice: str
+    live_gateway: LiveGateway, app: dict[str, Any], live_resource_server: dict[str, Any], alice: str
 ) -> None:
     token = password_token(live_gateway, app, alice)
 
     revoke(live_gateway, app, token["access_token"], "access_token")
 
-    assert introspect(live_gateway, resource_server, token["access_token"]) == {"active": False}
+    assert introspect(live_gateway, live_resource_server, token["access_token"]) == {
+        "active": False
+    }
     renewed = refresh(live_gateway, app, token["refresh_token"])
-    assert introspect(live_gateway, resource_server, renewed["access_token"])["active"] is True
+    assert introspect(live_gateway, live_resource_server, renewed["access_token"])["active"] is True
 
 
 def test_cli_revokes_every_token_of_a_user(
     live_gateway: LiveGateway,
     app: dict[str, Any],
-    resource_server: dict[str, Any],
+    live_resource_server: dict[str, Any],
     alice: str,
     email: str,
 ) -> None:
@@ -101,18 +107,22 @@ def test_cli_revokes_every_token_of_a_user(
 
     assert "2 grant(s) ended" in out
     for token in tokens:
-        assert introspect(live_gateway, resource_server, token["access_token"]) == {"active": False}
-        assert introspect(live_gateway, resource_server, token["refresh_token"]) == {
+        assert introspect(live_gateway, live_resource_server, token["access_token"]) == {
+            "active": False
+        }
+        assert introspect(live_gateway, live_resource_server, token["refresh_token"]) == {
             "active": False
         }
         assert refresh_error(live_gateway, app, token["refresh_token"]) == "invalid_grant"
-    assert introspect(live_gateway, resource_server, bystander["access_token"])["active"] is True
+    assert (
+        introspect(live_gateway, live_resource_server, bystander["access_token"])["active"] is True
+    )
     # The user is not locked out: signing in again gives a working token. Known limitation:
     # "not before" is compared with the whole-second iat, so a token issued in the same second
     # as the revocation is refused too; sign in again once that second is over.
     wait_until(lambda: time.time() >= math.floor(revoked_by) + 1, "the next second")
     again = password_token(live_gateway, app, user)
-    assert introspect(live_gateway, resource_server, again["access_token"])["active"] is True
+    assert introspect(live_gateway, live_resource_server, again["access_token"])["active"] is True
 
 
 def test_cli_revocation_voids_codes_not_yet_redeemed(

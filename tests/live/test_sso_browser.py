@@ -14,9 +14,9 @@ import pytest
 from authlib.common.security import generate_token
 from playwright.sync_api import Page
 
-from tests.live.chromium import Browser
-from tests.live.oauth import oauth_client
-from tests.live.support import PASSWORD, LiveGateway, RedirectTarget, query_of
+from tests.support.chromium import Browser
+from tests.support.live import PASSWORD, LiveGateway, RedirectTarget, query_of
+from tests.support.oauth import oauth_client
 
 pytestmark = [pytest.mark.live, pytest.mark.browser]
 

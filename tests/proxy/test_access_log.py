@@ -14,8 +14,8 @@ import httpx
 import pytest
 from aiohttp import web
 
-from tests.accesslog import LogPipe, assert_shape
-from tests.proxy.conftest import (
+from tests.support.accesslog import LogPipe, assert_shape
+from tests.support.proxy import (
     GatewayFactory,
     RawHandler,
     raw_request,

@@ -11,8 +11,8 @@ import pytest
 
 from gateway.introspect.revocation import RevocationCache, RevocationEntry
 from gateway.keys import KeyRing
-from tests.proxy.cases import BARE, INVALID_TOKENS, SCOPE_MATRIX, invalid
-from tests.proxy.conftest import AUDIENCE, GatewayFactory, upstream_header
+from tests.support.cases import BARE, INVALID_TOKENS, SCOPE_MATRIX, invalid
+from tests.support.proxy import AUDIENCE, GatewayFactory, upstream_header
 
 
 @pytest.fixture

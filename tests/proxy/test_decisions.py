@@ -20,8 +20,8 @@ import pytest
 
 from gateway.introspect.revocation import RevocationCache, RevocationEntry
 from gateway.keys import KeyRing
-from tests.proxy.cases import BARE, IDENTITY, INVALID_TOKENS, SCOPE_MATRIX, TRICKS
-from tests.proxy.conftest import AUDIENCE, Gateway, GatewayFactory, RawResponse, raw_request
+from tests.support.cases import BARE, IDENTITY, INVALID_TOKENS, SCOPE_MATRIX, TRICKS
+from tests.support.proxy import AUDIENCE, Gateway, GatewayFactory, RawResponse, raw_request
 
 ORDERS = '[[routes]]\npath = "/orders"\nupstream = "{echo}"\nscopes = ["orders:read"]\n'
 PUBLIC_ALL = '[[routes]]\npath = "/"\npublic = true\nupstream = "{echo}"\n'

@@ -9,7 +9,7 @@ import pytest
 from gateway.demo.echo import EchoUpstream, start_echo_upstream
 from gateway.demo.routes import demo_routes
 from gateway.proxy.routes import RouteTable
-from tests.proxy.conftest import GatewayFactory, upstream_header
+from tests.support.proxy import GatewayFactory, upstream_header
 
 
 @pytest.fixture

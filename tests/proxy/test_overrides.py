@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.proxy.conftest import Gateway, GatewayFactory, RawResponse, raw_request
+from tests.support.proxy import Gateway, GatewayFactory, RawResponse, raw_request
 
 ROUTES = """
 [[routes]]

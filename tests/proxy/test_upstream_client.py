@@ -12,7 +12,7 @@ from collections.abc import AsyncIterable
 import pytest
 
 from gateway.errors import UpstreamUnavailable
-from tests.proxy.upstreams import (
+from tests.support.upstreams import (
     OK_2,
     PROMPT,
     Handler,

@@ -18,7 +18,7 @@ from gateway.proxy.http1.errors import (
     ProtocolError,
     RequestError,
 )
-from tests.proxy.upstreams import Upstreams, read_request, replies
+from tests.support.upstreams import Upstreams, read_request, replies
 
 
 def test_the_table_covers_every_failure_of_the_client() -> None:

@@ -12,14 +12,7 @@ import pytest
 from gateway.config import PoolConfig
 from gateway.errors import UpstreamUnavailable
 from gateway.proxy.http1.connection import EXPECT_TIMEOUT
-from tests.proxy.upstreams import (
-    OK_2,
-    PROMPT,
-    Upstreams,
-    fetch,
-    read_request,
-    replies,
-)
+from tests.support.upstreams import OK_2, PROMPT, Upstreams, fetch, read_request, replies
 
 MiB = 1024 * 1024
 #: what the kernel's socket buffers and ours may hold between a stalled reader and a writer

@@ -13,9 +13,10 @@ from gateway.config import PoolConfig
 from gateway.errors import UpstreamTimeout, UpstreamUnavailable
 from gateway.proxy.forwarder import Forwarder, Origin
 from gateway.proxy.http1.connection import Connection
-from tests.proxy.upstreams import (
+from tests.support.upstreams import (
     OK_2,
     PROMPT,
+    ClosesOnReuse,
     Upstreams,
     fetch,
     pieces,
@@ -58,28 +59,6 @@ async def test_a_pooled_connection_the_upstream_closed_is_never_used(
         await stale.wait_closed()
     answer, _ = await fetch(forwarder, up.origin, "POST", [(b"content-length", b"1")], pieces(b"x"))
     assert answer.status == 200 and up.accepted == 2
-
-
-class ClosesOnReuse:
-    """Answers one request per connection, ``answered`` in all; closes a connection on any
-    other request without answering it (a keep-alive timeout racing the request)."""
-
-    def __init__(self, answered: int) -> None:
-        self.answered = answered
-        self.answers = 0
-        self.requests = 0
-
-    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        served = False
-        while True:
-            await read_request(reader)
-            self.requests += 1
-            if served or self.answers == self.answered:
-                return
-            served = True
-            self.answers += 1
-            writer.write(OK_2)
-            await writer.drain()
 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD", "PUT", "DELETE", "OPTIONS"])

@@ -9,12 +9,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.proxy.conftest import GatewayFactory
-from tests.proxy.test_upstream_client_pool import ClosesOnReuse
-from tests.proxy.test_upstream_client_tls import make_pki
-from tests.proxy.upstreams import (
+from tests.support.pki import make_pki
+from tests.support.proxy import GatewayFactory
+from tests.support.upstreams import (
     OK_2,
     PROMPT,
+    ClosesOnReuse,
     Handler,
     RawUpstream,
     Upstreams,

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from gateway.cli import main
 from gateway.storage import create_engine, current_revision, head_revision, upgrade_schema
-from tests.databases import fresh_database_url
+from tests.support.databases import fresh_database_url
 
 FIRST = "0001"
 

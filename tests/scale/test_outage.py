@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from gateway.demo.echo import echo_upstream_thread
-from tests.live.support import LiveGateway, running_gateway, wait_until
-from tests.scale.outage_proxy import OutageProxy
+from tests.support.live import LiveGateway, running_gateway, wait_until
+from tests.support.outage_proxy import OutageProxy
 
 pytestmark = [
     pytest.mark.live,

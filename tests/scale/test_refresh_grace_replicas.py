@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from gateway.demo.echo import echo_upstream_thread
 from gateway.models import sha256
 from gateway.storage import create_engine
-from tests.live.support import LiveGateway, free_port, running_gateway, wait_until
-from tests.scale.test_replicas import SCOPE, at_once, client_of, password_token, proxied
+from tests.support.live import LiveGateway, free_port, running_gateway, wait_until
+from tests.support.replicas import SCOPE, at_once, client_of, password_token, proxied
 
 pytestmark = pytest.mark.live
 

@@ -6,8 +6,7 @@ The races are driven at both replicas at once: the database, not a process, deci
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,19 +15,17 @@ import pytest
 from jwt import get_unverified_header
 
 from gateway.demo.echo import echo_upstream_thread
-from tests.live.oauth import AuthorizationFlow, oauth_client
-from tests.live.support import (
-    PASSWORD,
+from tests.support.live import (
     LiveGateway,
     RedirectTarget,
     free_port,
     running_gateway,
     wait_until,
 )
+from tests.support.oauth import AuthorizationFlow, oauth_client
+from tests.support.replicas import SCOPE, at_once, client_of, password_token, proxied
 
 pytestmark = pytest.mark.live
-
-SCOPE = "orders:read"
 
 
 @pytest.fixture
@@ -58,45 +55,6 @@ def replicas(
         running_gateway(tmp_path / "b", database_url, **shared) as b,
     ):
         yield a, b
-
-
-def proxied(gateway: LiveGateway, token: str) -> int:
-    response = httpx.get(
-        f"{gateway.base_url}/api/orders", headers={"Authorization": f"Bearer {token}"}
-    )
-    return response.status_code
-
-
-def at_once(*calls: Callable[[], httpx.Response]) -> list[httpx.Response]:
-    """Run the calls in threads released together, as two clients hitting two replicas."""
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def run(i: int, call: Callable[[], httpx.Response]) -> None:
-        barrier.wait()
-        results[i] = call()
-
-    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    return results
-
-
-def client_of(gateway: LiveGateway, *grants: str, **extra: Any) -> dict[str, Any]:
-    return gateway.create_client("app", grant_types=grants, scope=SCOPE, **extra)
-
-
-def password_token(gateway: LiveGateway, client: dict[str, Any], email: str) -> dict[str, Any]:
-    response = httpx.post(
-        f"{gateway.base_url}/oauth/token",
-        data={"grant_type": "password", "username": email, "password": PASSWORD, "scope": SCOPE},
-        auth=(client["client_id"], client["client_secret"]),
-    )
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 def test_a_token_revoked_at_a_is_refused_by_b(replicas: tuple[LiveGateway, LiveGateway]) -> None:

@@ -19,9 +19,9 @@ import pytest
 
 from gateway.demo.echo import echo_upstream_thread
 from gateway.issuer.session import COOKIE
-from tests.live.oauth import AuthorizationFlow
-from tests.live.support import LiveGateway, free_port, query_of, running_gateway, wait_until
-from tests.scale.test_replicas import proxied
+from tests.support.live import LiveGateway, free_port, query_of, running_gateway, wait_until
+from tests.support.oauth import AuthorizationFlow
+from tests.support.replicas import proxied
 
 pytestmark = pytest.mark.live
 

@@ -20,9 +20,9 @@ import pytest
 
 from gateway.issuer.devices import DEVICE_COOKIE, DeviceCodec
 from gateway.keys import session_secret
-from tests.conftest import PASSWORD
-from tests.live.support import LiveGateway, free_port, parse_page, running_gateway, wait_until
-from tests.scale.test_replicas import client_of
+from tests.support.app import PASSWORD
+from tests.support.live import LiveGateway, free_port, parse_page, running_gateway, wait_until
+from tests.support.replicas import client_of
 
 pytestmark = pytest.mark.live
 

@@ -7,6 +7,7 @@ import dataclasses
 from typing import Any
 
 import httpx
+import jwt
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
@@ -16,16 +17,18 @@ from gateway.issuer.session import COOKIE, LoginSession, SessionCodec
 from gateway.keys import session_secret
 from gateway.models import BrowserSession
 from gateway.storage import Storage
-from tests.conftest import Registered
-from tests.issuer.conftest import (
+from tests.support.app import ISSUER, Registered
+from tests.support.issuer import (
+    JWKS,
     REDIRECT_URI,
     authorize_url,
     consent,
+    get_code,
     login,
     redeem,
     redirect_params,
+    tokens,
 )
-from tests.issuer.test_openid_connect import decode_id_token
 
 OIDC_SCOPES = "openid profile email orders:read orders:write"
 LOGGED_OUT = "http://127.0.0.1:9999/logged-out"
@@ -108,3 +111,26 @@ def id_token_claims(client: TestClient, registered: Registered, code: str) -> di
 
 def with_sessions(config: Config, **changes: Any) -> Config:
     return dataclasses.replace(config, sessions=dataclasses.replace(config.sessions, **changes))
+
+
+def sign_in_with_tokens(client, rp, user) -> dict:
+    """Log in through ``rp`` with ``openid``: its tokens (ID token included)."""
+    return tokens(redeem(client, rp, get_code(client, rp, user, scope="openid orders:read")))
+
+
+def decode_id_token(client: TestClient, id_token: str, audience: str) -> dict[str, Any]:
+    """Verify as a relying party would (§3.1.3.7): the served JWKS, ``typ`` JWT, our issuer,
+    the client as the audience."""
+    if jwt.get_unverified_header(id_token).get("typ") != "JWT":
+        raise jwt.InvalidTokenError("not an ID token")
+    jwks = client.get(JWKS).json()
+    kid = jwt.get_unverified_header(id_token)["kid"]
+    (jwk,) = [k for k in jwks["keys"] if k["kid"] == kid]
+    return jwt.decode(
+        id_token,
+        key=jwt.PyJWK(jwk),
+        algorithms=[jwk["alg"]],
+        audience=audience,
+        issuer=ISSUER,
+        options={"require": ["iss", "sub", "aud", "exp", "iat", "auth_time", "at_hash", "sid"]},
+    )

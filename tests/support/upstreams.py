@@ -182,3 +182,25 @@ async def pieces(*chunks: bytes) -> AsyncIterator[bytes]:
 
 #: a small complete response
 OK_2 = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+class ClosesOnReuse:
+    """Answers one request per connection, ``answered`` in all; closes a connection on any
+    other request without answering it (a keep-alive timeout racing the request)."""
+
+    def __init__(self, answered: int) -> None:
+        self.answered = answered
+        self.answers = 0
+        self.requests = 0
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        served = False
+        while True:
+            await read_request(reader)
+            self.requests += 1
+            if served or self.answers == self.answered:
+                return
+            served = True
+            self.answers += 1
+            writer.write(OK_2)
+            await writer.drain()

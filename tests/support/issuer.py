@@ -1,4 +1,4 @@
-"""Helpers for the issuer's tests: token requests, the authorization pages driven like a
+"""The issuer's tests' helpers: token requests, the authorization pages driven like a
 browser, PKCE pairs, independent JWT verification (PyJWT against the served JWKS), and fresh
 apps for configs that differ from the default one."""
 
@@ -21,11 +21,10 @@ import jwt
 import pytest
 from starlette.testclient import TestClient
 
-from gateway import cli
 from gateway.app import create_app
 from gateway.config import Config
 from gateway.models import User
-from tests.conftest import ISSUER, PASSWORD, Registered, make_client
+from tests.support.app import ISSUER, PASSWORD, Registered
 
 REDIRECT_URI = "http://127.0.0.1:9999/callback"
 TOKEN = "/oauth/token"
@@ -259,39 +258,3 @@ def config_toml(config: Config, path: Path, **keys: Any) -> Path:
         lines.append(f"{name} = {rendered}")
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-# --- fixtures ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def public(storage: Any) -> Registered:
-    return make_client(storage, name="Native app", auth_method="none")
-
-
-@pytest.fixture
-def toml(config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("GATEWAY_CONFIG", "")  # restored after the test: main() sets it
-    return config_toml(config, tmp_path / "gateway.toml")
-
-
-@pytest.fixture
-def gw(toml: Path, capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[Any, str, str]]:
-    """Run the CLI in this process; return (exit code, stdout, stderr)."""
-
-    def run(*argv: str) -> tuple[Any, str, str]:
-        capsys.readouterr()
-        try:
-            code: Any = cli.main(["--config", str(toml), *argv])
-        except SystemExit as exit_:  # argparse's usage errors exit from parse_args
-            code = exit_.code
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
-
-
-@pytest.fixture
-def poster(storage: Any) -> Registered:
-    """A confidential client registered for client_secret_post."""
-    return make_client(storage, name="Post app", auth_method="client_secret_post")

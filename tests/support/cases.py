@@ -15,7 +15,7 @@ import pytest
 from joserfc import jwt as jose_jwt
 
 from gateway.keys import KeyRing, create_key
-from tests.proxy.conftest import claims
+from tests.support.proxy import claims
 
 BARE = 'Bearer realm="gateway"'
 #: the default identity headers and the assertion's, lower-case

@@ -12,7 +12,7 @@ import jwt
 from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import OAuth2Client
 
-from tests.live.support import PASSWORD, LiveGateway, parse_page, query_of
+from tests.support.live import PASSWORD, LiveGateway, parse_page, query_of
 
 #: RFC 9068 §2.2 and this gateway's additions, for tokens issued to a user / to a client alone
 #: (a user's has ``email`` too when its scopes include ``email`` or ``profile``, §6)

@@ -1,8 +1,6 @@
-"""Real edges in front of a real gateway: Debian's nginx (``auth_request``) and Caddy
-(``forward_auth``), configured by ``gateway edge-config``, an echo upstream behind them, all on
-127.0.0.1. ``scripts/ensure-edges`` installs both (``make test``, ``.ci/run``); where they are
-missing the tests skip, unless ``GATEWAY_REQUIRE_EDGES=1`` (CI) makes that a failure.
-"""
+"""The edge tests' parts: the echo upstream behind the edge, the routes the gateway serves
+there, the deployment the tests present tokens to, and nginx and Caddy run as processes
+(``scripts/ensure-edges`` installs both; ``tests/support/fixtures/edge.py`` starts them)."""
 
 from __future__ import annotations
 
@@ -22,13 +20,18 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.databases import fresh_database_url
-from tests.live.support import LiveGateway, free_port, running_gateway, wait_until
+from tests.support.live import LiveGateway, wait_until
 
 SCOPE = "orders:read"
+
+
 #: the user's token: ``profile`` too, so that it names the user's address (RFC 9068 §6)
 USER_SCOPES = f"{SCOPE} profile"
+
+
 EMAIL = "alice@example.com"
+
+
 ADMIN_HOST = "admin.local"
 
 
@@ -133,7 +136,7 @@ class Deployment:
         return self.client["client_id"], self.client["client_secret"]
 
     def new_client_token(self) -> str:
-        return _token(self.gateway, self.client, grant_type="client_credentials")
+        return token_for(self.gateway, self.client, grant_type="client_credentials")
 
     def edge_config(self, edge: str, listen: int) -> str:
         return self.gateway.cli(
@@ -141,7 +144,7 @@ class Deployment:
         )
 
 
-def _token(gateway: LiveGateway, client: dict[str, Any], **form: str) -> str:
+def token_for(gateway: LiveGateway, client: dict[str, Any], **form: str) -> str:
     response = httpx.post(
         f"{gateway.base_url}/oauth/token",
         data={"scope": SCOPE, **form},
@@ -151,44 +154,7 @@ def _token(gateway: LiveGateway, client: dict[str, Any], **form: str) -> str:
     return str(response.json()["access_token"])
 
 
-@pytest.fixture(scope="session")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    folder = tmp_path_factory.mktemp("edge")
-    upstream = EchoUpstream()
-    port = free_port()
-    try:
-        for database_url in fresh_database_url(folder):
-            with running_gateway(
-                folder / "gateway",
-                database_url,
-                port=port,
-                extra_toml=f"\n[server]\nport = {port}\n" + routes(upstream.url),
-            ) as gateway:
-                gateway.create_user(EMAIL)
-                client = gateway.create_client(
-                    "Edge test",
-                    grant_types=("password", "client_credentials"),
-                    scope=USER_SCOPES,
-                )
-                yield Deployment(
-                    gateway,
-                    upstream,
-                    client,
-                    client_token=_token(gateway, client, grant_type="client_credentials"),
-                    user_token=_token(
-                        gateway,
-                        client,
-                        grant_type="password",
-                        scope=USER_SCOPES,
-                        username=EMAIL,
-                        password="correct horse battery staple",
-                    ),
-                )
-    finally:
-        upstream.close()
-
-
-def _binary(name: str, *also: str) -> str:
+def edge_binary(name: str, *also: str) -> str:
     found = shutil.which(name) or shutil.which(name, path=":".join(also))
     if found is None:
         message = f"{name} is not installed (scripts/ensure-edges installs Debian's package)"
@@ -198,13 +164,13 @@ def _binary(name: str, *also: str) -> str:
     return found
 
 
-def _listening(port: int) -> bool:
+def listening(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 @contextlib.contextmanager
-def _running(
+def running_process(
     command: list[str], port: int, log: Path, env: dict[str, str] | None = None
 ) -> Iterator[None]:
     with log.open("wb") as out:
@@ -214,7 +180,7 @@ def _running(
         def up() -> bool:
             if process.poll() is not None:
                 pytest.fail(f"{command[0]} exited {process.returncode}:\n{log.read_text()}")
-            return _listening(port)
+            return listening(port)
 
         wait_until(up, f"{command[0]} on port {port}")
         yield
@@ -243,44 +209,3 @@ http {{
 {snippet}
 }}
 """
-
-
-@pytest.fixture(scope="session")
-def nginx(deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Debian's nginx with the gateway's snippet: its base URL."""
-    binary = _binary("nginx", "/usr/sbin", "/usr/local/sbin")
-    built = subprocess.run([binary, "-V"], capture_output=True, text=True, check=False).stderr
-    if "--with-http_auth_request_module" not in built:
-        pytest.fail(f"{binary} is built without auth_request:\n{built}")
-    folder = tmp_path_factory.mktemp("nginx")
-    port = free_port()
-    snippet = deployment.edge_config("nginx", port).replace(
-        f"listen {port};", f"listen 127.0.0.1:{port};"
-    )
-    conf = folder / "nginx.conf"
-    conf.write_text(NGINX_MAIN.format(folder=folder, snippet=snippet))
-    with _running([binary, "-p", str(folder), "-c", str(conf)], port, folder / "nginx.log"):
-        yield f"http://127.0.0.1:{port}"
-
-
-@pytest.fixture(scope="session")
-def caddy(deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Debian's Caddy with the gateway's snippet: its base URL."""
-    binary = _binary("caddy")
-    folder = tmp_path_factory.mktemp("caddy")
-    port = free_port()
-    # any Host reaches the site (a host in its address would make Caddy match on it)
-    site = deployment.edge_config("caddy", port).replace(
-        f":{port} {{", f"http://:{port} {{\n\tbind 127.0.0.1"
-    )
-    caddyfile = folder / "Caddyfile"
-    caddyfile.write_text("{\n\tadmin off\n\tauto_https off\n}\n" + site)
-    env = {
-        **os.environ,
-        "HOME": str(folder),
-        "XDG_DATA_HOME": str(folder),
-        "XDG_CONFIG_HOME": str(folder),
-    }
-    command = [binary, "run", "--config", str(caddyfile), "--adapter", "caddyfile"]
-    with _running(command, port, folder / "caddy.log", env):
-        yield f"http://127.0.0.1:{port}"

@@ -1,6 +1,6 @@
 """Run the ``Proxy`` under uvicorn in a process of its own, so its memory can be measured.
 
-``python -m tests.proxy.gateway_process CONFIG``: prints the port it listens on (127.0.0.1),
+``python -m tests.support.gateway_process CONFIG``: prints the port it listens on (127.0.0.1),
 then serves until its standard input is closed.
 """
 

@@ -7,6 +7,7 @@ import contextlib
 import http.server
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -375,3 +376,10 @@ class RedirectTarget:
 
     def callbacks(self) -> list[dict[str, str]]:
         return [query_of(p) for p in self.requests if urlsplit(p).path == "/callback"]
+
+
+def rotate(gateway: LiveGateway, **cli: Any) -> str:
+    out = gateway.cli("key", "rotate", **cli)
+    match = re.match(r"published key (\S+) ", out)
+    assert match, out
+    return match.group(1)
