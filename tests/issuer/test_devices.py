@@ -2,7 +2,7 @@
 sign-in there (never by the password grant), with its attributes; during a guessing attack
 spread over many addresses, the browser that carries one signs its user in at once, while
 another browser, a forged, expired or foreign cookie, or one forgotten with ``gateway user
-devices forget``, waits the user's delay. (The throttle's own rules: test_throttle.py.)"""
+devices forget``, waits the user's delay. (The throttle's own rules: tests/test_throttle.py.)"""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The resource owner password credentials grant (RFC 6749 §4.3), with the brute-force
-protection RFC 6749 §4.3.2 asks for (tests/issuer/test_throttle.py), and
+protection RFC 6749 §4.3.2 asks for (tests/test_throttle.py), and
 an unknown user is indistinguishable from a wrong password (RFC 6749 §10.10)."""
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """``gateway consent list`` and ``gateway consent revoke`` (issue 10, point 4), in-process as in
-test_cli.py. Revoking a consent ends the grants issued to that client for that user: its access
-tokens are refused by introspection and by the proxy (a real request through a route to the
-demo's echo upstream), its refresh tokens by the token endpoint, its unredeemed codes by the
-token endpoint too. Consent rows are made with the ``Consent`` model, as the consent page
+tests/cli/test_main.py. Revoking a consent ends the grants issued to that client for that user:
+its access tokens are refused by introspection and by the proxy (a real request through a route
+to the demo's echo upstream), its refresh tokens by the token endpoint, its unredeemed codes by
+the token endpoint too. Consent rows are made with the ``Consent`` model, as the consent page
 would store them (the union of the allowed scopes)."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Login throttling (gateway/throttle.py): counted in the database, keyed by (user, address) and
 by address, a capped per-user delay at every address instead of a lock, known-device cookies
 that skip that delay, the same answers for unknown users. (The device cookie at the login page:
-test_devices.py.)
+tests/issuer/test_devices.py.)
 
 Time is moved by ageing the ``login_failures`` rows or by passing ``now``, never by sleeping."""
 
