@@ -1,7 +1,7 @@
 """The listener's descriptor budget (``gateway/listener.py``), each case in a process of its own
 started with a lowered ``RLIMIT_NOFILE``: the connections a process holds, the soft limit
 raised at start as far as ``max_connections`` needs, the warning when the hard limit is short.
-(``tests/live/test_listener_connections.py`` holds the same against ``gateway serve``.) Then
+(``tests/test_listener_connections.py`` holds the same against ``gateway serve``.) Then
 the protocol under uvicorn in a thread, serving an app of the test's that answers late: what
 a refusal pipelined behind another request does."""
 

@@ -1,6 +1,6 @@
 """GET /metrics: Prometheus text with the proxy's counters, the issuer's, and the gateway's gauges.
 
-These run in one process (values in memory); ``tests/live/test_metrics_workers.py`` runs
+These run in one process (values in memory); ``tests/test_metrics_workers.py`` runs
 ``gateway serve --workers 2`` and checks that one scrape sums both workers.
 """
 

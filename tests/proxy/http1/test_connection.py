@@ -1,7 +1,7 @@
 """The upstream client against real, misbehaving upstreams: RFC 9112 framing both ways.
 
 Every upstream is a raw asyncio socket server on 127.0.0.1 with one scenario; the tests call
-``Forwarder`` directly; the raw upstreams and helpers are in ``tests/proxy/upstreams.py``.
+``Forwarder`` directly; the raw upstreams and helpers are in ``tests/support/upstreams.py``.
 """
 
 from __future__ import annotations
