@@ -28,7 +28,7 @@ from tests.support.oidc import (
 
 LOGOUT = "/oauth/logout"
 
-#: what Chromium sends (checked in tests/live/test_browser_origin.py)
+#: what Chromium sends (checked in tests/issuer/test_fetch_metadata_browser.py)
 FORM = {"sec-fetch-site": "same-origin", "sec-fetch-mode": "navigate", "sec-fetch-dest": "document"}
 PERSON = {**FORM, "sec-fetch-user": "?1"}
 LINK_FROM_CLIENT = {**PERSON, "sec-fetch-site": "cross-site"}

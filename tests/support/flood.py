@@ -2,7 +2,7 @@
 answering meanwhile: proxied requests and client_credentials grants, each sent one after the
 other from a thread of its own for as long as the flood lasts.
 
-Shared by ``tests/live/test_password_flood.py`` (every probe must succeed) and
+Shared by ``tests/test_passwords_flood.py`` (every probe must succeed) and
 ``benchmarks/password_flood.py`` (their p50/p99 during the flood, and without it).
 """
 

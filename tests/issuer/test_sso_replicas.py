@@ -23,7 +23,7 @@ from tests.support.live import LiveGateway, free_port, query_of, running_gateway
 from tests.support.oauth import AuthorizationFlow
 from tests.support.replicas import proxied
 
-pytestmark = pytest.mark.live
+pytestmark = [pytest.mark.live, pytest.mark.scale]
 
 SCOPE = "openid orders:read"
 REDIRECT_URI = "http://127.0.0.1:9/callback"

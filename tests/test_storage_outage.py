@@ -20,6 +20,7 @@ from tests.support.outage_proxy import OutageProxy
 
 pytestmark = [
     pytest.mark.live,
+    pytest.mark.scale,
     pytest.mark.skipif(
         not os.environ.get("GATEWAY_TEST_DATABASE_URL"),
         reason="an outage needs a database server; CI runs this file on PostgreSQL",

@@ -24,7 +24,7 @@ from tests.support.app import PASSWORD
 from tests.support.live import LiveGateway, free_port, parse_page, running_gateway, wait_until
 from tests.support.replicas import client_of
 
-pytestmark = pytest.mark.live
+pytestmark = [pytest.mark.live, pytest.mark.scale]
 
 MAX_FAILURES = 3
 ADDRESS_BUDGET = 5

@@ -25,7 +25,7 @@ from tests.support.live import (
 from tests.support.oauth import AuthorizationFlow, oauth_client
 from tests.support.replicas import SCOPE, at_once, client_of, password_token, proxied
 
-pytestmark = pytest.mark.live
+pytestmark = [pytest.mark.live, pytest.mark.scale]
 
 
 @pytest.fixture

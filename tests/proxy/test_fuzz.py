@@ -26,6 +26,8 @@ from hypothesis import strategies as st
 from tests.support.proxy import GatewayFactory
 from tests.support.strategies import METHODS, cookies, field_value, junk, pairs, token_chars
 
+pytestmark = pytest.mark.fuzz
+
 ROUTES = """
 [[routes]]
 path = "/orders"

@@ -1,6 +1,6 @@
 """The login and consent pages in a real headless Chromium, against a live server.
 
-Chromium as ``tests/live/chromium.py`` provides it (skipped without it).
+Chromium as ``tests/support/fixtures/chromium.py`` provides it (skipped without it).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from gateway.storage import create_engine
 from tests.support.live import LiveGateway, free_port, running_gateway, wait_until
 from tests.support.replicas import SCOPE, at_once, client_of, password_token, proxied
 
-pytestmark = pytest.mark.live
+pytestmark = [pytest.mark.live, pytest.mark.scale]
 
 GRACE = 30
 

@@ -38,6 +38,8 @@ from tests.support.strategies import (
     values,
 )
 
+pytestmark = pytest.mark.fuzz
+
 #: RFC 6749 §4.1.2.1 and §5.2, RFC 7009 §2.2.1; RFC 7662 adds none. ``not_found`` is the
 #: gateway's own 404 for a path below /oauth or /.well-known that names no endpoint.
 ERROR_CODES = {

@@ -16,6 +16,8 @@ import pytest
 from tests.support.cases import BARE, IDENTITY, TRICKS
 from tests.support.edges import ADMIN_HOST, EMAIL, SCOPE, USER_SCOPES, Deployment
 
+pytestmark = [pytest.mark.edge, pytest.mark.live]
+
 EDGES_DOC = Path(__file__).resolve().parents[2] / "docs" / "edges.md"
 
 

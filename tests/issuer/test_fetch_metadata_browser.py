@@ -11,7 +11,7 @@
   in after, and what they saw is the logout confirmation page, which still works.
 - What Chromium sends in each of those cases, which the rules rely on.
 
-Chromium as ``tests/live/chromium.py`` provides it (skipped without it)."""
+Chromium as ``tests/support/fixtures/chromium.py`` provides it (skipped without it)."""
 
 from __future__ import annotations
 

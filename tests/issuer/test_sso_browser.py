@@ -2,7 +2,7 @@
 live ``gateway serve``: one login serves several clients, logout ends the session for good
 (the pre-logout cookie, put back into the browser, signs no one in).
 
-Chromium as ``tests/live/chromium.py`` provides it (skipped without it)."""
+Chromium as ``tests/support/fixtures/chromium.py`` provides it (skipped without it)."""
 
 from __future__ import annotations
 
