@@ -171,7 +171,7 @@ def test_the_docs_show_what_the_command_prints(
     edge: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("GATEWAY_CONFIG", raising=False)
-    edges_doc = (Path(__file__).resolve().parents[2] / "docs" / "edges.md").read_text()
+    edges_doc = (Path(__file__).resolve().parents[1] / "docs" / "edges.md").read_text()
     block = edges_doc.split(f"<!-- edge-config {edge} -->\n```", 1)[1].split("\n", 1)[1]
     assert main(["edge-config", edge]) == 0
     assert block.split("```", 1)[0] == capsys.readouterr().out

@@ -18,7 +18,7 @@ from tests.support.edges import ADMIN_HOST, EMAIL, SCOPE, USER_SCOPES, Deploymen
 
 pytestmark = [pytest.mark.edge, pytest.mark.live]
 
-EDGES_DOC = Path(__file__).resolve().parents[2] / "docs" / "edges.md"
+EDGES_DOC = Path(__file__).resolve().parents[1] / "docs" / "edges.md"
 
 
 @pytest.fixture(params=["nginx", "caddy"])

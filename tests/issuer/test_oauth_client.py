@@ -66,7 +66,7 @@ def test_metadata_names_the_live_endpoints(live_gateway: LiveGateway) -> None:
 def test_password_grant(
     live_gateway: LiveGateway,
     confidential: dict[str, Any],
-    resource_server: dict[str, Any],
+    live_resource_server: dict[str, Any],
     alice: str,
 ) -> None:
     token = password_token(live_gateway, confidential, alice, scope="orders:read")
@@ -75,7 +75,7 @@ def test_password_grant(
     assert token["scope"] == "orders:read"
     assert token["expires_in"] > 0
     assert token["refresh_token"]
-    info = introspect(live_gateway, resource_server, token["access_token"])
+    info = introspect(live_gateway, live_resource_server, token["access_token"])
     assert info["active"] is True
     assert info["client_id"] == confidential["client_id"]
     assert "username" not in info  # orders:read releases no e-mail address (RFC 9068 §6)
@@ -85,7 +85,7 @@ def test_password_grant(
 def test_the_email_address_only_with_a_scope_that_releases_it(
     live_gateway: LiveGateway,
     confidential: dict[str, Any],
-    resource_server: dict[str, Any],
+    live_resource_server: dict[str, Any],
     alice: str,
     scope: str,
 ) -> None:
@@ -94,7 +94,7 @@ def test_the_email_address_only_with_a_scope_that_releases_it(
     token = password_token(live_gateway, confidential, alice, scope=scope)
     claims = verify_offline(live_gateway, token["access_token"], (*USER_CLAIMS, "email"))
     assert claims["email"] == alice
-    info = introspect(live_gateway, resource_server, token["access_token"])
+    info = introspect(live_gateway, live_resource_server, token["access_token"])
     assert info["username"] == alice
 
 
@@ -131,7 +131,7 @@ def test_password_grant_refuses_bad_credentials(
 def test_refresh_rotates_the_refresh_token(
     live_gateway: LiveGateway,
     confidential: dict[str, Any],
-    resource_server: dict[str, Any],
+    live_resource_server: dict[str, Any],
     alice: str,
 ) -> None:
     first = password_token(live_gateway, confidential, alice)
@@ -147,7 +147,7 @@ def test_refresh_rotates_the_refresh_token(
         assert new["sid"] == old["sid"]  # one grant, one refresh-token family
         assert new["jti"] != old["jti"]
         assert new["auth_time"] == old["auth_time"]  # refreshing is no new login
-        assert introspect(live_gateway, resource_server, first["refresh_token"]) == {
+        assert introspect(live_gateway, live_resource_server, first["refresh_token"]) == {
             "active": False
         }
 
@@ -158,7 +158,7 @@ def test_refresh_rotates_the_refresh_token(
         with pytest.raises(OAuthError) as after_reuse:
             oauth.refresh_token(token_endpoint, refresh_token=second["refresh_token"])
         assert after_reuse.value.error == "invalid_grant"
-    assert introspect(live_gateway, resource_server, second["access_token"])["active"] is False
+    assert introspect(live_gateway, live_resource_server, second["access_token"])["active"] is False
 
 
 # --- RFC 6749 §4.1 + RFC 7636 + RFC 9207: authorization code with PKCE ----------------------
@@ -168,7 +168,7 @@ def test_refresh_rotates_the_refresh_token(
 def test_authorization_code_with_pkce(
     live_gateway: LiveGateway,
     redirect_target: RedirectTarget,
-    resource_server: dict[str, Any],
+    live_resource_server: dict[str, Any],
     alice: str,
     client_kind: str,
     request: pytest.FixtureRequest,
@@ -200,7 +200,7 @@ def test_authorization_code_with_pkce(
         with pytest.raises(OAuthError) as replayed:
             flow.fetch_token()
         assert replayed.value.error == "invalid_grant"
-    assert introspect(live_gateway, resource_server, token["access_token"])["active"] is False
+    assert introspect(live_gateway, live_resource_server, token["access_token"])["active"] is False
 
 
 def test_authorization_code_needs_the_pkce_verifier(
