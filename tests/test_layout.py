@@ -9,6 +9,7 @@ live in ``tests/support/``, and fixtures are reached by injection only.
   that declares ``pytest_plugins`` (``tests/support/fixtures/``).
 - No module of the suite imports a conftest or a test module, and no test module imports a
   fixture plugin: a shared helper is in ``tests/support/``, a shared fixture is injected.
+- No two fixture plugins define a fixture of one name.
 - Every marker the suite uses is registered (``[tool.pytest.ini_options] markers``).
 
 Each check reads the files as they are (``ast``, nothing imported), and fails naming every file
@@ -125,6 +126,20 @@ def test_no_test_module_imports_a_fixture_plugin() -> None:
         if name == "tests.support.fixtures" or name.startswith("tests.support.fixtures.")
     ]
     assert not found, "fixtures are reached by injection:\n" + "\n".join(found)
+
+
+def test_no_two_plugins_define_one_fixture() -> None:
+    """Every plugin's fixtures are everyone's: one name, one fixture (a second would silently
+    replace the first for every test)."""
+    where: dict[str, list[str]] = {}
+    for path in sorted((SUPPORT / "fixtures").glob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and any(
+                "fixture" in ast.unparse(decorator) for decorator in node.decorator_list
+            ):
+                where.setdefault(node.name, []).append(relative(path))
+    twice = {name: paths for name, paths in where.items() if len(paths) > 1}
+    assert not twice, f"fixtures defined in more than one plugin: {twice}"
 
 
 def used_markers(path: Path) -> Iterator[tuple[int, str]]:
