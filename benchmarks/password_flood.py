@@ -15,8 +15,8 @@ Run standalone (not part of ``make bench``; figures are printed, never asserted)
     .venv/bin/python -m benchmarks.password_flood [--attempts 200] [--max-concurrent N]
         [--max-queued M] [--only idle,bounded,wide]
 
-It reuses the live tests' server fixture (``tests/live/support.py``) and flood driver
-(``tests/live/flood.py``).
+It reuses the live tests' server fixture (``tests/support/live.py``) and flood driver
+(``tests/support/flood.py``).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from collections import Counter
 from pathlib import Path
 
 from gateway.demo.echo import echo_upstream_thread
-from tests.live.flood import flood_toml, measure
-from tests.live.support import running_gateway
+from tests.support.flood import flood_toml, measure
+from tests.support.live import running_gateway
 
 RUNS = ("idle", "bounded", "wide")
 

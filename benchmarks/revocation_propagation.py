@@ -36,7 +36,7 @@ from gateway import accounts  # noqa: E402
 from gateway.cli.setup import init  # noqa: E402
 from gateway.config import Config, DatabaseConfig, KeysConfig  # noqa: E402
 from gateway.demo.echo import echo_upstream_thread  # noqa: E402
-from tests.databases import scratch_database  # noqa: E402
+from tests.support.databases import scratch_database  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 SYNC_INTERVAL = 1.0

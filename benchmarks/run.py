@@ -147,7 +147,7 @@ def set_up(plan: Plan, folder: Path) -> Iterator[Setup]:
         cases += token_cases(plan, "sqlite", base, pid, sqlite, folder)
         if plan.wants(*(n for n in (*TOKENS, *INTROSPECT) if n.endswith("postgres"))):
             if servers.ensure_postgres():
-                from tests.databases import scratch_database
+                from tests.support.databases import scratch_database
 
                 pg_url = stack.enter_context(scratch_database(PG_ADMIN_URL, prefix="gateway_bench"))
                 pg = servers.deploy(folder, "postgres", pg_url, upstream.url, sink_url)

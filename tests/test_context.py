@@ -14,7 +14,7 @@ import pytest
 from gateway.app import GatewayApp, create_app
 from gateway.config import Config, ProxyConfig
 from gateway.storage import Storage
-from tests.accesslog import LogPipe
+from tests.support.accesslog import LogPipe
 
 #: (the decoded path a server hands over, the route the log names): one request per door
 DOORS = [

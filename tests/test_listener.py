@@ -1,7 +1,7 @@
 """The listener's descriptor budget (``gateway/listener.py``), each case in a process of its own
 started with a lowered ``RLIMIT_NOFILE``: the connections a process holds, the soft limit
 raised at start as far as ``max_connections`` needs, the warning when the hard limit is short.
-(``tests/live/test_listener_connections.py`` holds the same against ``gateway serve``.) Then
+(``tests/test_listener_connections.py`` holds the same against ``gateway serve``.) Then
 the protocol under uvicorn in a thread, serving an app of the test's that answers late: what
 a refusal pipelined behind another request does."""
 
@@ -23,7 +23,7 @@ import uvicorn
 from gateway.config import Config
 from gateway.descriptors import RESERVED_DESCRIPTORS
 from gateway.listener import ConnectionLimits, GatewayProtocol
-from tests.live.support import wait_until
+from tests.support.live import wait_until
 
 #: prints the capacity before and after ``fit_descriptor_limit``, and the soft limit after
 SCRIPT = """

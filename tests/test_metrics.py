@@ -1,6 +1,6 @@
 """GET /metrics: Prometheus text with the proxy's counters, the issuer's, and the gateway's gauges.
 
-These run in one process (values in memory); ``tests/live/test_metrics_workers.py`` runs
+These run in one process (values in memory); ``tests/test_metrics_workers.py`` runs
 ``gateway serve --workers 2`` and checks that one scrape sums both workers.
 """
 
@@ -16,30 +16,17 @@ from collections.abc import Iterator
 import jwt
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from gateway.app import create_app
 from gateway.config import Config, DatabaseConfig, MetricsConfig, RouteConfig, ThrottleConfig
 from gateway.metrics import BUCKETS, GAUGES, Metrics, _forget_exited_workers
 from gateway.storage import Storage
-from tests.conftest import ISSUER, PASSWORD, Registered, make_client, make_user
-from tests.issuer.conftest import get_code, password_grant, redeem, refresh, tokens
+from tests.support.app import ISSUER, PASSWORD, Registered, make_client, make_user
+from tests.support.issuer import get_code, password_grant, redeem, refresh, tokens
+from tests.support.metrics import Samples, samples, value
 
 CLOSED_PORT = "http://127.0.0.1:9"  # discard: nothing listens there on a test machine
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def samples(text: str) -> Samples:
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def value(found: Samples, name: str, **labels: str) -> float:
-    return found[(name, frozenset(labels.items()))]
 
 
 def scrape(client: TestClient) -> Samples:

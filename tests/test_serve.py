@@ -13,7 +13,7 @@ from gateway import serve
 from gateway.app import create_app
 from gateway.config import Config
 from gateway.storage import Storage
-from tests.conftest import ISSUER
+from tests.support.app import ISSUER
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from gateway.introspect.notify import RevocationListener
 from gateway.introspect.revocation import RevocationCache
 from gateway.introspect.revoker import Revoker
 from gateway.storage import Storage
-from tests.scale.outage_proxy import OutageProxy
+from tests.support.outage_proxy import OutageProxy
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 
 from gateway import accounts
 from gateway.errors import InvalidInput
-from tests.issuer.conftest import decode, oauth_error, token_request, tokens
+from tests.support.issuer import decode, oauth_error, token_request, tokens
 
 
 def test_client_credentials_token(client, confidential):

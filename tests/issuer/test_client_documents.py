@@ -43,7 +43,7 @@ from gateway.issuer.records import ClientLookup
 from gateway.models import Client
 from gateway.resources import registrable_scopes
 from gateway.storage import Storage
-from tests.issuer.documents import Answer, DocumentServer, ca_file, serving
+from tests.support.documents import Answer, DocumentServer, ca_file, serving
 
 PATH = "/oauth/client.json"
 CALLBACK = "http://127.0.0.1:9999/callback"

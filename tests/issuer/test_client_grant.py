@@ -24,16 +24,9 @@ from gateway.errors import InvalidToken
 from gateway.housekeeping import prune_expired
 from gateway.models import Client, Grant, RefreshToken, Revocation, new_id
 from gateway.storage import Storage
-from tests.conftest import ISSUER, PASSWORD, make_client
-from tests.issuer.conftest import (
-    decode,
-    is_active,
-    revoke,
-    running,
-    token_request,
-    tokens,
-)
-from tests.live.support import free_port, running_gateway
+from tests.support.app import ISSUER, PASSWORD, make_client
+from tests.support.issuer import decode, is_active, revoke, running, token_request, tokens
+from tests.support.live import free_port, running_gateway
 
 
 def cc_token(client: TestClient, registered: Any) -> str:

@@ -12,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from gateway.models import sha256
-from tests.conftest import make_client
-from tests.issuer.conftest import (
+from tests.support.app import make_client
+from tests.support.issuer import (
     REDIRECT_URI,
     authorize_url,
     oauth_error,

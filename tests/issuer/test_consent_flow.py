@@ -15,22 +15,9 @@ import sqlalchemy as sa
 from gateway.config import ScopesConfig
 from gateway.consents import granted_scopes, remember
 from gateway.models import Consent
-from tests.conftest import ISSUER, make_user
-from tests.issuer.conftest import (
-    authorize_url,
-    consent,
-    csrf_token,
-    login,
-    redirect_params,
-    running,
-)
-from tests.issuer.oidc import (
-    allow,
-    id_token_claims,
-    is_consent_page,
-    relying_party,
-    signed_in,
-)
+from tests.support.app import ISSUER, make_user
+from tests.support.issuer import authorize_url, consent, csrf_token, login, redirect_params, running
+from tests.support.oidc import allow, id_token_claims, is_consent_page, relying_party, signed_in
 
 
 @pytest.fixture

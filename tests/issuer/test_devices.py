@@ -2,7 +2,7 @@
 sign-in there (never by the password grant), with its attributes; during a guessing attack
 spread over many addresses, the browser that carries one signs its user in at once, while
 another browser, a forged, expired or foreign cookie, or one forgotten with ``gateway user
-devices forget``, waits the user's delay. (The throttle's own rules: test_throttle.py.)"""
+devices forget``, waits the user's delay. (The throttle's own rules: tests/test_throttle.py.)"""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from gateway.app import GatewayApp, create_app
 from gateway.config import Config
 from gateway.issuer.devices import DEVICE_COOKIE
 from gateway.issuer.session import COOKIE
-from tests.conftest import Registered, make_user
-from tests.issuer.conftest import authorize_url, login, password_grant
-from tests.issuer.test_throttle import WRONG, age, from_, throttled
+from tests.support.app import Registered, make_user
+from tests.support.issuer import authorize_url, login, password_grant
+from tests.support.throttle import WRONG, age, from_, throttled
 
 #: the default ``[throttle] device_ttl``: 30 days
 DEVICE_TTL = 2592000

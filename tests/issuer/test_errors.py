@@ -8,14 +8,7 @@ import base64
 
 import pytest
 
-from tests.issuer.conftest import (
-    AUTHORIZE,
-    INTROSPECT,
-    REVOKE,
-    TOKEN,
-    authorize_url,
-    oauth_error,
-)
+from tests.support.issuer import AUTHORIZE, INTROSPECT, REVOKE, TOKEN, authorize_url, oauth_error
 
 FORM = "application/x-www-form-urlencoded"
 ENDPOINTS = [TOKEN, REVOKE, INTROSPECT]

@@ -14,21 +14,21 @@ from starlette.datastructures import Headers
 from gateway.consents import granted_scopes
 from gateway.issuer.fetch_metadata import is_navigation
 from gateway.issuer.session import COOKIE
-from tests.issuer.conftest import authorize_url, csrf_token, login
-from tests.issuer.oidc import (
+from tests.support.issuer import authorize_url, csrf_token, login
+from tests.support.oidc import (
     LOGGED_OUT,
     cookie_session,
     is_consent_page,
     is_login_form,
     relying_party,
     session_row,
+    sign_in_with_tokens,
     signed_in,
 )
-from tests.issuer.test_logout import sign_in_with_tokens
 
 LOGOUT = "/oauth/logout"
 
-#: what Chromium sends (checked in tests/live/test_browser_origin.py)
+#: what Chromium sends (checked in tests/issuer/test_fetch_metadata_browser.py)
 FORM = {"sec-fetch-site": "same-origin", "sec-fetch-mode": "navigate", "sec-fetch-dest": "document"}
 PERSON = {**FORM, "sec-fetch-user": "?1"}
 LINK_FROM_CLIENT = {**PERSON, "sec-fetch-site": "cross-site"}

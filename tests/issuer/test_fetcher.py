@@ -20,7 +20,7 @@ from gateway.issuer.fetcher import (
     is_public,
     parse_cache_control,
 )
-from tests.issuer.documents import Answer, DocumentServer, ca_file, serving
+from tests.support.documents import Answer, DocumentServer, ca_file, serving
 
 DOCUMENT = b'{"client_id": "x"}'
 

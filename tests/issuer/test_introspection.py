@@ -15,8 +15,8 @@ from joserfc.jwk import OctKey, RSAKey
 
 from gateway.keys import jws_registry
 from gateway.models import RefreshToken
-from tests.conftest import ISSUER, make_client
-from tests.issuer.conftest import (
+from tests.support.app import ISSUER, make_client
+from tests.support.issuer import (
     INTROSPECT,
     decode,
     introspect,

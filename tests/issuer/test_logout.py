@@ -15,25 +15,23 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.issuer.session import COOKIE
 from gateway.keys import KeyRing
-from tests.conftest import ISSUER
-from tests.issuer.conftest import (
+from tests.support.app import ISSUER
+from tests.support.issuer import (
     authorize_url,
     csrf_token,
-    get_code,
     introspect,
-    redeem,
     redirect_params,
     refresh,
     running,
-    tokens,
 )
-from tests.issuer.oidc import (
+from tests.support.oidc import (
     LOGGED_OUT,
     cookie_session,
     is_consent_page,
     is_login_form,
     relying_party,
     session_row,
+    sign_in_with_tokens,
     signed_in,
     with_sessions,
 )
@@ -45,11 +43,6 @@ DISCOVERY = "/.well-known/openid-configuration"
 @pytest.fixture
 def rp(storage):
     return relying_party(storage, "Orders web")
-
-
-def sign_in_with_tokens(client, rp, user) -> dict:
-    """Log in through ``rp`` with ``openid``: its tokens (ID token included)."""
-    return tokens(redeem(client, rp, get_code(client, rp, user, scope="openid orders:read")))
 
 
 def logout_url(**params: str) -> str:

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Registered
-from tests.issuer.conftest import AUTHORIZE, INTROSPECT, REDIRECT_URI, REVOKE, TOKEN
+from tests.support.app import Registered
+from tests.support.issuer import AUTHORIZE, INTROSPECT, REDIRECT_URI, REVOKE, TOKEN
 
 MARKER = "zqYourAccountIsSuspendedzq"
 

@@ -22,8 +22,8 @@ from gateway.issuer.session import LoginSession, SessionCodec
 from gateway.keys import KeyRing, create_key, session_secret
 from gateway.models import User
 from gateway.storage import Storage
-from tests.conftest import ISSUER, PASSWORD, Registered, make_client
-from tests.issuer.conftest import (
+from tests.support.app import ISSUER, PASSWORD, Registered, make_client
+from tests.support.issuer import (
     JWKS,
     METADATA,
     authorize_url,
@@ -38,7 +38,8 @@ from tests.issuer.conftest import (
     token_request,
     tokens,
 )
-from tests.issuer.keyutil import at_hash
+from tests.support.keyutil import at_hash
+from tests.support.oidc import decode_id_token
 
 DISCOVERY = "/.well-known/openid-configuration"
 USERINFO = "/oauth/userinfo"
@@ -63,24 +64,6 @@ def code_flow(
     client: TestClient, registered: Registered, user: User, **params: str | None
 ) -> dict[str, Any]:
     return tokens(redeem(client, registered, get_code(client, registered, user, **params)))
-
-
-def decode_id_token(client: TestClient, id_token: str, audience: str) -> dict[str, Any]:
-    """Verify as a relying party would (§3.1.3.7): the served JWKS, ``typ`` JWT, our issuer,
-    the client as the audience."""
-    if jwt.get_unverified_header(id_token).get("typ") != "JWT":
-        raise jwt.InvalidTokenError("not an ID token")
-    jwks = client.get(JWKS).json()
-    kid = jwt.get_unverified_header(id_token)["kid"]
-    (jwk,) = [k for k in jwks["keys"] if k["kid"] == kid]
-    return jwt.decode(
-        id_token,
-        key=jwt.PyJWK(jwk),
-        algorithms=[jwk["alg"]],
-        audience=audience,
-        issuer=ISSUER,
-        options={"require": ["iss", "sub", "aud", "exp", "iat", "auth_time", "at_hash", "sid"]},
-    )
 
 
 def bearer(client: TestClient, path: str, token: str, method: str = "GET") -> httpx.Response:

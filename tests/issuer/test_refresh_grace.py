@@ -21,8 +21,8 @@ from gateway.issuer import records
 from gateway.issuer.rotation import successor_token
 from gateway.models import Grant, RefreshToken, sha256
 from gateway.storage import Storage
-from tests.conftest import ISSUER, Registered, with_tokens
-from tests.issuer.conftest import (
+from tests.support.app import ISSUER, Registered, with_tokens
+from tests.support.issuer import (
     decode,
     is_active,
     oauth_error,

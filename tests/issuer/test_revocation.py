@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from gateway.errors import InvalidToken
 from gateway.models import Revocation
 from gateway.storage import Storage
-from tests.conftest import make_client
-from tests.issuer.conftest import (
+from tests.support.app import make_client
+from tests.support.issuer import (
     REVOKE,
     decode,
     is_active,

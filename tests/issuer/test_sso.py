@@ -12,8 +12,8 @@ import sqlalchemy as sa
 
 from gateway.issuer.session import TOUCH_INTERVAL
 from gateway.models import BrowserSession
-from tests.conftest import ISSUER
-from tests.issuer.conftest import (
+from tests.support.app import ISSUER
+from tests.support.issuer import (
     authorize_url,
     csrf_token,
     get_code,
@@ -21,7 +21,7 @@ from tests.issuer.conftest import (
     redirect_params,
     running,
 )
-from tests.issuer.oidc import (
+from tests.support.oidc import (
     allow,
     cookie_session,
     id_token_claims,

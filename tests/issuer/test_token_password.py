@@ -1,19 +1,13 @@
 """The resource owner password credentials grant (RFC 6749 §4.3), with the brute-force
-protection RFC 6749 §4.3.2 asks for (tests/issuer/test_throttle.py), and
+protection RFC 6749 §4.3.2 asks for (tests/test_throttle.py), and
 an unknown user is indistinguishable from a wrong password (RFC 6749 §10.10)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.conftest import PASSWORD, make_client
-from tests.issuer.conftest import (
-    decode,
-    oauth_error,
-    password_grant,
-    token_request,
-    tokens,
-)
+from tests.support.app import PASSWORD, make_client
+from tests.support.issuer import decode, oauth_error, password_grant, token_request, tokens
 
 
 def test_password_grant_issues_tokens_for_the_user(client, user, confidential):

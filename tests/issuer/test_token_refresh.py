@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from gateway.models import Grant, RefreshToken, sha256
-from tests.conftest import ISSUER, make_client, with_tokens
-from tests.issuer.conftest import (
+from tests.support.app import ISSUER, make_client, with_tokens
+from tests.support.issuer import (
     decode,
     is_active,
     oauth_error,

@@ -19,8 +19,8 @@ from gateway.introspect.revocation import RevocationCache, RevocationEntry
 from gateway.introspect.validator import BearerValidator
 from gateway.keys import KeyRing, create_key, retire_key
 from gateway.proxy.assertion import AssertionSigner
-from tests.proxy.cases import invalid
-from tests.proxy.conftest import ISSUER, GatewayFactory, claims, raw_request, upstream_header
+from tests.support.cases import invalid
+from tests.support.proxy import ISSUER, GatewayFactory, claims, raw_request, upstream_header
 
 ASSERTION = "[proxy.assertion]\nenabled = true\n"
 

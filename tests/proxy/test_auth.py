@@ -25,9 +25,9 @@ from gateway.proxy.auth import challenged
 from gateway.proxy.routes import RouteTable
 from gateway.resources import Resources
 from gateway.storage import Storage
-from tests.conftest import PASSWORD
-from tests.proxy.cases import INVALID_TOKENS, SCOPE_MATRIX, bare, insufficient, invalid
-from tests.proxy.conftest import AUDIENCE, GatewayFactory, raw_request, upstream_header
+from tests.support.app import PASSWORD
+from tests.support.cases import INVALID_TOKENS, SCOPE_MATRIX, bare, insufficient, invalid
+from tests.support.proxy import AUDIENCE, GatewayFactory, raw_request, upstream_header
 
 #: the orders route's challenge to a request without a token
 NO_TOKEN = bare("orders:read")

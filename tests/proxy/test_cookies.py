@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from gateway.proxy.cookies import GATEWAY_COOKIES, refused
-from tests.proxy.conftest import GatewayFactory, RawHandler, raw_request, read_request_head
+from tests.support.proxy import GatewayFactory, RawHandler, raw_request, read_request_head
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ import pytest
 
 from gateway.introspect.revocation import RevocationCache, RevocationEntry
 from gateway.keys import KeyRing
-from tests.proxy.cases import (
+from tests.support.cases import (
     IDENTITY,
     INVALID_TOKENS,
     SCOPE_MATRIX,
@@ -29,7 +29,7 @@ from tests.proxy.cases import (
     insufficient,
     invalid,
 )
-from tests.proxy.conftest import AUDIENCE, Gateway, GatewayFactory, RawResponse, raw_request
+from tests.support.proxy import AUDIENCE, Gateway, GatewayFactory, RawResponse, raw_request
 
 ORDERS = '[[routes]]\npath = "/orders"\nupstream = "{echo}"\nscopes = ["orders:read"]\n'
 PUBLIC_ALL = '[[routes]]\npath = "/"\npublic = true\nupstream = "{echo}"\n'

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from gateway.proxy import exchange
 from gateway.proxy.forwarder import Forwarder, UpstreamResponse
-from tests.proxy.conftest import GatewayFactory, RawHandler, read_request_head
+from tests.support.proxy import GatewayFactory, RawHandler, read_request_head
 
 Serve = Callable[[web.Application], Awaitable[str]]
 RawUpstream = Callable[[RawHandler], Awaitable[str]]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.proxy.conftest import (
+from tests.support.proxy import (
     GatewayFactory,
     RawHandler,
     raw_request,

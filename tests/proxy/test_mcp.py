@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.config import RouteConfig
 from gateway.errors import ToolScopeRequired
 from gateway.proxy.mcp import DECIDED_TOOLS, McpGuard
-from tests.accesslog import LogPipe
+from tests.support.accesslog import LogPipe
 
 Serve = Callable[[web.Application], Awaitable[str]]
 Mint = Callable[..., str]

@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.proxy.cases import insufficient
-from tests.proxy.conftest import Gateway, GatewayFactory, RawResponse, raw_request
+from tests.support.cases import insufficient
+from tests.support.proxy import Gateway, GatewayFactory, RawResponse, raw_request
 
 ROUTES = """
 [[routes]]

@@ -7,8 +7,8 @@ import pytest
 
 from gateway.errors import BadRequestPath
 from gateway.proxy.paths import decode_path, encode_path, upstream_target
-from tests.proxy.cases import TRICKS
-from tests.proxy.conftest import GatewayFactory, raw_request
+from tests.support.cases import TRICKS
+from tests.support.proxy import GatewayFactory, raw_request
 
 
 @pytest.mark.parametrize("raw", TRICKS)

@@ -13,7 +13,7 @@ from gateway.errors import ConfigError, MethodNotAllowed, RouteNotFound
 from gateway.hosts import parse_host
 from gateway.proxy import routes
 from gateway.proxy.routes import RouteTable
-from tests.proxy.conftest import GatewayFactory, raw_request
+from tests.support.proxy import GatewayFactory, raw_request
 
 UP = "http://127.0.0.1:9"
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from tests.proxy.conftest import CONFIG_HEAD, GatewayFactory
+from tests.support.proxy import CONFIG_HEAD, GatewayFactory
 
 Serve = Callable[[web.Application], Awaitable[str]]
 
@@ -81,7 +81,7 @@ async def gateway_process(
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tests.proxy.gateway_process",
+        "tests.support.gateway_process",
         str(config),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
