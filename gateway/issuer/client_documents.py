@@ -236,9 +236,8 @@ class MetadataDocumentClients(ClientLookup):
         hosts: tuple[str, ...] = (),
         cache: FetchCache[ClientDocument | str] | None = None,
     ) -> None:
-        super().__init__(storage)
+        super().__init__(storage, allowed_scopes)
         self.fetcher = fetcher
-        self.allowed_scopes = allowed_scopes
         self.hosts = hosts
         #: per URL: the document, or why it is not usable
         self.cache: FetchCache[ClientDocument | str] = cache or FetchCache()
@@ -287,7 +286,7 @@ class MetadataDocumentClients(ClientLookup):
         except FetchRefused as refused:
             return f"The client metadata document could not be fetched: {refused}.", FAILURE_KEEP
         try:
-            document = read_document(url, fetched.body, self.allowed_scopes)
+            document = read_document(url, fetched.body, self.registered_scopes)
         except DocumentRefused as refused:
             return f"The client metadata document {refused}.", FAILURE_KEEP
         self._store(document)
