@@ -12,6 +12,14 @@ from benchmarks import servers
 from benchmarks.load import Case, Run, basic, post_form, wrk
 from benchmarks.plan import TOKEN_CONNECTIONS, Plan
 
+#: what the POST cases send: an MCP ``tools/call`` of a tool the bench's token may call, with
+#: the headers an MCP client sends (SEP-2243); the same bytes to the mcp and the scoped route
+MCP_CALL = (
+    '{"jsonrpc": "2.0", "id": 42, "method": "tools/call", "params": {"name": "read_items", '
+    '"arguments": {"folder": "/reports/2026", "limit": 20, "fields": ["id", "title", "size"]}}}'
+)
+MCP_HEADERS = ("Mcp-Method: tools/call", "Mcp-Name: read_items", "Accept: application/json")
+
 
 def proxy_case(
     plan: Plan,
@@ -21,7 +29,9 @@ def proxy_case(
     upstream_pid: int,
     token: str | None = None,
     extra: Sequence[str] = (),
+    post: str | None = None,
 ) -> Case:
+    """A wrk run through a route: GET, or with ``post`` a POST of that JSON body."""
     headers = [f"Authorization: Bearer {token}"] if token else []
     headers += extra
 
@@ -31,6 +41,8 @@ def proxy_case(
             seconds=seconds,
             connections=plan.proxy_connections,
             threads=plan.wrk_threads,
+            lua="get" if post is None else "json_post",
+            args=() if post is None else (post,),
             headers=headers,
             pin=plan.cores.pin(plan.cores.load),
             cpu_of=pid,

@@ -21,6 +21,8 @@ PROXY = {
     "reference": "reference: uvicorn + aiohttp passthrough, no auth",
     "public-1w": "gateway public route, 1 worker",
     "scoped-1w": "gateway scoped route (RS256 + identity headers), 1 worker",
+    "scoped-post-1w": "gateway scoped route, POST of an MCP tools/call, 1 worker",
+    "mcp-1w": "gateway mcp = true route, the same tools/call read and decided, 1 worker",
     "public-1w-nolog": "gateway public route, 1 worker, access log off",
     "scoped-1w-nolog": "gateway scoped route, 1 worker, access log off",
     "public-2w": "gateway public route, 2 workers",

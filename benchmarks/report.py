@@ -223,6 +223,16 @@ def report(
         if on and off and on.cpu_us and off.cpu_us:
             what = f"proxy: {name}, CPU µs/req, access log on - off"
             targets.add(what, f"{on.cpu_us - off.cpu_us:+.1f} µs", "", None)
+    mcp, post = results.get("mcp-1w"), results.get("scoped-post-1w")
+    if mcp and post:  # information: what reading and deciding on the message costs
+        note = " (errors)" if mcp.errors or post.errors else ""
+        ratio = mcp.rate / post.rate if post.rate else 0.0
+        targets.add(
+            "proxy: MCP tools/call, mcp route / plain, req/s", f"{ratio:.2f}x{note}", "", None
+        )
+        if mcp.cpu_us and post.cpu_us:
+            what = "proxy: MCP tools/call, CPU µs/req, mcp route - plain"
+            targets.add(what, f"{mcp.cpu_us - post.cpu_us:+.1f} µs", "", None)
     if access_log_cost is not None:
         cost = access_log_cost["json_us"]
         what = "access log: JSON line built and written, µs/request"

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import access_log, listener, revocation_memory, servers, streaming
-from benchmarks.cases import access_token, proxy_case, token_cases
+from benchmarks.cases import MCP_CALL, MCP_HEADERS, access_token, proxy_case, token_cases
 from benchmarks.load import Case, Run, cleanup_scripts
 from benchmarks.plan import (
     ACCESS_LOG,
@@ -99,6 +99,12 @@ def set_up(plan: Plan, folder: Path) -> Iterator[Setup]:
             cases.append(
                 proxy_case(plan, "scoped-1w", base + "/scoped/x", pid, upstream.pid, token)
             )
+        for name, path in (("scoped-post-1w", "/scoped/x"), ("mcp-1w", "/mcp")):
+            if plan.wants(name):  # one MCP tools/call: through a plain route, and an mcp one
+                url = base + path
+                cases.append(
+                    proxy_case(plan, name, url, pid, upstream.pid, token, MCP_HEADERS, MCP_CALL)
+                )
         if plan.wants("scoped-1w-stock"):
             # the same app on uvicorn's stock protocol: what the listener's limits cost
             base_s, pid_s = stack.enter_context(

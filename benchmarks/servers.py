@@ -265,8 +265,9 @@ def _cli(config: Path, *args: str, stdin: str | None = None) -> str:
 def deploy(
     folder: Path, name: str, database_url: str, upstream_url: str, sink_url: str
 ) -> Deployment:
-    """A config with a public, a scoped and an upload-sink route; ``gateway init``; a client
-    (client_credentials, password, refresh_token), an introspecting client and a user."""
+    """A config with a public, a scoped, an MCP (``mcp = true``) and an upload-sink route;
+    ``gateway init``; a client (client_credentials, password, refresh_token), an introspecting
+    client and a user."""
     home = folder / name
     home.mkdir()
     config = home / "gateway.toml"
@@ -290,6 +291,16 @@ name = "scoped"
 path = "/scoped"
 upstream = {json.dumps(upstream_url)}
 scopes = [{json.dumps(SCOPE)}]
+[[routes]]
+name = "mcp"
+path = "/mcp"
+upstream = {json.dumps(upstream_url)}
+scopes = [{json.dumps(SCOPE)}]
+mcp = true
+[routes.mcp_tool_scopes]
+"delete_*" = ["bench:admin"]
+"write_*" = [["bench:write"], ["bench:admin"]]
+"read_*" = [{json.dumps(SCOPE)}]
 [[routes]]
 name = "sink"
 path = "/sink"

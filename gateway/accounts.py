@@ -66,21 +66,32 @@ class NewClient:
 UNSAFE_SCHEMES = frozenset({"javascript", "vbscript", "data", "file", "blob", "about"})
 
 
-def _check_redirect_uri(uri: str) -> None:
-    """RFC 6749 §3.1.2: absolute, no fragment; https, or http on loopback only (RFC 8252); never
-    a scheme that runs script or reads local files."""
+def redirect_uri_problem(uri: str) -> str | None:
+    """Why ``uri`` cannot be a redirect URI, or None. RFC 6749 §3.1.2: absolute, no fragment;
+    https, or http on loopback only (RFC 8252); never a scheme that runs script or reads local
+    files, nor white space or control characters (no URI holds them, RFC 3986). The reason
+    never quotes the URI: the registration endpoint answers with it."""
+    if any(c.isspace() or not c.isprintable() for c in uri):
+        return "must not contain white space or control characters"
     try:
         parts = urlsplit(uri)
     except ValueError:
         parts = None
     if parts is None or not parts.scheme or parts.fragment or "#" in uri:
-        raise InvalidInput(f"redirect URI {uri!r} must be absolute and carry no fragment")
+        return "must be absolute and carry no fragment"
     if parts.scheme in UNSAFE_SCHEMES:
-        raise InvalidInput(f"redirect URI {uri!r}: the {parts.scheme}: scheme is not allowed")
+        return f"may not use the {parts.scheme}: scheme"
     if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
-        raise InvalidInput(f"redirect URI {uri!r}: plain http is only allowed on loopback")
+        return "may use plain http only on loopback"
     if parts.scheme in ("http", "https") and not parts.hostname:
-        raise InvalidInput(f"redirect URI {uri!r} has no host")
+        return "has no host"
+    return None
+
+
+def _check_redirect_uri(uri: str) -> None:
+    problem = redirect_uri_problem(uri)
+    if problem is not None:
+        raise InvalidInput(f"redirect URI {uri!r} {problem}")
 
 
 def _new_client_id() -> str:
@@ -101,7 +112,12 @@ def create_client(
     can_introspect: bool = False,
     post_logout_redirect_uris: list[str] | None = None,
     first_party: bool = False,
+    resources: list[str] | None = None,
+    origin: str = "cli",
 ) -> NewClient:
+    """A new client. ``resources``: the only resources (RFC 8707 identifiers) it may ask tokens
+    for, None for any; that each is one the gateway serves is the caller's to check (it knows
+    the routes)."""
     name = name.strip()
     if not name:
         raise InvalidInput("a client needs a --name")
@@ -132,6 +148,8 @@ def create_client(
         can_introspect=can_introspect,
         post_logout_redirect_uris=list(dict.fromkeys(post_logout_redirect_uris)),
         first_party=first_party,
+        resources=None if resources is None else list(dict.fromkeys(resources)),
+        origin=origin,
     )
     session.add(client)
     session.flush()
@@ -179,6 +197,8 @@ class StoredConsent:
     scopes: list[str]
     created_at: float
     updated_at: float
+    #: the resources (RFC 8707) allowed; None: none named (the default audience)
+    resources: list[str] | None = None
 
 
 def list_consents(session: Session, email: str) -> list[StoredConsent]:
@@ -191,7 +211,7 @@ def list_consents(session: Session, email: str) -> list[StoredConsent]:
         .order_by(Client.name, Consent.client_id)
     ).all()
     return [
-        StoredConsent(c.client_id, name, c.scope.split(), c.created_at, c.updated_at)
+        StoredConsent(c.client_id, name, c.scope.split(), c.created_at, c.updated_at, c.resources)
         for c, name in rows
     ]
 

@@ -1,10 +1,11 @@
 """``create_app(config)``: the whole gateway as one ASGI application.
 
 Paths the gateway owns (``/oauth``, ``/.well-known``, ``/healthz``, ``/readyz``) go to a Starlette
-app; everything else goes straight to the proxy, a raw ASGI app, so the hot path pays for no
-framework routing; so does ``/decisions``, the proxy's decisions for an edge in front. The
-lifespan owns the shared resources on ``Gateway``: the database, the key ring, the revocation
-cache and the background tasks that keep the last two fresh.
+app (the protected resources' RFC 9728 metadata among them); everything else goes straight to
+the proxy, a raw ASGI app, so the hot path pays for no framework routing; so does
+``/decisions``, the proxy's decisions for an edge in front. The lifespan owns the shared
+resources on ``Gateway``: the database, the key ring, the revocation cache and the background
+tasks that keep the last two fresh.
 
 At start a warning names the routes served on the issuer's host (issue 15 §3): their upstreams'
 pages share an origin with the login and consent pages, so their scripts can read those pages
@@ -21,7 +22,6 @@ from collections.abc import AsyncIterator, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import formatdate
 from typing import Any
-from urllib.parse import urlsplit
 
 import anyio.to_thread
 from starlette.applications import Starlette
@@ -35,13 +35,13 @@ from gateway.config import Config, is_reserved
 from gateway.context import REQUEST_ID, RequestContext, received_id
 from gateway.errors import ConfigError, GatewayError
 from gateway.forwarded import ForwardedPolicy
-from gateway.hosts import parse_host
 from gateway.housekeeping import prune_expired
 from gateway.introspect.notify import RevocationListener
 from gateway.introspect.revocation import RevocationCache
 from gateway.introspect.revoker import Revoker
 from gateway.introspect.validator import BearerValidator
 from gateway.issuer.authorize import AuthorizationEndpoint
+from gateway.issuer.client_documents import MetadataDocumentClients
 from gateway.issuer.devices import DeviceCodec
 from gateway.issuer.discovery import JWKSEndpoint, MetadataEndpoint
 from gateway.issuer.grants import (
@@ -55,6 +55,8 @@ from gateway.issuer.login import PasswordCheck
 from gateway.issuer.logout import LogoutEndpoint
 from gateway.issuer.oauth_request import RequestReader
 from gateway.issuer.records import ClientLookup
+from gateway.issuer.registration import REGISTER, RegistrationEndpoint
+from gateway.issuer.resource_indicators import ResourceIndicators
 from gateway.issuer.rotation import RefreshRotation
 from gateway.issuer.server import Server
 from gateway.issuer.session import SessionCodec, Sessions
@@ -62,12 +64,15 @@ from gateway.issuer.signout import SignOut
 from gateway.issuer.token_endpoints import IntrospectionEndpoint, RevocationEndpoint, TokenEndpoint
 from gateway.issuer.tokens import TokenGenerator, TokenStore
 from gateway.issuer.userinfo import UserInfoEndpoint
+from gateway.issuer_host import warn_of_routes_on_issuer_host
 from gateway.keys import KeyRing, session_secret
 from gateway.listener import ConnectionLimits
 from gateway.metrics import CONTENT_TYPE, STALENESS, Metrics
 from gateway.passwords import PasswordPool
 from gateway.proxy.app import Proxy
 from gateway.proxy.decisions import DecisionEndpoint, is_decision_path
+from gateway.resource_metadata import ResourceMetadataEndpoint, is_metadata_path
+from gateway.resources import METADATA_PREFIX, Resources, registrable_scopes
 from gateway.storage import Storage
 from gateway.throttle import LoginThrottle
 
@@ -95,6 +100,8 @@ class Gateway:
         #: who a client is behind ``[proxy] trusted_proxies``: one policy, for the issuer and the
         #: proxy alike
         self.forwarded = ForwardedPolicy(config.proxy.trusted_proxies)
+        #: the protected resources the routes make: what the issuer may mint tokens for
+        self.resources = Resources.from_config(config)
         secret = session_secret(config.keys_dir)
         self.throttle = LoginThrottle(self.storage, config.throttle, secret)
         self.throttle.on_refusal = self.metrics.login_throttled
@@ -107,7 +114,16 @@ class Gateway:
         self.password_check = PasswordCheck(
             self.storage, self.throttle, self.passwords, self.devices
         )
-        self.proxy = Proxy(config, self.validator, metrics=self.metrics, forwarded=self.forwarded)
+        #: the protected resources the routes make (RFC 8707, RFC 9728): one registry for the
+        #: metadata documents and the proxy's challenges
+        self.resources = Resources.from_config(config)
+        self.proxy = Proxy(
+            config,
+            self.validator,
+            metrics=self.metrics,
+            forwarded=self.forwarded,
+            resources=self.resources,
+        )
         self.decisions = DecisionEndpoint(config, self.proxy.core)
         #: read by the listener's protocol (gateway/listener.py), one per connection
         self.connection_limits = ConnectionLimits(config, self.metrics.listener_closed)
@@ -118,16 +134,7 @@ class Gateway:
         if self.storage.is_postgres and config.revocation.notify:
             self.listener = RevocationListener(self.storage, self.revocations, self._upkeep)
         self._tasks: list[asyncio.Task[None]] = []
-        shared = routes_on_issuer_host(config)
-        if shared:
-            log.warning(
-                "routes served on the issuer's host (%s): %s. Their pages share an origin with "
-                "the login and consent pages, and their scripts can read and drive those pages: "
-                "fine for a trial; in production give the issuer a host of its own "
-                "(docs/security.md: The issuer's own host)",
-                urlsplit(config.issuer).hostname,
-                ", ".join(shared),
-            )
+        warn_of_routes_on_issuer_host(config)
 
     # --- background upkeep -----------------------------------------------------------------
 
@@ -228,25 +235,6 @@ class Gateway:
         return JSONResponse(body, 200 if ready else 503, {"Cache-Control": "no-store"})
 
 
-def routes_on_issuer_host(config: Config) -> list[str]:
-    """The names of the routes that serve the issuer's host: a route without ``host`` serves
-    every host; one with a ``host`` serves it when that names the issuer's (hosts as routes
-    compare them, ``gateway.hosts``: case, a trailing dot and the port aside)."""
-    issuer = _host_name(urlsplit(config.issuer).netloc)
-    return [
-        route.name or route.path
-        for route in config.routes
-        if route.host is None or _host_name(route.host) == issuer
-    ]
-
-
-def _host_name(value: str) -> str | None:
-    try:
-        return parse_host(value).name
-    except ValueError:  # names no host a route could match
-        return None
-
-
 def _error_handler(request: Request, exc: Exception) -> Response:
     if isinstance(exc, HTTPException):  # Starlette's own 404 / 405 for the gateway's paths
         body = {
@@ -266,19 +254,25 @@ def issuer_routes(gateway: Gateway) -> list[Route]:
     the endpoints, each given exactly its collaborators."""
     config, tokens = gateway.config, gateway.config.tokens
     storage, revoker, keyring = gateway.storage, gateway.revoker, gateway.keyring
-    clients = ClientLookup(storage)
+    registered_scopes = registrable_scopes(config)
+    stored = clients = ClientLookup(storage, registered_scopes)
+    if config.registration.metadata_documents:
+        clients = MetadataDocumentClients.from_config(config, storage)
+    indicators = ResourceIndicators(gateway.resources, config.audience)
     server = Server(clients, TokenStore(storage, revoker, tokens.refresh_token_ttl))
     server.register_token_generator(
         "default", TokenGenerator(keyring, config.issuer, config.audience, tokens.access_token_ttl)
     )
-    code_grant = AuthorizationCodeGrant.bound(storage, revoker, tokens.authorization_code_ttl)
+    code_grant = AuthorizationCodeGrant.bound(
+        storage, revoker, tokens.authorization_code_ttl, indicators
+    )
     server.register_grant(code_grant, [PKCE(required=True)])
-    server.register_grant(PasswordGrant.bound(gateway.password_check))
+    server.register_grant(PasswordGrant.bound(gateway.password_check, indicators))
     rotation = RefreshRotation(
         storage, revoker, config.keys_dir, tokens.rotate_refresh_tokens, tokens.refresh_reuse_grace
     )
-    server.register_grant(RefreshTokenGrant.bound(rotation))
-    server.register_grant(ClientCredentialsGrant.bound(storage))
+    server.register_grant(RefreshTokenGrant.bound(rotation, indicators))
+    server.register_grant(ClientCredentialsGrant.bound(storage, indicators))
     reader = RequestReader(config.issuer, gateway.forwarded)
     secure = config.issuer.startswith("https://")
     codec = SessionCodec(session_secret(config.keys_dir), secure, config.sessions.lifetime)
@@ -294,14 +288,25 @@ def issuer_routes(gateway: Gateway) -> list[Route]:
         gateway.password_check,
         storage,
         config.scopes.descriptions,
+        indicators,
     )
-    logout = LogoutEndpoint(reader, clients, config.issuer, keyring, codec, sessions, sign_out)
+    # logout fetches no metadata document: such clients register no logout redirect URIs
+    logout = LogoutEndpoint(reader, stored, config.issuer, keyring, codec, sessions, sign_out)
     token = TokenEndpoint(server, reader, gateway.metrics)
     revocation = RevocationEndpoint(server, reader, gateway.validator, revoker, storage)
     introspection = IntrospectionEndpoint(server, reader, gateway.validator, storage, config.issuer)
-    metadata = MetadataEndpoint(config.issuer, keyring, storage, config.routes)
+    metadata = MetadataEndpoint(
+        config.issuer, keyring, storage, config.routes, config.registration, registered_scopes
+    )
     userinfo = UserInfoEndpoint(gateway.validator, config.audience, storage)
+    # RFC 9728: every method reaches the endpoint, which answers 405 itself
+    resource_metadata = ResourceMetadataEndpoint(gateway.resources, config.issuer)
+    registration = RegistrationEndpoint(
+        config, storage, revoker, gateway.forwarded, registered_scopes
+    )
     return [
+        Route(METADATA_PREFIX, resource_metadata),
+        Route(METADATA_PREFIX + "/{rest:path}", resource_metadata),
         Route("/.well-known/oauth-authorization-server", metadata.metadata, methods=["GET"]),
         Route("/.well-known/openid-configuration", metadata.openid_configuration, methods=["GET"]),
         Route("/.well-known/jwks.json", JWKSEndpoint(keyring).jwks, methods=["GET"]),
@@ -312,6 +317,7 @@ def issuer_routes(gateway: Gateway) -> list[Route]:
         Route("/oauth/introspect", introspection.introspect, methods=["POST"]),
         Route("/oauth/userinfo", userinfo.userinfo, methods=["GET", "POST"]),
         Route("/oauth/me", userinfo.me, methods=["GET"]),
+        *registration.routes(),
     ]
 
 
@@ -368,6 +374,8 @@ class GatewayApp:
         self.connection_limits = gateway.connection_limits
         #: the gateway's own endpoints: a request's path is its route in the access log
         self._endpoints = frozenset(r.path for r in issuer.routes if isinstance(r, Route))
+        #: RFC 7592's configuration endpoints, one path per client: one route in the log
+        self._configuration = REGISTER + "/{client_id}" in self._endpoints
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -383,6 +391,10 @@ class GatewayApp:
                 context.route = "/decisions"
             elif path in self._endpoints:
                 context.route = path
+            elif is_metadata_path(path):
+                context.route = METADATA_PREFIX
+            elif path.startswith(REGISTER + "/") and self._configuration:
+                context.route = REGISTER + "/{client_id}"
 
             async def receive_counted() -> Any:
                 message = await receive()

@@ -8,8 +8,12 @@ auth request, and a client's ``X-Forwarded-Uri`` must never describe the request
 (GHSA-7x63-xv5r-3p2x). The host the gateway decides on is the one the edge routes by, as the
 client sent it (the gateway normalises it: ``gateway.hosts``); method override headers reach the
 gateway, which refuses a request whose route does not honour them, or are removed where an edge
-would pass on a spelling with ``_`` (``gateway.proxy.overrides``). The tests run the nginx and
-Caddy snippets in front of a real gateway and parse the Traefik and Envoy ones.
+would pass on a spelling with ``_`` (``gateway.proxy.overrides``). A refusal reaches the client
+with its ``WWW-Authenticate`` (RFC 9728 ``resource_metadata`` included, a 403's too), and the
+protected resources' metadata (``/.well-known/oauth-protected-resource`` and below) is passed to
+the gateway, undecided, with the client's host, so that a client refused at the edge can find
+it. The tests run the nginx and Caddy snippets in front of a real gateway and parse the Traefik
+and Envoy ones.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from urllib.parse import urlsplit
 from gateway.config import DECISIONS_PREFIX, Config
 from gateway.errors import ConfigError
 from gateway.proxy.overrides import OVERRIDE_NAMES
+from gateway.resources import METADATA_PREFIX
 
 EDGES = ("nginx", "caddy", "traefik", "envoy")
 DEFAULT_UPSTREAM = "http://127.0.0.1:9001"
@@ -110,6 +115,20 @@ server {{
         proxy_pass {edge.upstream};
     }}
 
+    # RFC 9728 protected resource metadata: the gateway's own documents, for anyone
+    location = {METADATA_PREFIX} {{
+        proxy_pass http://gateway_decisions;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $host;
+    }}
+    location ^~ {METADATA_PREFIX}/ {{
+        proxy_pass http://gateway_decisions;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $host;
+    }}
+
     location = {auth} {{
         internal;
         proxy_pass http://gateway_decisions{DECISIONS_PREFIX};
@@ -166,6 +185,9 @@ def _caddy(edge: _Edge) -> str:
 # Every request is decided by the gateway before it is passed to the upstream.
 :{edge.listen} {{
 \troute {{
+\t\t# RFC 9728 protected resource metadata: the gateway's own documents, for anyone
+\t\t@gateway_metadata path {METADATA_PREFIX} {METADATA_PREFIX}/*
+\t\treverse_proxy @gateway_metadata {edge.authority}
 \t\t# a client's copies of the identity headers never reach the upstream: removed first,
 \t\t# then copy_headers sets the gateway's; so are method overrides spelled with "_"
 {removed}\t\tforward_auth {edge.authority} {{
@@ -218,11 +240,22 @@ http:
       rule: "PathPrefix(`/`)"
       middlewares: ["gateway-strip", "gateway"]
       service: api
+    # RFC 9728 protected resource metadata: the gateway's own documents, for anyone
+    gateway-metadata:
+      entryPoints: ["web"]
+      rule: "Path(`{METADATA_PREFIX}`) || PathPrefix(`{METADATA_PREFIX}/`)"
+      priority: 1000
+      service: gateway
   services:
     api:
       loadBalancer:
         servers:
           - url: {json.dumps(edge.upstream)}
+    gateway:
+      loadBalancer:
+        passHostHeader: true
+        servers:
+          - url: "http://{edge.authority}"
 """
 
 
@@ -235,6 +268,17 @@ def _envoy(edge: _Edge) -> str:
     overrides = "".join(
         f"{' ' * 16}- {{exact: {json.dumps(n.lower())}, ignore_case: true}}\n"
         for n in OVERRIDE_NAMES
+    )
+    undecided = "".join(
+        f"""\
+              - match: {{{match}}}
+                route: {{cluster: gateway}}
+                typed_per_filter_config:
+                  envoy.filters.http.ext_authz:
+                    "@type": {_EXT_AUTHZ}PerRoute
+                    disabled: true
+"""
+        for match in (f'path: "{METADATA_PREFIX}"', f'prefix: "{METADATA_PREFIX}/"')
     )
     return f"""\
 # Envoy (ext_authz, HTTP service): a static bootstrap. The gateway answers the original
@@ -259,7 +303,8 @@ static_resources:
             - name: api
               domains: ["*"]
               routes:
-              - match: {{prefix: "/"}}
+              # RFC 9728 protected resource metadata: the gateway's own documents, for anyone
+{undecided}              - match: {{prefix: "/"}}
                 route: {{cluster: upstream}}
           http_filters:
           - name: envoy.filters.http.ext_authz

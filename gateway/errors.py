@@ -6,9 +6,11 @@
     ├── ConfigError                  bad config file or CLI usage (exit code 2, never HTTP)
     ├── InvalidInput                 a user, client or consent the CLI refuses (exit code 2)
     ├── BearerError                  RFC 6750 §3 errors at a protected resource
-    │   ├── MissingToken             401, bare ``WWW-Authenticate: Bearer realm=...``
+    │   ├── MissingToken             401, ``WWW-Authenticate: Bearer realm=...`` without error
     │   ├── InvalidToken             401, error="invalid_token"
     │   └── InsufficientScope        403, error="insufficient_scope", scope="..."
+    │       └── ToolScopeRequired    403, the scopes of the tool a ``tools/call`` names
+    │       (at a route, each also with resource_metadata="...", a 401 with scope="...")
     ├── RouteNotFound                404
     ├── MethodNotAllowed             405 with ``Allow``
     ├── BadRequestPath               400 (path tricks)
@@ -17,6 +19,13 @@
     ├── MethodOverrideRefused        403 at /decisions: an override the route does not allow
     ├── UntrustedPeer                403 at /decisions: the peer is not a trusted edge
     ├── AmbiguousRequest             403 at /decisions: which request is meant is unclear
+    ├── McpRefusal                   an ``mcp = true`` route's message refused (``proxy/mcp.py``)
+    │   ├── InvalidMcpMessage        400: not one JSON-RPC 2.0 message, or headers that disagree
+    │   ├── McpMessageTooLarge       413: past the route's ``mcp_max_body``
+    │   ├── McpContentEncoding       415: a compressed body, which cannot be read
+    │   ├── McpBodyTimeout           408: the body stalled while it was read
+    │   ├── ToolNotAllowed           403: no ``mcp_tool_scopes`` pattern names the tool
+    │   └── McpUnchecked             403 at /decisions: a message it cannot see
     ├── ListenerRefusal              the listener's own answers, before any app sees the request
     │   ├── MalformedRequest         400, not an HTTP/1.x message llhttp accepts
     │   ├── MissingOrRepeatedHost    400, RFC 9112 §3.2
@@ -92,20 +101,35 @@ class InvalidInput(GatewayError):
 
 
 class BearerError(GatewayError):
+    """An RFC 6750 §3 challenge. At a route (the proxy, ``/decisions``) it also says where the
+    resource's metadata is, RFC 9728 §5.1 ``resource_metadata``, and on a 401 the ``scope`` a
+    token needs there (what MCP clients ask for): both set by ``proxy.auth.challenged``."""
+
     status_code = 401
+    #: RFC 6750 §3 ``scope``: scopes that would do, space-separated (None: not said)
+    scope: str | None = None
+    #: RFC 9728 §5.1: the URL of the resource's metadata, built from its identifier
+    resource_metadata: str | None = None
+
+    def error_params(self) -> list[tuple[str, str]]:
+        """The challenge's error attributes (values not yet quoted)."""
+        return [("error", self.error), ("error_description", _quote(self.description))]
 
     def challenge(self) -> str:
-        return (
-            f'Bearer realm="{REALM}", error="{self.error}", '
-            f'error_description="{_quote(self.description)}"'
-        )
+        params = [("realm", REALM), *self.error_params()]
+        if self.scope:
+            params.append(("scope", _quote(self.scope)))
+        if self.resource_metadata:
+            params.append(("resource_metadata", _quoted_pairs(self.resource_metadata)))
+        return "Bearer " + ", ".join(f'{name}="{value}"' for name, value in params)
 
     def headers(self) -> dict[str, str]:
         return {"WWW-Authenticate": self.challenge()}
 
 
 class MissingToken(BearerError):
-    """RFC 6750 §3.1: a request without authentication gets no error code."""
+    """RFC 6750 §3.1: a request without authentication gets no error code (where to learn
+    more, ``scope`` and ``resource_metadata``, is not error information)."""
 
     error = "unauthorized"
     description = "an access token is required"
@@ -114,8 +138,8 @@ class MissingToken(BearerError):
     def reason(self) -> str:
         return "missing_token"
 
-    def challenge(self) -> str:
-        return f'Bearer realm="{REALM}"'
+    def error_params(self) -> list[tuple[str, str]]:
+        return []
 
 
 class InvalidToken(BearerError):
@@ -137,11 +161,12 @@ class InsufficientScope(BearerError):
 
     def __init__(self, scope: str) -> None:
         super().__init__()
-        self.scope = scope
+        self.scope: str = scope
 
-    def challenge(self) -> str:
-        """RFC 6750 §3: the scope that would do; the description stays in the body."""
-        return f'Bearer realm="{REALM}", error="{self.error}", scope="{_quote(self.scope)}"'
+    def error_params(self) -> list[tuple[str, str]]:
+        """RFC 6750 §3: the scope that would do (``challenge`` adds it); the description
+        stays in the body."""
+        return [("error", self.error)]
 
     def body(self) -> dict[str, str]:
         return {**super().body(), "scope": self.scope}
@@ -206,6 +231,91 @@ class AmbiguousRequest(GatewayError):
     error = "invalid_request"
     status_code = 403
     description = "the request to decide on is ambiguous"
+
+
+class McpRefusal(GatewayError):
+    """A message to an ``mcp = true`` route refused before it reaches the upstream
+    (``gateway.proxy.mcp``). One fixed description per case: nothing of the body is echoed."""
+
+    error = "invalid_request"
+    status_code = 400
+    label = "invalid_mcp_message"
+
+    @property
+    def reason(self) -> str:
+        return self.label
+
+
+class InvalidMcpMessage(McpRefusal):
+    description = "the body is not one JSON-RPC 2.0 message"
+
+
+class McpMessageTooLarge(McpRefusal):
+    """RFC 9110 §15.5.14: 413 "the request content is larger than the server is willing or
+    able to process"."""
+
+    status_code = 413
+    label = "content_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"an MCP message on this route is at most {limit} bytes")
+
+
+class McpContentEncoding(McpRefusal):
+    """RFC 9110 §15.5.16: 415 for a content coding the server does not take, with
+    ``Accept-Encoding`` saying which it does (none but identity)."""
+
+    status_code = 415
+    label = "unsupported_content_encoding"
+    description = "an MCP message must be sent uncompressed (no Content-Encoding)"
+
+    def headers(self) -> dict[str, str]:
+        return {"Accept-Encoding": "identity"}
+
+
+class McpBodyTimeout(McpRefusal):
+    """RFC 9110 §15.5.9: 408, the message was not whole within the proxy's ``idle_timeout``
+    between two of its chunks."""
+
+    status_code = 408
+    label = "request_body_timeout"
+    description = "the request body did not arrive in time"
+
+
+class ToolNotAllowed(McpRefusal):
+    """Deny by default: no pattern of the route's ``mcp_tool_scopes`` matches the tool, so no
+    scope would let it through, and no challenge invites the client to ask for one."""
+
+    error = "access_denied"
+    status_code = 403
+    label = "tool_scope"
+    description = "this tool may not be called on this route"
+
+
+class McpUnchecked(McpRefusal):
+    """At ``/decisions`` only: the edge does not send the body, so a message to an
+    ``mcp = true`` route (its tool, its JSON-RPC shape) cannot be checked; the edge would
+    forward it unchecked, so it is refused. Such a route is served by the gateway's proxy."""
+
+    error = "access_denied"
+    status_code = 403
+    label = "mcp_unchecked"
+    description = (
+        "this route is an MCP server (mcp = true): its messages are checked by the gateway's "
+        "proxy, which reads them; /decisions cannot see a request's body"
+    )
+
+
+class ToolScopeRequired(InsufficientScope):
+    """The token holds the route's scopes but not those of the tool a ``tools/call`` names:
+    RFC 6750 ``insufficient_scope``, whose ``scope`` is what would do for both (the MCP
+    client's step-up asks for exactly that)."""
+
+    description = "the token lacks a scope this tool requires"
+
+    @property
+    def reason(self) -> str:
+        return "tool_scope"
 
 
 class ListenerRefusal(GatewayError):
@@ -327,5 +437,11 @@ class NotANavigation(GatewayError):
 
 
 def _quote(value: str) -> str:
-    """RFC 6750 §3: quoted-string values exclude '"' and '\\'."""
+    """RFC 6750 §3: the values of its attributes exclude '"' and '\\'."""
     return "".join(c for c in value if c not in '"\\' and 0x20 <= ord(c) < 0x7F)
+
+
+def _quoted_pairs(value: str) -> str:
+    """RFC 9110 §5.6.4: the inside of a quoted-string, '"' and '\\' as quoted-pairs (a
+    resource identifier has neither: ``config.load`` allows URI characters only)."""
+    return "".join("\\" + c if c in '"\\' else c for c in value if 0x20 <= ord(c) < 0x7F)

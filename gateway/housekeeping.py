@@ -1,5 +1,6 @@
 """Pruning what can no longer matter: expired codes, refresh tokens, grants, revocations and
-login failures past the throttle's window, browser sessions past their lifetime.
+login failures past the throttle's window, browser sessions past their lifetime, initial access
+tokens past theirs, and registrations past the hour their address is counted for.
 
 Runs in the background of every replica (deletes are idempotent, so replicas need no
 coordination), in small batches so no request waits long behind its locks.
@@ -15,16 +16,27 @@ import sqlalchemy as sa
 from gateway.models import (
     AuthorizationCode,
     BrowserSession,
+    ClientRegistration,
     Grant,
     LoginFailure,
     RefreshToken,
+    RegistrationToken,
     Revocation,
 )
 from gateway.storage import Storage
 
 BATCH = 500
 #: children before parents: refresh tokens reference grants
-EXPIRING = (AuthorizationCode, RefreshToken, Grant, Revocation, LoginFailure, BrowserSession)
+EXPIRING = (
+    AuthorizationCode,
+    RefreshToken,
+    Grant,
+    Revocation,
+    LoginFailure,
+    BrowserSession,
+    RegistrationToken,
+    ClientRegistration,
+)
 
 
 def prune_expired(storage: Storage, now: float | None = None) -> dict[str, int]:

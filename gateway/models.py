@@ -41,6 +41,15 @@ def random_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+#: a client_id's longest form: a Client ID Metadata Document's URL
+CLIENT_ID_LENGTH = 512
+#: ``Client.origin`` of a client whose client_id is the URL of its metadata document
+METADATA_DOCUMENT = "metadata-document"
+
+#: a list of resource identifiers (RFC 8707), or SQL NULL (never JSON ``null``) for none named
+RESOURCES = JSON(none_as_null=True)
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -92,7 +101,7 @@ class Client(Base, ClientMixin):
     __tablename__ = "clients"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    client_id: Mapped[str] = mapped_column(String(CLIENT_ID_LENGTH), unique=True)
     client_secret_hash: Mapped[str | None] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(200))
     redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -110,6 +119,20 @@ class Client(Base, ClientMixin):
     post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
     #: a client of the deployment itself: its users are never shown a consent page
     first_party: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: how the client came: ``cli`` (``gateway client create``), ``registration`` (RFC 7591)
+    #: or ``metadata-document`` (its client_id is the URL of its metadata)
+    origin: Mapped[str] = mapped_column(String(32), default="cli", server_default="cli")
+    #: the protected resources (RFC 8707 identifiers) it may ask tokens for; None: any the
+    #: gateway serves (``gateway client create --resource``)
+    resources: Mapped[list[str] | None] = mapped_column(RESOURCES)
+    #: RFC 7591 ``client_uri``: the home page a registered client gave (None for others)
+    client_uri: Mapped[str | None] = mapped_column(Text)
+    #: OpenID Connect Registration ``application_type`` of a registered client: ``web`` or
+    #: ``native`` (None for others)
+    application_type: Mapped[str | None] = mapped_column(String(16))
+    #: RFC 7592: the hash of a registered client's registration access token, the one key to
+    #: its configuration endpoint (None for clients that did not register themselves)
+    registration_token_hash: Mapped[str | None] = mapped_column(String(64))
 
     @property
     def is_public(self) -> bool:
@@ -118,6 +141,19 @@ class Client(Base, ClientMixin):
     @property
     def scopes(self) -> set[str]:
         return set(self.scope.split())
+
+    def widen_scopes(self, requestable: frozenset[str]) -> None:
+        """Let requests name any of ``requestable``, not only the client's ``scope``, which
+        stays the default when a request names none: a client that registered itself may ask
+        for any scope of ``[registration] allowed_scopes`` (``records.ClientLookup``). Not a
+        column: the config decides, at every request."""
+        self._requestable = requestable
+
+    @property
+    def requestable_scopes(self) -> set[str]:
+        """What a request of this client may name: its ``scope``, unless widened."""
+        widened: frozenset[str] | None = getattr(self, "_requestable", None)
+        return self.scopes if widened is None else set(widened)
 
     # --- authlib ClientMixin ---------------------------------------------------------------
 
@@ -129,9 +165,10 @@ class Client(Base, ClientMixin):
 
     def get_allowed_scope(self, scope: str | None) -> str:
         """No scope asked: the client's whole scope. Unknown scopes were refused earlier."""
+        requestable = self.requestable_scopes
         if not scope:
-            return self.scope
-        return " ".join(s for s in scope.split() if s in self.scopes)
+            return " ".join(s for s in self.scope.split() if s in requestable)
+        return " ".join(s for s in scope.split() if s in requestable)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         return any(redirect_uri_matches(r, redirect_uri) for r in self.redirect_uris)
@@ -167,7 +204,7 @@ class Grant(Base):
     __tablename__ = "grants"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    client_id: Mapped[str] = mapped_column(String(64), index=True)
+    client_id: Mapped[str] = mapped_column(String(CLIENT_ID_LENGTH), index=True)
     user_id: Mapped[str | None] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
@@ -179,6 +216,9 @@ class Grant(Base):
     created_at: Mapped[float] = mapped_column(Float, default=now)
     expires_at: Mapped[float] = mapped_column(Float, index=True)
     revoked_at: Mapped[float | None] = mapped_column(Float)
+    #: the resources (RFC 8707) its tokens may be for, as granted; None: none was named, its
+    #: tokens are for the default audience (``tokens.audience``)
+    resources: Mapped[list[str] | None] = mapped_column(RESOURCES)
 
     user: Mapped[User | None] = relationship(lazy="joined")
 
@@ -188,7 +228,7 @@ class AuthorizationCode(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     code_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    client_id: Mapped[str] = mapped_column(String(64))
+    client_id: Mapped[str] = mapped_column(String(CLIENT_ID_LENGTH))
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     #: as sent in the authorization request (None when omitted: the one registered was used)
     redirect_uri: Mapped[str | None] = mapped_column(Text)
@@ -204,6 +244,8 @@ class AuthorizationCode(Base):
     #: set when redeemed; a second redemption revokes ``grant_id``
     used_at: Mapped[float | None] = mapped_column(Float)
     grant_id: Mapped[str | None] = mapped_column(String(32))
+    #: the resources (RFC 8707) the authorization request named, as approved; None: none
+    resources: Mapped[list[str] | None] = mapped_column(RESOURCES)
 
     user: Mapped[User] = relationship(lazy="joined")
 
@@ -222,7 +264,7 @@ class RefreshToken(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     grant_id: Mapped[str] = mapped_column(ForeignKey("grants.id", ondelete="CASCADE"), index=True)
-    client_id: Mapped[str] = mapped_column(String(64))
+    client_id: Mapped[str] = mapped_column(String(CLIENT_ID_LENGTH))
     scope: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[float] = mapped_column(Float, default=now)
     expires_at: Mapped[float] = mapped_column(Float, index=True)
@@ -313,15 +355,50 @@ class BrowserSession(Base):
 
 
 class Consent(Base):
-    """What a user allowed a client: the union of the scopes of every Allow. A later
-    authorization request for a subset of ``scope`` shows no consent page."""
+    """What a user allowed a client: the union of the scopes and of the resources of every
+    Allow. A later authorization request for a subset of both shows no consent page."""
 
     __tablename__ = "consents"
     __table_args__ = (UniqueConstraint("user_id", "client_id", name="uq_consents_user_client"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    client_id: Mapped[str] = mapped_column(String(64), index=True)
+    client_id: Mapped[str] = mapped_column(String(CLIENT_ID_LENGTH), index=True)
     scope: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[float] = mapped_column(Float, default=now)
     updated_at: Mapped[float] = mapped_column(Float, default=now)
+    #: the resources (RFC 8707) allowed, sorted; None: a consent remembered before resources
+    #: were, which covered the default audience only
+    resources: Mapped[list[str] | None] = mapped_column(RESOURCES)
+
+
+class RegistrationToken(Base):
+    """An initial access token (RFC 7591 §3): with ``[registration] dynamic = "token"``, the
+    bearer credential a registration must carry. Made by ``gateway registration token
+    create``, shown once, kept as its hash; each registration spends one of ``uses_allowed``.
+    Pruned by housekeeping once past ``expires_at``."""
+
+    __tablename__ = "registration_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+    uses_allowed: Mapped[int] = mapped_column(Integer)
+    uses: Mapped[int] = mapped_column(Integer, default=0)
+    revoked_at: Mapped[float | None] = mapped_column(Float)
+
+
+class ClientRegistration(Base):
+    """One client registered at ``POST /oauth/register``, by the address it came from (the
+    login throttle's unit: ``throttle.address_key``): the evidence of the per-address rate,
+    ``[registration] max_per_address_per_hour``, shared by every replica. Kept an hour
+    (``expires_at``), whatever became of the client, then pruned by housekeeping."""
+
+    __tablename__ = "client_registrations"
+    __table_args__ = (Index("ix_client_registrations_address_at", "address", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    address: Mapped[str] = mapped_column(String(64))
+    at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)

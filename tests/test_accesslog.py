@@ -302,6 +302,13 @@ def test_a_token_request_is_logged_without_its_secrets(
         pytest.param("/metrics", 200, "/metrics", None, id="metrics"),
         pytest.param("/.well-known/jwks.json", 200, "/.well-known/jwks.json", None, id="jwks"),
         pytest.param("/oauth/nothing-here", 404, None, "not_found", id="unknown-endpoint"),
+        pytest.param(
+            "/.well-known/oauth-protected-resource/none",
+            404,
+            "/.well-known/oauth-protected-resource",
+            "not_found",
+            id="resource-metadata",
+        ),
     ],
 )
 def test_the_gateways_own_endpoints_are_logged(

@@ -37,9 +37,13 @@ def example_keys() -> list[str]:
     return list(_dotted(tomllib.loads(COMMENTED_OUT.sub(r"\1", text)), ""))
 
 
+#: tables whose keys are the user's own (scope names, tool-name patterns): one key each
+FREE_FORM = {"scopes.descriptions", "routes[].mcp_tool_scopes"}
+
+
 def _dotted(table: dict[str, Any], prefix: str) -> Iterator[str]:
     for key, value in table.items():
-        if isinstance(value, dict) and value:
+        if isinstance(value, dict) and value and prefix + key not in FREE_FORM:
             yield from _dotted(value, f"{prefix}{key}.")
         elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
             for item in value:

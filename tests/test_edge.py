@@ -64,6 +64,17 @@ def test_traefik(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert http["services"]["api"]["loadBalancer"]["servers"] == [
         {"url": "http://orders.internal:9001/v1"}
     ]
+    # RFC 9728 metadata goes to the gateway, undecided, ahead of the catch-all
+    metadata = http["routers"]["gateway-metadata"]
+    assert metadata["rule"] == (
+        "Path(`/.well-known/oauth-protected-resource`) || "
+        "PathPrefix(`/.well-known/oauth-protected-resource/`)"
+    )
+    assert "middlewares" not in metadata and metadata["priority"] > len(
+        http["routers"]["api"]["rule"]
+    )
+    gateway = http["services"][metadata["service"]]["loadBalancer"]
+    assert gateway == {"passHostHeader": True, "servers": [{"url": "http://127.0.0.1:8100"}]}
 
 
 def _find(node: Any, key: str) -> list[Any]:
@@ -112,6 +123,18 @@ def test_envoy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _find(bootstrap, "strip_trailing_host_dot") == [True]
     listener = bootstrap["static_resources"]["listeners"][0]
     assert listener["address"]["socket_address"]["port_value"] == 9000
+    # RFC 9728 metadata goes to the gateway, undecided, ahead of the catch-all
+    routes = _find(bootstrap, "routes")[0]
+    assert [(r["match"], r["route"]["cluster"]) for r in routes] == [
+        ({"path": "/.well-known/oauth-protected-resource"}, "gateway"),
+        ({"prefix": "/.well-known/oauth-protected-resource/"}, "gateway"),
+        ({"prefix": "/"}, "upstream"),
+    ]
+    for route in routes[:2]:
+        per_route = route["typed_per_filter_config"]["envoy.filters.http.ext_authz"]
+        assert per_route["@type"].endswith("ext_authz.v3.ExtAuthzPerRoute")
+        assert per_route["disabled"] is True
+    assert "typed_per_filter_config" not in routes[2]
 
 
 def test_nginx_copies_and_clears_every_header(

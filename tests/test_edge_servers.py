@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,7 +14,7 @@ import httpx
 import jwt as pyjwt
 import pytest
 
-from tests.support.cases import BARE, IDENTITY, TRICKS
+from tests.support.cases import IDENTITY, TRICKS, bare, insufficient, invalid
 from tests.support.edges import ADMIN_HOST, EMAIL, SCOPE, USER_SCOPES, Deployment
 
 pytestmark = [pytest.mark.edge, pytest.mark.live]
@@ -76,23 +77,25 @@ def test_a_client_gets_no_email_header(edge: str, deployment: Deployment) -> Non
     assert headers["x-forwarded-scopes"] == [SCOPE]
 
 
+def metadata_url(deployment: Deployment) -> str:
+    """The resource's metadata URL: the deployment's routes name no audience, so the
+    identifier is the issuer."""
+    return f"{deployment.gateway.issuer}/.well-known/oauth-protected-resource"
+
+
 @pytest.mark.parametrize(
     ("path", "headers", "status", "challenge"),
     [
-        pytest.param("/orders/a", {"X-Other": "1"}, 401, BARE, id="no-token"),
+        pytest.param("/orders/a", {"X-Other": "1"}, 401, lambda m: bare(SCOPE, m), id="no-token"),
         pytest.param(
             "/orders/b",
             bearer("x.y.z"),
             401,
-            'Bearer realm="gateway", error="invalid_token", error_description="malformed token"',
+            lambda m: invalid("malformed token", SCOPE, m),
             id="invalid-token",
         ),
         pytest.param(
-            "/admin/c",
-            None,
-            403,
-            'Bearer realm="gateway", error="insufficient_scope", scope="admin"',
-            id="insufficient-scope",
+            "/admin/c", None, 403, lambda m: insufficient("admin", m), id="insufficient-scope"
         ),
     ],
 )
@@ -102,12 +105,33 @@ def test_denials_reach_the_client_with_their_challenge(
     path: str,
     headers: dict[str, str] | None,
     status: int,
-    challenge: str,
+    challenge: Callable[[str], str],
 ) -> None:
     response = httpx.get(f"{edge}{path}", headers=headers or bearer(deployment.user_token))
     assert response.status_code == status
-    assert response.headers.get_list("www-authenticate") == [challenge]
+    # the resource_metadata of RFC 9728 §5.1 too: an MCP client starts from it
+    assert response.headers.get_list("www-authenticate") == [challenge(metadata_url(deployment))]
     assert path not in deployment.upstream.seen
+
+
+def test_the_resource_metadata_is_the_gateways(edge: str, deployment: Deployment) -> None:
+    """RFC 9728: a client refused at the edge finds the metadata its challenge names there
+    (the edge passes the well-known paths to the gateway, undecided, with the client's host)."""
+    refused = httpx.get(f"{edge}/orders/meta")
+    found = re.search(r'resource_metadata="([^"]+)"', refused.headers["www-authenticate"])
+    assert found is not None
+    path = urlsplit(found[1]).path
+    response = httpx.get(f"{edge}{path}")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["cache-control"] == "max-age=300"
+    assert response.json()["resource"] == deployment.gateway.issuer
+    assert response.json()["authorization_servers"] == [deployment.gateway.issuer]
+    head = httpx.head(f"{edge}{path}")
+    assert head.status_code == 200 and head.content == b""
+    missing = httpx.get(f"{edge}{path}/nothing")
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+    assert not [p for p in deployment.upstream.seen if p.startswith("/.well-known")]
 
 
 def spellings() -> list[str]:
@@ -289,9 +313,7 @@ def test_an_override_is_checked_as_the_overriding_method(edge: str, deployment: 
         f"{edge}/reports/2", headers={**token, "X-HTTP-Method-Override": "DELETE"}
     )
     assert deleting.status_code == 403
-    assert deleting.headers["www-authenticate"] == (
-        'Bearer realm="gateway", error="insufficient_scope", scope="admin"'
-    )
+    assert deleting.headers["www-authenticate"] == insufficient("admin", metadata_url(deployment))
     assert "/reports/2" not in deployment.upstream.seen
 
 

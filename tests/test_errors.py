@@ -15,11 +15,18 @@ import pytest
 import gateway
 from gateway.errors import (
     InsufficientScope,
+    InvalidMcpMessage,
     InvalidToken,
+    McpBodyTimeout,
+    McpContentEncoding,
+    McpMessageTooLarge,
+    McpUnchecked,
     MethodNotAllowed,
     MissingToken,
     RouteNotFound,
     StorageUnavailable,
+    ToolNotAllowed,
+    ToolScopeRequired,
 )
 
 WORD = re.compile(r"^[a-z_]+$")
@@ -36,6 +43,13 @@ WORD = re.compile(r"^[a-z_]+$")
         (RouteNotFound(), "not_found"),
         (MethodNotAllowed(["GET"]), "method_not_allowed"),
         (StorageUnavailable(), "temporarily_unavailable"),
+        (ToolScopeRequired("files:admin"), "tool_scope"),
+        (ToolNotAllowed(), "tool_scope"),
+        (InvalidMcpMessage("a JSON-RPC method is a string"), "invalid_mcp_message"),
+        (McpMessageTooLarge(4096), "content_too_large"),
+        (McpContentEncoding(), "unsupported_content_encoding"),
+        (McpBodyTimeout(), "request_body_timeout"),
+        (McpUnchecked(), "mcp_unchecked"),
     ],
 )
 def test_reason_is_a_fixed_word(error, reason):

@@ -10,8 +10,10 @@ from gateway.housekeeping import BATCH, prune_expired
 from gateway.models import (
     AuthorizationCode,
     BrowserSession,
+    ClientRegistration,
     Grant,
     RefreshToken,
+    RegistrationToken,
     Revocation,
     User,
     new_id,
@@ -52,13 +54,30 @@ def seed(storage: Storage, user: User, expires_at: float, count: int = 1) -> Non
                     expires_at=expires_at,
                 )
             )
+            session.add(
+                RegistrationToken(
+                    token_hash=new_id() + new_id(),
+                    expires_at=expires_at,
+                    uses_allowed=1,
+                    uses=0,
+                )
+            )
+            session.add(ClientRegistration(address="192.0.2.1", at=0, expires_at=expires_at))
 
 
 def counts(storage: Storage) -> dict[str, int]:
     with storage.session() as session:
         return {
             model.__tablename__: session.scalar(sa.select(sa.func.count()).select_from(model)) or 0
-            for model in (AuthorizationCode, RefreshToken, Grant, Revocation, BrowserSession)
+            for model in (
+                AuthorizationCode,
+                RefreshToken,
+                Grant,
+                Revocation,
+                BrowserSession,
+                RegistrationToken,
+                ClientRegistration,
+            )
         }
 
 
@@ -76,6 +95,8 @@ def test_prunes_expired_rows_in_batches_and_keeps_live_ones(storage: Storage, us
         "revocations": BATCH + 3,
         "login_failures": 0,
         "browser_sessions": BATCH + 3,
+        "registration_tokens": BATCH + 3,
+        "client_registrations": BATCH + 3,
     }
     assert set(counts(storage).values()) == {2}
     assert prune_expired(storage, now) == dict.fromkeys(pruned, 0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from gateway.cli import accounts, operations
+from gateway.cli import accounts, operations, registration
 from gateway.cli.parser import parser
 from gateway.cli.setup import Command
 from gateway.config import load_config
@@ -18,6 +18,7 @@ COMMANDS: dict[str, Command] = {
     "user": accounts.cmd_user,
     "client": accounts.cmd_client,
     "consent": accounts.cmd_consent,
+    "registration": registration.cmd_registration,
     "key": operations.cmd_key,
     "token": operations.cmd_token,
     "db": operations.cmd_db,

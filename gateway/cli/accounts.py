@@ -11,8 +11,9 @@ from typing import Any
 from gateway import accounts
 from gateway.cli.setup import out, revoker_for, when, with_storage
 from gateway.config import Config
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, InvalidInput
 from gateway.keys import session_secret
+from gateway.resources import Resources
 from gateway.storage import Storage
 from gateway.throttle import LoginThrottle
 
@@ -53,6 +54,8 @@ def cmd_client(config: Config, args: argparse.Namespace, storage: Storage) -> No
         if args.public and method != "none":
             raise ConfigError("--public clients use --auth-method none")
         grants = args.grant_types or ["authorization_code", "refresh_token"]
+        if args.resources is not None:
+            _check_resources(config, args.resources)
         with storage.session() as session:
             new = accounts.create_client(
                 session,
@@ -64,6 +67,7 @@ def cmd_client(config: Config, args: argparse.Namespace, storage: Storage) -> No
                 args.introspect,
                 post_logout_redirect_uris=args.post_logout_redirect_uris,
                 first_party=args.first_party,
+                resources=args.resources,
             )
         data = {"client_id": new.client.client_id, "client_secret": new.client_secret}
         text = f"client_id:     {new.client.client_id}"
@@ -83,12 +87,16 @@ def cmd_client(config: Config, args: argparse.Namespace, storage: Storage) -> No
                     "introspect": c.can_introspect,
                     "post_logout_redirect_uris": c.post_logout_redirect_uris,
                     "first_party": c.first_party,
+                    "origin": c.origin,
+                    "resources": c.resources,
                 }
                 for c in accounts.list_clients(session)
             ]
         lines = [
             f"{r['client_id']}  {r['name']}  [{' '.join(r['grant_types'])}]  scope={r['scope']!r}"
+            + f"  origin={r['origin']}"
             + ("  first-party" if r["first_party"] else "")
+            + (f"  resources={' '.join(r['resources'])!r}" if r["resources"] is not None else "")
             for r in rows
         ]
         out(rows, args.json, "\n".join(lines) or "no clients")
@@ -103,6 +111,18 @@ def cmd_client(config: Config, args: argparse.Namespace, storage: Storage) -> No
         print(f"deleted client {args.client_id}, its users' consents, and revoked its grants")
 
 
+def _check_resources(config: Config, resources: list[str]) -> None:
+    """Each ``--resource`` names a protected resource of the config's routes, exactly."""
+    served = Resources.from_config(config)
+    for uri in resources:
+        if served.get(uri) is None:
+            known = ", ".join(r.identifier for r in served)
+            raise InvalidInput(
+                f"--resource {uri!r} is not a resource of this gateway's routes "
+                + (f"(they are: {known})" if known else "(no route takes tokens)")
+            )
+
+
 @with_storage
 def cmd_consent(config: Config, args: argparse.Namespace, storage: Storage) -> None:
     if args.action == "list":
@@ -112,6 +132,7 @@ def cmd_consent(config: Config, args: argparse.Namespace, storage: Storage) -> N
                     "client_id": c.client_id,
                     "client_name": c.client_name,
                     "scope": c.scopes,
+                    "resources": c.resources,
                     "created_at": when(c.created_at),
                     "updated_at": when(c.updated_at),
                 }
@@ -119,7 +140,9 @@ def cmd_consent(config: Config, args: argparse.Namespace, storage: Storage) -> N
             ]
         lines = [
             f"{r['client_id']}  {r['client_name'] or '(deleted client)'}  "
-            f"scope={' '.join(r['scope'])!r}  allowed {r['created_at']}, updated {r['updated_at']}"
+            f"scope={' '.join(r['scope'])!r}  "
+            + (f"resources={' '.join(r['resources'])!r}  " if r["resources"] is not None else "")
+            + f"allowed {r['created_at']}, updated {r['updated_at']}"
             for r in rows
         ]
         out(rows, args.json, "\n".join(lines) or f"no consents for {args.user}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn
 
+from gateway import registration_tokens
 from gateway.config import GRANT_TYPES
 from gateway.edge import DEFAULT_LISTEN, DEFAULT_UPSTREAM, EDGES
 from gateway.issuer.clientauth import CLIENT_AUTH_METHODS
@@ -76,6 +77,14 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a client of this deployment itself: its users never see a consent page",
     )
+    cc.add_argument(
+        "--resource",
+        action="append",
+        dest="resources",
+        metavar="URI",
+        help="repeatable; the only protected resources (RFC 8707 identifiers of the routes) it "
+        "may ask tokens for; default: any",
+    )
     cc.add_argument("--json", action="store_true")
     cl = client.add_parser("list", help="list clients")
     cl.add_argument("--json", action="store_true")
@@ -119,6 +128,33 @@ def parser() -> argparse.ArgumentParser:
     group = tr.add_mutually_exclusive_group(required=True)
     group.add_argument("--jti", help="the access token's jti claim")
     group.add_argument("--user", metavar="EMAIL", help="every token of this user issued until now")
+
+    registration = sub.add_parser(
+        "registration", help="dynamic client registration (RFC 7591)"
+    ).add_subparsers(dest="action", metavar="{token}", required=True, parser_class=_Parser)
+    rtoken = registration.add_parser(
+        "token", help='initial access tokens, for [registration] dynamic = "token"'
+    ).add_subparsers(dest="token_action", required=True, parser_class=_Parser)
+    rtc = rtoken.add_parser("create", help="make a token (shown once) a client registers with")
+    rtc.add_argument(
+        "--ttl",
+        type=int,
+        default=registration_tokens.DEFAULT_TTL,
+        metavar="SECONDS",
+        help=f"how long it lasts (default: {registration_tokens.DEFAULT_TTL})",
+    )
+    rtc.add_argument(
+        "--uses",
+        type=int,
+        default=registration_tokens.DEFAULT_USES,
+        metavar="N",
+        help=f"how many registrations it allows (default: {registration_tokens.DEFAULT_USES})",
+    )
+    rtc.add_argument("--json", action="store_true")
+    rtl = rtoken.add_parser("list", help="list tokens: status, uses, expiry (never the token)")
+    rtl.add_argument("--json", action="store_true")
+    rtr = rtoken.add_parser("revoke", help="a token stops allowing registrations")
+    rtr.add_argument("id", metavar="ID", help="the token's id, as 'list' shows it")
 
     demo = sub.add_parser("demo", help="serve with a demo upstream, user and client")
     demo.add_argument("--host")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 import types
 import typing
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit
 from gateway.config.model import (
     LOG_FORMATS,
     LOOPBACK_HOSTS,
+    REGISTRATION_MODES,
     SIGNING_ALGORITHMS,
     Config,
     RouteConfig,
@@ -126,11 +128,14 @@ def _load_routes(raw: Any, base_dir: str) -> tuple[RouteConfig, ...]:
             raise _KeyError(f"routes[{i}]", "must be a table")
         table = dict(table)
         scopes = _load_scopes(table.pop("scopes", []), prefix + "scopes")
+        tool_scopes = _load_tool_scopes(
+            table.pop("mcp_tool_scopes", {}), prefix + "mcp_tool_scopes"
+        )
         for required in ("path", "upstream"):
             if required not in table:
                 raise _KeyError(prefix + required, "is required")
         route = _build(RouteConfig, table, prefix)
-        route = dataclasses.replace(route, scopes=scopes)
+        route = dataclasses.replace(route, scopes=scopes, mcp_tool_scopes=tool_scopes)
         if route.tls_ca is not None:
             tls_ca = resolve_path(base_dir, route.tls_ca)
             if not tls_ca.is_file():
@@ -149,6 +154,19 @@ def _load_scopes(raw: Any, key: str) -> tuple[tuple[str, ...], ...]:
     if all(isinstance(s, list) and s and all(isinstance(x, str) for x in s) for s in raw):
         return tuple(tuple(s) for s in raw)
     raise _KeyError(key, "must be a list of scopes or a list of non-empty scope lists")
+
+
+def _load_tool_scopes(raw: Any, key: str) -> tuple[tuple[str, tuple[tuple[str, ...], ...]], ...]:
+    """``{"read_*" = [], "delete_*" = ["admin"]}``: tool-name globs in file order, each with
+    scope sets shaped as a route's ``scopes``."""
+    if not isinstance(raw, dict):
+        raise _KeyError(key, 'must be a table of tool-name patterns ({ "name_*" = ["scope"] })')
+    table = []
+    for pattern, scopes in raw.items():
+        if not pattern:
+            raise _KeyError(key, "a tool-name pattern must not be empty")
+        table.append((pattern, _load_scopes(scopes, f"{key}.{pattern}")))
+    return tuple(table)
 
 
 def _validate_route(route: RouteConfig, prefix: str) -> RouteConfig:
@@ -201,6 +219,22 @@ def _validate_route(route: RouteConfig, prefix: str) -> RouteConfig:
         raise _KeyError(prefix + "scopes", "a public route cannot require scopes")
     if route.assertion_audience is not None and not route.assertion_audience.strip():
         raise _KeyError(prefix + "assertion_audience", "must not be empty")
+    if route.resource_name is not None and not route.resource_name.strip():
+        raise _KeyError(prefix + "resource_name", "must not be empty")
+    if route.resource_documentation is not None and not _is_web_url(route.resource_documentation):
+        raise _KeyError(prefix + "resource_documentation", "must be an http(s) URL")
+    if route.mcp_max_body <= 0:
+        raise _KeyError(prefix + "mcp_max_body", "must be positive")
+    if route.mcp_tool_scopes and not route.mcp:
+        raise _KeyError(prefix + "mcp_tool_scopes", "applies to mcp = true routes only")
+    if route.mcp and route.allow_method_override:
+        # the upstream would act on another method than the POST whose message was checked
+        raise _KeyError(prefix + "allow_method_override", "an mcp = true route takes none")
+    if route.mcp and route.public:
+        # deny by default would refuse every tool, and no token could carry a tool's scopes
+        raise _KeyError(
+            prefix + "mcp", "a public route takes no token: its tools cannot be checked"
+        )
     host = None if route.host is None else _route_host(route.host, prefix)
     name = route.name or (f"{host}{path}" if host else path)
     return dataclasses.replace(route, path=path, methods=methods, host=host, name=name)
@@ -219,6 +253,111 @@ def _route_host(value: str, prefix: str) -> str:
     if host.authority != host.name:
         raise _KeyError(prefix + "host", "must not carry a port (routes match any port)")
     return host.name
+
+
+def _is_web_url(value: str) -> bool:
+    """An absolute http(s) URL with a host, written with URI characters only."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked for it
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https") and bool(parts.hostname) and bool(_URI.fullmatch(value))
+    )
+
+
+def resource_identifier_problem(identifier: str) -> str | None:
+    """Why ``identifier`` cannot name a protected resource (RFC 8707 §2, RFC 9728 §1.2), or
+    None: an absolute https:// URI (http:// on a loopback host) without query or fragment."""
+    try:
+        parts = urlsplit(identifier)
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked for it
+    except ValueError:
+        return "is not a valid URI"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an absolute https:// URI"
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+        return "must be https:// (plain http only on a loopback host)"
+    if "#" in identifier:
+        return "must not carry a fragment"
+    if "?" in identifier:
+        return "must not carry a query"
+    if parts.username is not None or parts.password is not None:
+        return "must not carry credentials"
+    if any(c.isspace() for c in identifier):
+        return "must not contain white space"
+    if not _URI.fullmatch(identifier):
+        # it is sent in headers (the resource_metadata challenge) and compared as a string
+        return "must be written with URI characters only (RFC 3986; others percent-encoded)"
+    try:
+        parse_host(parts.netloc)
+    except ValueError:
+        return "must name a valid host"
+    return None
+
+
+#: RFC 3986 §2: unreserved and reserved characters, and percent-encoded octets
+_URI = re.compile(r"(?:[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=-]|%[0-9A-Fa-f]{2})*")
+
+
+def _metadata_location(identifier: str) -> tuple[str, str]:
+    """Where a resource's metadata is served (RFC 9728 §3.1): its host as ``Host`` names it
+    (``gateway.hosts``, the scheme's default port dropped) and its path (a lone "/" dropped),
+    for telling apart identifiers that are different strings for one location."""
+    parts = urlsplit(identifier)
+    host = parse_host(parts.netloc)
+    default = parts.port is None or parts.port == {"http": 80, "https": 443}[parts.scheme]
+    return (host.name if default else host.authority, "" if parts.path == "/" else parts.path)
+
+
+def _validate_resources(config: Config, where: str) -> None:
+    """Every route's resource identifier is usable; routes sharing one agree on its name."""
+    names: dict[str, tuple[str, str]] = {}
+    locations: dict[tuple[str, str], str] = {}
+    for i, route in enumerate(config.routes):
+        identifier = route.audience or config.audience
+        key = "audience" if route.audience else "audience (tokens.audience or the issuer)"
+        if (route.audience or not route.public) and (
+            problem := resource_identifier_problem(identifier)
+        ):
+            raise ConfigError(
+                f"{where}: routes[{i}] ({route.name}): {key}: resource identifier "
+                f"{identifier!r} {problem}"
+            )
+        if not route.public:
+            # two resources whose metadata would be one document: a client could not tell
+            # which it was given (RFC 9728 §3.3 compares the identifier as a string)
+            other = locations.setdefault(_metadata_location(identifier), identifier)
+            if other != identifier:
+                raise ConfigError(
+                    f"{where}: routes[{i}] ({route.name}): {key}: resource identifier "
+                    f"{identifier!r} and {other!r} differ but would publish their metadata "
+                    "at the same URL: spell them alike"
+                )
+        for attr in ("resource_name", "resource_documentation"):
+            value = getattr(route, attr)
+            if value is None:
+                continue
+            seen = names.setdefault(f"{identifier} {attr}", (value, route.name))
+            if seen[0] != value:
+                raise ConfigError(
+                    f"{where}: routes[{i}] ({route.name}): {attr}: {value!r} differs from "
+                    f"{seen[0]!r} given by route {seen[1]!r} for the same resource {identifier!r}"
+                )
+
+
+def _validate_registration(config: Config, fail: typing.Callable[[str, str], ConfigError]) -> None:
+    registration = config.registration
+    if registration.dynamic not in REGISTRATION_MODES:
+        raise fail("registration.dynamic", 'must be "off", "open" or "token"')
+    if registration.max_per_address_per_hour <= 0:
+        raise fail("registration.max_per_address_per_hour", "must be positive")
+    if any(not pattern.strip() for pattern in registration.metadata_document_hosts):
+        raise fail("registration.metadata_document_hosts", "must not hold an empty pattern")
+    if registration.ca_file is not None:
+        if not resolve_path(config.base_dir, registration.ca_file).is_file():
+            raise fail("registration.ca_file", f"no such file: {registration.ca_file}")
 
 
 def _validate(config: Config, where: str) -> Config:
@@ -298,4 +437,6 @@ def _validate(config: Config, where: str) -> Config:
         if canonical in seen:
             raise fail(key, f"{name!r} is used twice")
         seen.add(canonical)
+    _validate_resources(config, where)
+    _validate_registration(config, fail)
     return config

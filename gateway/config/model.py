@@ -213,6 +213,45 @@ class RouteConfig:
     #: honour ``X-HTTP-Method-Override`` (and ``X-HTTP-Method``, ``X-Method-Override``): the
     #: overriding method is the one matched and checked; false: those headers are dropped
     allow_method_override: bool = False
+    #: the protected resource's name, shown to people (RFC 9728 metadata, the consent page);
+    #: routes that share a resource identifier (``audience``) share it
+    resource_name: str | None = None
+    #: a URL of the resource's documentation for developers (RFC 9728 metadata)
+    resource_documentation: str | None = None
+    #: an MCP server (Model Context Protocol, streamable HTTP): each POST's JSON-RPC body is
+    #: read before it is forwarded, and a ``tools/call`` needs its tool's scopes as well
+    mcp: bool = False
+    #: bytes an ``mcp = true`` route reads of a POST body; past it, 413
+    mcp_max_body: int = 1048576
+    #: ``mcp = true``: tool-name globs to scope sets, the same shape as ``scopes``, first match
+    #: in file order; a tool no pattern matches is refused unless a ``"*"`` pattern exists
+    mcp_tool_scopes: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = ()
+
+
+#: ``[registration] dynamic``: no registration endpoint, anyone may register, or only with an
+#: initial access token (``gateway registration token create``)
+REGISTRATION_MODES = ("off", "open", "token")
+
+
+@dataclass(frozen=True)
+class RegistrationConfig:
+    """Clients that register themselves: Client ID Metadata Documents and RFC 7591/7592."""
+
+    #: a ``client_id`` that is an https:// URL with a path is a client whose metadata the
+    #: gateway fetches from that URL (off by default: an operator opts in to such clients)
+    metadata_documents: bool = False
+    #: glob patterns of the hosts such clients may live on (empty: any public host)
+    metadata_document_hosts: tuple[str, ...] = ()
+    #: a PEM bundle to verify metadata documents' hosts with, instead of the system's CAs
+    ca_file: str | None = None
+    #: let metadata documents be fetched from loopback and private addresses (tests and labs)
+    allow_private_addresses: bool = False
+    #: RFC 7591 dynamic registration at /oauth/register: "off", "open" or "token"
+    dynamic: str = "off"
+    #: scopes a registered client may ask for (default: every scope the routes name)
+    allowed_scopes: tuple[str, ...] | None = None
+    #: registrations a client address may make in an hour
+    max_per_address_per_hour: int = 20
 
 
 @dataclass(frozen=True)
@@ -258,6 +297,7 @@ class Config:
     decisions: DecisionsConfig = field(default_factory=DecisionsConfig)
     sessions: SessionsConfig = field(default_factory=SessionsConfig)
     scopes: ScopesConfig = field(default_factory=ScopesConfig)
+    registration: RegistrationConfig = field(default_factory=RegistrationConfig)
     routes: tuple[RouteConfig, ...] = ()
     #: folder that relative paths resolve against (the config file's folder)
     base_dir: str = "."

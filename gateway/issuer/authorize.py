@@ -2,7 +2,8 @@
 
 GET shows the login form, or the consent page once signed in, or neither: inside a valid
 browser session (single sign-on, ``Sessions``) a client the user already allowed the requested
-scopes (remembered consent, ``gateway.consents``), or a first-party one, gets its code at once.
+scopes and resources (remembered consent, ``gateway.consents``), or a first-party one, gets its
+code at once. The consent page names the resources (RFC 8707) the tokens will reach.
 ``prompt`` and ``max_age`` (OpenID Connect Core §3.1.2.1, ``gateway.issuer.prompt``) force the
 login form or the consent page, or (``prompt=none``) forbid every page: what would need one is
 answered ``login_required`` or ``consent_required`` instead. ``prompt=consent`` shows the
@@ -38,8 +39,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import RedirectResponse, Response
 
-from gateway.consents import granted_scopes, remember
+from gateway.consents import ConsentGiven, given_consent, remember
 from gateway.errors import NotANavigation, PasswordsBusy
+from gateway.issuer.client_documents import client_host, loopback_only
 from gateway.issuer.devices import DEVICE_COOKIE
 from gateway.issuer.fetch_metadata import is_navigation
 from gateway.issuer.html import (
@@ -53,6 +55,7 @@ from gateway.issuer.login import PasswordCheck
 from gateway.issuer.oauth_request import OAuthRequest, RequestReader
 from gateway.issuer.principal import Principal
 from gateway.issuer.prompt import Prompt, parse_prompt, refuse_unsupported
+from gateway.issuer.resource_indicators import ResourceIndicators
 from gateway.issuer.scopes import scope_lines
 from gateway.issuer.server import Server
 from gateway.issuer.session import COOKIE, LoginSession, SessionCodec, Sessions, request_digest
@@ -93,9 +96,22 @@ class Visit:
         return Principal.new(self.user, self.session.auth_time, self.session.sid)
 
 
+@dataclass(frozen=True)
+class ResourceLine:
+    """One resource of the consent page."""
+
+    label: str
+    identifier: str
+    #: named (``resource_name``): the identifier is shown beside it
+    named: bool
+    #: allowed before (remembered consent)
+    granted: bool
+
+
 class AuthorizationEndpoint:
     """``/oauth/authorize``. ``issuer``: the ``iss`` of every answer (RFC 9207);
-    ``scope_descriptions``: ``[scopes.descriptions]``, for the consent page."""
+    ``scope_descriptions``: ``[scopes.descriptions]``, for the consent page; ``indicators``:
+    what the resources a request names cover, and how the page names them."""
 
     def __init__(
         self,
@@ -108,6 +124,7 @@ class AuthorizationEndpoint:
         password_check: PasswordCheck,
         storage: Storage,
         scope_descriptions: Mapping[str, str],
+        indicators: ResourceIndicators,
     ) -> None:
         self.server = server
         self.reader = reader
@@ -118,6 +135,7 @@ class AuthorizationEndpoint:
         self.password_check = password_check
         self.storage = storage
         self.scope_descriptions = scope_descriptions
+        self.indicators = indicators
 
     def render(
         self, template: str, session: LoginSession, status: int = 200, **context: Any
@@ -183,23 +201,43 @@ class AuthorizationEndpoint:
 
         return await run_in_threadpool(load)
 
-    async def _granted(self, visit: Visit) -> frozenset[str] | None:
+    async def _granted(self, visit: Visit) -> ConsentGiven | None:
         """What the user allowed this client before (None: never asked)."""
         if visit.user is None:
             return None
         return await run_in_threadpool(
-            granted_scopes, self.storage, visit.user.id, visit.grant.request.client.client_id
+            given_consent, self.storage, visit.user.id, visit.grant.request.client.client_id
         )
 
-    async def _consent_needed(self, visit: Visit) -> tuple[bool, frozenset[str]]:
-        """Whether to show the consent page, and the scopes allowed before."""
+    def _resources_allowed(self, granted: ConsentGiven | None) -> frozenset[str]:
+        if granted is None:
+            return frozenset()
+        return frozenset(self.indicators.within(granted.resources))
+
+    async def _consent_needed(self, visit: Visit) -> tuple[bool, ConsentGiven | None]:
+        """Whether to show the consent page, and what was allowed before: a consent covers
+        a request for no more scopes and no other resources (RFC 8707) than it allowed."""
         granted = await self._granted(visit)
-        known = granted or frozenset()
         if visit.prompt.consent:
-            return True, known
+            return True, granted
         if visit.grant.request.client.first_party:
-            return False, known
-        return granted is None or not visit.scopes <= granted, known
+            return False, granted
+        if granted is None or not visit.scopes <= granted.scopes:
+            return True, granted
+        wanted = frozenset(self.indicators.within(visit.grant.resources))
+        return not wanted <= self._resources_allowed(granted), granted
+
+    def _resource_lines(self, visit: Visit, granted: ConsentGiven | None) -> list[ResourceLine]:
+        """The resources the tokens will reach, those the gateway serves (the default audience
+        may be the issuer's own): the new ones first, then those allowed before."""
+        before = self._resources_allowed(granted)
+        lines = [
+            ResourceLine(r.label, r.identifier, r.name is not None, r.identifier in before)
+            for r in self.indicators.described(self.indicators.within(visit.grant.resources))
+        ]
+        return [line for line in lines if not line.granted] + [
+            line for line in lines if line.granted
+        ]
 
     async def _silently(self, visit: Visit) -> Response:
         """``prompt=none``: "The Authorization Server MUST NOT display any authentication or
@@ -229,6 +267,7 @@ class AuthorizationEndpoint:
                 status=401 if error else 200,
                 action=action,
                 client_name=client.name,
+                client_host=client_host(client),
                 error=error,
                 email=email or (visit.user.email if visit.user else ""),
                 again=visit.user is not None,
@@ -240,16 +279,19 @@ class AuthorizationEndpoint:
         lines = scope_lines(
             (visit.grant.request.scope or "").split(),
             self.scope_descriptions,
-            granted,
+            granted.scopes if granted else (),
         )
         return self.render(
             "consent.html",
             visit.session,
             action=action,
             client_name=client.name,
+            client_host=client_host(client),
+            loopback_only=loopback_only(client),
             email=visit.user.email,
             scopes=lines,
             new_scopes=[line for line in lines if not line.granted],
+            resources=self._resource_lines(visit, granted),
             redirect_host=urlsplit(redirect_uri).netloc,
         )
 
@@ -283,7 +325,15 @@ class AuthorizationEndpoint:
         if action == "deny":  # stores nothing, and leaves what was stored
             return await self._answer(visit, None)
         user, client = visit.user, visit.grant.request.client
-        await run_in_threadpool(remember, self.storage, user.id, client.client_id, visit.scopes)
+        await run_in_threadpool(
+            remember,
+            self.storage,
+            user.id,
+            client.client_id,
+            visit.scopes,
+            visit.grant.resources,
+            (self.indicators.default,),
+        )
         return await self._answer(visit, visit.principal())
 
     def _end(self, session: LoginSession) -> None:

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse, Response
 
-from gateway.config import GRANT_TYPES, RouteConfig
+from gateway.config import GRANT_TYPES, RegistrationConfig, RouteConfig
 from gateway.issuer.clientauth import CLIENT_AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS
 from gateway.issuer.idtoken import CLAIMS_SUPPORTED, OIDC_SCOPES
 from gateway.issuer.prompt import PROMPT_VALUES, RESPONSE_MODES
@@ -29,17 +29,29 @@ def _cached(body: dict[str, Any]) -> Response:
 class MetadataEndpoint:
     """``/.well-known/oauth-authorization-server`` and ``/.well-known/openid-configuration``.
     ``scopes_supported`` is every client's scopes, the routes' and OpenID Connect's, read at
-    each request: a client registered since is in it."""
+    each request: a client registered since is in it. With dynamic registration on, the
+    ``registration_endpoint`` (RFC 8414 §2), and every scope a registered client may ask for
+    (``registered_scopes``) is supported too."""
 
     def __init__(
-        self, issuer: str, keyring: KeyRing, storage: Storage, routes: Iterable[RouteConfig]
+        self,
+        issuer: str,
+        keyring: KeyRing,
+        storage: Storage,
+        routes: Iterable[RouteConfig],
+        registration: RegistrationConfig | None = None,
+        registered_scopes: frozenset[str] = frozenset(),
     ) -> None:
         self.issuer = issuer
+        #: ``[registration] metadata_documents``: URL client_ids name metadata documents
+        self.metadata_documents = registration is not None and registration.metadata_documents
         self.keyring = keyring
         self.storage = storage
         self.route_scopes = frozenset(
             scope for route in routes for group in route.scopes for scope in group
         )
+        self.dynamic = registration is not None and registration.dynamic != "off"
+        self.registered_scopes = registered_scopes if self.dynamic else frozenset()
 
     async def metadata(self, http: HTTPRequest) -> Response:
         return _cached(await run_in_threadpool(self._metadata))
@@ -70,7 +82,7 @@ class MetadataEndpoint:
     def _metadata(self) -> dict[str, Any]:
         """RFC 8414 §2, the one source of both discovery documents."""
         issuer = self.issuer.rstrip("/")
-        return {
+        metadata = {
             "issuer": self.issuer,
             "authorization_endpoint": f"{issuer}/oauth/authorize",
             "token_endpoint": f"{issuer}/oauth/token",
@@ -88,12 +100,17 @@ class MetadataEndpoint:
             "authorization_response_iss_parameter_supported": True,
             "access_token_signing_alg_values_supported": self.keyring.algorithms,
         }
+        if self.dynamic:
+            metadata["registration_endpoint"] = f"{issuer}/oauth/register"
+        if self.metadata_documents:  # draft-ietf-oauth-client-id-metadata-document §5
+            metadata["client_id_metadata_document_supported"] = True
+        return metadata
 
     def _scopes_supported(self) -> list[str]:
         with self.storage.session() as session:
             client_scopes = session.scalars(sa.select(Client.scope)).all()
         scopes = {s for value in client_scopes for s in value.split()} | OIDC_SCOPES
-        return sorted(scopes | self.route_scopes)
+        return sorted(scopes | self.route_scopes | self.registered_scopes)
 
 
 class JWKSEndpoint:

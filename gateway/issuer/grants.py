@@ -3,8 +3,9 @@
 Authlib does the RFC 6749 request validation; these classes supply storage, the
 ``Principal`` each token is issued to, and the rules Authlib leaves to us: PKCE S256 only and
 mandatory for public clients, code replay detection, refresh-token rotation and reuse detection
-(``gateway.issuer.rotation``), password-guessing throttles, and an identical answer for an
-unknown user and a wrong password.
+(``gateway.issuer.rotation``), password-guessing throttles, an identical answer for an
+unknown user and a wrong password, and the resources each grant and token is for (RFC 8707,
+``gateway.issuer.resource_indicators``).
 
 Authlib makes a grant per request as ``grant_cls(request, server)``, so a grant sees only the
 request and the server. What a grant uses beyond them is bound to its class when it is
@@ -29,8 +30,9 @@ from gateway.issuer.login import PasswordCheck
 from gateway.issuer.oauth_request import MAX_CREDENTIAL_LENGTH, OAuthRequest
 from gateway.issuer.principal import Principal
 from gateway.issuer.records import credentials_grant, revoke_family
+from gateway.issuer.resource_indicators import ResourceIndicators
 from gateway.issuer.rotation import RefreshRotation
-from gateway.models import AuthorizationCode, RefreshToken, sha256
+from gateway.models import AuthorizationCode, Client, RefreshToken, sha256
 from gateway.storage import Storage
 from gateway.throttle import TooManyAttempts
 
@@ -43,7 +45,8 @@ def _bound(grant: type[_Grant], **collaborators: object) -> type[_Grant]:
 
 
 class ClientScopes:
-    """Grant mixin: a request may only ask for scopes registered on its client."""
+    """Grant mixin: a request may only ask for scopes its client may request (its own, or
+    for a client that registered itself, those registered clients may ask for)."""
 
     request: OAuthRequest
 
@@ -55,7 +58,7 @@ class ClientScopes:
         requested = set(scope.split())
         if not requested:
             raise InvalidScopeError("The 'scope' parameter is empty.")
-        if not requested <= client.scopes:  # not named: they are the request's words
+        if not requested <= client.requestable_scopes:  # not named: the request's words
             raise InvalidScopeError("The client may not request some of these scopes.")
 
 
@@ -75,16 +78,27 @@ class PKCE(CodeChallenge):
         super().validate_code_challenge(grant, redirect_uri)
 
 
+def _stored(resources: list[str] | None) -> tuple[str, ...] | None:
+    return None if resources is None else tuple(resources)
+
+
 class AuthorizationCodeGrant(ClientScopes, grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
     storage: ClassVar[Storage]
     revoker: ClassVar[Revoker]
     #: ``tokens.authorization_code_ttl``
     code_ttl: ClassVar[int]
+    indicators: ClassVar[ResourceIndicators]
+    #: what the authorization request is for, once validated (None: no resource named)
+    resources: tuple[str, ...] | None = None
 
     @classmethod
-    def bound(cls, storage: Storage, revoker: Revoker, code_ttl: int) -> type[Self]:
-        return _bound(cls, storage=storage, revoker=revoker, code_ttl=code_ttl)
+    def bound(
+        cls, storage: Storage, revoker: Revoker, code_ttl: int, indicators: ResourceIndicators
+    ) -> type[Self]:
+        return _bound(
+            cls, storage=storage, revoker=revoker, code_ttl=code_ttl, indicators=indicators
+        )
 
     @staticmethod
     def validate_authorization_redirect_uri(request: Any, client: Any) -> str:
@@ -117,6 +131,7 @@ class AuthorizationCodeGrant(ClientScopes, grants.AuthorizationCodeGrant):
                     session_id=principal.session_id,
                     expires_at=time.time() + self.code_ttl,
                     grant_id=principal.grant_id,
+                    resources=None if self.resources is None else list(self.resources),
                 )
             )
 
@@ -148,15 +163,22 @@ class AuthorizationCodeGrant(ClientScopes, grants.AuthorizationCodeGrant):
                 f"The 'nonce' parameter may have at most {MAX_NONCE_LENGTH} characters.",
                 redirect_uri=redirect_uri,
             )
+        self.resources = self.indicators.for_new_grant(
+            self.request, self.request.client, redirect_uri
+        )
         return redirect_uri
 
     def authenticate_user(self, authorization_code: AuthorizationCode) -> Principal:
+        """Who the code was for, and this token's resources within the code's (RFC 8707)."""
+        granted = authorization_code.resources
         return Principal(
             authorization_code.user,
             authorization_code.grant_id or "",
             authorization_code.auth_time,
             session_id=authorization_code.session_id,
             nonce=authorization_code.nonce,
+            resources=_stored(granted),
+            audience=self.indicators.for_token(self.request, self.request.client, granted),
         )
 
 
@@ -175,12 +197,22 @@ class Throttled(InvalidGrantError):
 class PasswordGrant(ClientScopes, grants.ResourceOwnerPasswordCredentialsGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
     password_check: ClassVar[PasswordCheck]
+    indicators: ClassVar[ResourceIndicators]
 
     @classmethod
-    def bound(cls, password_check: PasswordCheck) -> type[Self]:
-        return _bound(cls, password_check=password_check)
+    def bound(cls, password_check: PasswordCheck, indicators: ResourceIndicators) -> type[Self]:
+        return _bound(cls, password_check=password_check, indicators=indicators)
+
+    def authenticate_token_endpoint_client(self) -> Client:
+        """Authlib's, the client kept on the request at once (Authlib keeps it only after
+        ``authenticate_user``): the resources it may ask for are checked before the password."""
+        client: Client = super().authenticate_token_endpoint_client()
+        self.request.client = client
+        return client
 
     def authenticate_user(self, username: str, password: str) -> Principal:
+        # before the password: a request that cannot succeed costs no hash and no attempt
+        resources = self.indicators.for_new_grant(self.request, self.request.client)
         try:
             user = self.password_check.check(username, password, self.request.client_addr)
         except TooManyAttempts as refused:
@@ -188,7 +220,7 @@ class PasswordGrant(ClientScopes, grants.ResourceOwnerPasswordCredentialsGrant):
         if user is None:
             # one answer for an unknown user and a wrong password
             raise InvalidGrantError("Invalid username or password.")
-        return Principal.new(user, time.time())
+        return Principal.new(user, time.time(), resources=resources)
 
 
 class RefreshTokenGrant(grants.RefreshTokenGrant):
@@ -196,10 +228,11 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
     TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
     rotation: ClassVar[RefreshRotation]
+    indicators: ClassVar[ResourceIndicators]
 
     @classmethod
-    def bound(cls, rotation: RefreshRotation) -> type[Self]:
-        return _bound(cls, rotation=rotation)
+    def bound(cls, rotation: RefreshRotation, indicators: ResourceIndicators) -> type[Self]:
+        return _bound(cls, rotation=rotation, indicators=indicators)
 
     @property
     def INCLUDE_NEW_REFRESH_TOKEN(self) -> bool:  # Authlib reads it per request
@@ -209,8 +242,17 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         return self.rotation.find(refresh_token)
 
     def authenticate_user(self, refresh_token: RefreshToken) -> Principal:
+        """The grant's subject, and this token's resources within the grant's (RFC 8707 §2.2:
+        a refresh may ask for fewer; the refresh token keeps the whole grant)."""
         grant = refresh_token.grant
-        return Principal(grant.user, grant.id, grant.auth_time, session_id=grant.session_id)
+        return Principal(
+            grant.user,
+            grant.id,
+            grant.auth_time,
+            session_id=grant.session_id,
+            resources=_stored(grant.resources),
+            audience=self.indicators.for_token(self.request, self.request.client, grant.resources),
+        )
 
     def issue_token(self, user: Principal, refresh_token: RefreshToken) -> dict[str, Any]:
         token: dict[str, Any] = super().issue_token(user, refresh_token)
@@ -233,16 +275,18 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 class ClientCredentialsGrant(ClientScopes, grants.ClientCredentialsGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = CONFIDENTIAL_AUTH_METHODS
     storage: ClassVar[Storage]
+    indicators: ClassVar[ResourceIndicators]
 
     @classmethod
-    def bound(cls, storage: Storage) -> type[Self]:
-        return _bound(cls, storage=storage)
+    def bound(cls, storage: Storage, indicators: ResourceIndicators) -> type[Self]:
+        return _bound(cls, storage=storage, indicators=indicators)
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         """RFC 6749 §4.4.3: "A refresh token SHOULD NOT be included", and nothing is stored:
         the token's grant is its client's own (``records.credentials_grant``)."""
         client = self.request.client
-        principal = Principal(None, credentials_grant(self.storage, client))
+        audience = self.indicators.for_new_grant(self.request, client) or ()
+        principal = Principal(None, credentials_grant(self.storage, client), audience=audience)
         self.request.user = principal
         token = self.generate_token(
             user=principal, scope=self.request.payload.scope, include_refresh_token=False

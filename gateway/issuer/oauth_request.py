@@ -5,8 +5,9 @@ payload keeps repeated parameters (PKCE and the duplicate-parameter checks read 
 Authlib's core is sync: ``RequestReader.read`` reads the body first, then the endpoints call
 into Authlib from a threadpool. What every endpoint refuses before Authlib sees a request is
 checked here, once: a body that is not a form (RFC 6749 Appendix B), a repeated parameter
-(§3.1, §3.2: "Request and response parameters MUST NOT be included more than once"), and
-characters a parameter's syntax does not allow (Appendix A).
+(§3.1, §3.2: "Request and response parameters MUST NOT be included more than once"; but
+``resource``, which RFC 8707 §2 lets a client repeat), and characters a parameter's syntax does
+not allow (Appendix A).
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ MAX_CREDENTIAL_LENGTH = 512
 VSCHAR = frozenset(chr(c) for c in range(0x20, 0x7F))
 #: NQSCHAR, %x20-21 / %x23-5B / %x5D-7E: also all that an error description may hold (§5.2)
 NQSCHAR = VSCHAR - {'"', "\\"}
+
+#: RFC 8707 §2: "Multiple "resource" parameters MAY be used to indicate that the requested
+#: token is intended to be used at multiple resources"
+REPEATABLE = frozenset({"resource"})
 
 FORM = "application/x-www-form-urlencoded"
 MAX_FORM_FIELDS = 64
@@ -69,8 +74,10 @@ class Payload(OAuth2Payload):
         return self._datalist
 
     def has_repeats(self) -> bool:
-        """A name given more than once (RFC 6749 §3.1, §3.2: not allowed)."""
-        return any(len(values) > 1 for values in self._datalist.values())
+        """A name given more than once (RFC 6749 §3.1, §3.2: not allowed), but a repeatable one."""
+        return any(
+            len(values) > 1 and name not in REPEATABLE for name, values in self._datalist.items()
+        )
 
 
 class OAuthRequest(OAuth2Request):
@@ -99,6 +106,11 @@ class OAuthRequest(OAuth2Request):
     @property
     def form(self) -> dict[str, str]:
         return self._form
+
+    @property
+    def resources(self) -> tuple[str, ...]:
+        """Every ``resource`` value (RFC 8707 §2), query and form, in order, each once."""
+        return tuple(dict.fromkeys(self.payload.datalist.get("resource", ())))
 
 
 def _check_syntax(items: list[tuple[str, str]]) -> None:

@@ -25,6 +25,8 @@ from sqlalchemy.engine import Connection
 from gateway.accounts import storable
 from gateway.introspect.revoker import Revoker
 from gateway.models import (
+    CLIENT_ID_LENGTH,
+    METADATA_DOCUMENT,
     UNTIL_REVOKED,
     AuthorizationCode,
     Client,
@@ -90,15 +92,31 @@ def load_refresh_token(conn: Connection, token_hash: str) -> RefreshToken | None
 
 class ClientLookup:
     """Authlib's ``query_client``: the client by its id, read on every request, never cached,
-    so that a deleted client or a new secret holds at once on every replica."""
+    so that a deleted client or a new secret holds at once on every replica.
 
-    def __init__(self, storage: Storage) -> None:
+    A client whose id is the URL of its metadata document is known only through that
+    document (``client_documents.MetadataDocumentClients``, a subclass), and not at all while
+    ``[registration] metadata_documents`` is off: its stored row is not enough. A client that
+    registered itself may ask for any of ``registered_scopes`` (``[registration]
+    allowed_scopes``), its own ``scope`` being only its default."""
+
+    def __init__(self, storage: Storage, registered_scopes: frozenset[str] = frozenset()) -> None:
         self.storage = storage
+        self.registered_scopes = registered_scopes
 
     def __call__(self, client_id: str) -> Client | None:
-        if not isinstance(client_id, str) or len(client_id) > 64 or not storable(client_id):
+        if (
+            not isinstance(client_id, str)
+            or len(client_id) > CLIENT_ID_LENGTH
+            or not storable(client_id)
+        ):
             return None
-        return self.storage.read(lambda conn: load_client(conn, client_id))
+        client = self.storage.read(lambda conn: load_client(conn, client_id))
+        if client is not None and client.origin == METADATA_DOCUMENT:
+            return None
+        if client is not None and client.origin == "registration":
+            client.widen_scopes(self.registered_scopes)
+        return client
 
 
 def insert_refresh_token(

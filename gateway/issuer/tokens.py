@@ -30,6 +30,7 @@ from gateway.issuer.records import (
     insert_refresh_token,
     revoked_on_replay,
 )
+from gateway.issuer.resource_indicators import audience_claim
 from gateway.issuer.scopes import releases_email
 from gateway.keys import KeyRing
 from gateway.models import AuthorizationCode, Client, Grant, new_id, random_token
@@ -37,7 +38,9 @@ from gateway.storage import Storage
 
 
 class TokenGenerator:
-    """Authlib's token generator interface, producing RFC 9068 access tokens."""
+    """Authlib's token generator interface, producing RFC 9068 access tokens. ``audience``:
+    the ``aud`` of a token for no named resource (``tokens.audience``); a token for named ones
+    has theirs (``Principal.audience``, RFC 8707)."""
 
     def __init__(self, keyring: KeyRing, issuer: str, audience: str, access_ttl: int) -> None:
         self.keyring = keyring
@@ -62,7 +65,7 @@ class TokenGenerator:
         claims: dict[str, Any] = {
             "iss": self.issuer,
             "sub": user.user.subject if user.user else client.client_id,
-            "aud": self.audience,
+            "aud": audience_claim(user.audience, self.audience),
             "exp": now + ttl,
             "iat": now,
             "jti": new_id(),
@@ -117,6 +120,7 @@ class TokenStore:
             session_id=principal.session_id,
             created_at=now,
             expires_at=now + self.refresh_ttl,
+            resources=None if principal.resources is None else list(principal.resources),
         )
         with revoked_on_replay(self.revoker), self.storage.writing() as conn:
             if request.payload.grant_type == "authorization_code":

@@ -1,12 +1,13 @@
 """The proxy as a raw ASGI app: decide (``core.py``) -> rewrite -> forward.
 
 Every step before forwarding answers a failure with its ``GatewayError`` as JSON (404, 405,
-400, 401, 403). Upstream failures answer 502 / 504 while no response has started, and abort
-the client's response once one has. Nothing raises out of ``__call__``: an unexpected error
-is logged with the route's name and answered 502 (or aborts), never a traceback. Every
-request has one ``RequestContext`` (``gateway.context``), ends with one access-log line made
-from it, and carries one request id: forwarded upstream and returned to the client, on errors
-too.
+400, 401, 403; on an ``mcp = true`` route the message is read and checked first, ``mcp.py``:
+400, 403, 408, 413, 415). Upstream failures answer 502 / 504 while no response has started,
+and abort the client's response once one has. Nothing raises out of ``__call__``: an
+unexpected error is logged with the route's name and answered 502 (or aborts), never a
+traceback. Every request has one ``RequestContext`` (``gateway.context``), ends with one
+access-log line made from it, and carries one request id: forwarded upstream and returned to
+the client, on errors too.
 
 The hot path touches no database and does no blocking I/O: the route table, key ring and
 revocation set are in memory, and the upstream client keeps pooled connections per origin.
@@ -28,14 +29,19 @@ from gateway.errors import GatewayError, UpstreamUnavailable
 from gateway.forwarded import ForwardedPolicy
 from gateway.introspect.validator import BearerValidator
 from gateway.metrics import Metrics
-from gateway.proxy.core import DecisionCore, Denied
+from gateway.proxy.core import Allowed, DecisionCore, Denied
 from gateway.proxy.exchange import Deadlines, Exchange, Receive, Send
 from gateway.proxy.forwarder import Forwarder
-from gateway.proxy.headers import HeaderPolicy
+from gateway.proxy.headers import Header, HeaderPolicy
+from gateway.proxy.mcp import McpGuard
 from gateway.proxy.paths import upstream_target
 from gateway.proxy.routes import Route
+from gateway.resources import Resources
 
 log = logging.getLogger("gateway.proxy")
+
+#: request headers an MCP message read whole is not sent with (its length is set anew)
+_RESENT = frozenset({b"content-length", b"expect"})
 
 
 class Proxy:
@@ -48,7 +54,9 @@ class Proxy:
         metrics: Metrics | None = None,
         access_log: AccessLog | None = None,
         forwarded: ForwardedPolicy | None = None,
+        resources: Resources | None = None,
     ) -> None:
+        """``resources``: the gateway's registry (default: built from ``config``)."""
         self._headers = HeaderPolicy(config.proxy.identity_headers, config.proxy.assertion.header)
         #: the gateway's one policy for ``[proxy] trusted_proxies`` (its issuer reads it too)
         self._forwarded = forwarded or ForwardedPolicy(config.proxy.trusted_proxies)
@@ -56,7 +64,13 @@ class Proxy:
         self._forwarder = forwarder or Forwarder(config.proxy.connect_timeout, config.proxy.pool)
         self.metrics = metrics or Metrics(dict)
         #: shared with the decision endpoint (gateway/proxy/decisions.py)
-        self.core = DecisionCore(config, validator, self._headers, self.metrics)
+        self.core = DecisionCore(
+            config,
+            validator,
+            self._headers,
+            self.metrics,
+            resources or Resources.from_config(config),
+        )
         self.access_log = access_log or AccessLog(config.logging.format or "json")
         self._deadlines = Deadlines()
         #: the loop serving: on Python 3.11 each ``asyncio.get_running_loop()`` is a getpid()
@@ -130,9 +144,19 @@ class Proxy:
                 self._loop or asyncio.get_running_loop(),
                 self.metrics,
             )
-            await exchange.run(
-                self._forwarder, route.upstream, context.method, target, headers, incoming.has_body
-            )
+            if route.mcp is not None and (context.method == "POST" or incoming.has_body):
+                await self._relay_message(
+                    route.mcp, exchange, decision, incoming.kept, headers, target
+                )
+            else:
+                await exchange.run(
+                    self._forwarder,
+                    route.upstream,
+                    context.method,
+                    target,
+                    headers,
+                    incoming.has_body,
+                )
             if exchange.started:
                 status = str(context.status)
             else:
@@ -159,6 +183,35 @@ class Proxy:
             ended = time.perf_counter()  # one clock read for the metrics and the log
             self.metrics.observe(name, status, ended - context.started)
             self.access_log.write(context, ended)
+
+    async def _relay_message(
+        self,
+        guard: McpGuard,
+        exchange: Exchange,
+        decision: Allowed,
+        received: list[Header],
+        headers: list[Header],
+        target: bytes,
+    ) -> None:
+        """An ``mcp = true`` route's message (``mcp.py``): read whole, checked, its tool decided
+        on by the core, then relayed as it was read, with its length. A refusal is raised as
+        the first step's are. ``received``: the client's end-to-end headers, as sent."""
+        guard.check_framing(received)
+        body = await exchange.read_whole(guard.max_body)
+        if body is None:
+            return  # the client went away while sending it: nothing went upstream
+        tool = guard.read(body, received).tool
+        if tool is not None:
+            denied = self.core.authorize_tool(decision, tool)
+            if denied is not None:
+                raise denied.error
+        # the body is here: its length is known, and a client's Expect has been answered
+        headers = [header for header in headers if header[0] not in _RESENT]
+        headers.append((b"content-length", b"%d" % len(body)))
+        route = decision.route
+        await exchange.run(
+            self._forwarder, route.upstream, exchange.context.method, target, headers, True, body
+        )
 
 
 def _error_status(exchange: Exchange | None, error: GatewayError) -> str:

@@ -17,7 +17,13 @@ get the same answer, so the two modes can never drift. In the proxy's order:
 5. the identity headers the token vouches for, and the signed assertion when enabled.
 
 A denial is returned, not raised, with the route when one matched: the proxy names it in its
-metrics and log. A refused bearer token is counted here, once for both doors, by its reason.
+metrics and log. A refused bearer token is counted here, once for both doors, by its reason,
+and its challenge given the route's ``resource_metadata`` (and a 401 its ``scope``) here too
+(``auth.challenged``).
+
+On an ``mcp = true`` route the proxy has a second step once it has read a ``tools/call``
+(``authorize_tool``): the tool's scopes on top of the route's (``mcp.py``), refused as a
+``Denied`` like the first step's, counted alike (``tool_scope``).
 """
 
 from __future__ import annotations
@@ -25,16 +31,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.config import Config
-from gateway.errors import BearerError, GatewayError, MethodOverrideRefused
+from gateway.errors import BearerError, GatewayError, MethodOverrideRefused, ToolNotAllowed
 from gateway.hosts import Host, HostCache
 from gateway.introspect.validator import AccessToken, BearerValidator
 from gateway.metrics import Metrics
 from gateway.proxy.assertion import AssertionSigner
-from gateway.proxy.auth import authenticate, authorize
+from gateway.proxy.auth import authenticate, authorize, challenged
 from gateway.proxy.headers import UNDERSCORE, Header, HeaderPolicy
 from gateway.proxy.overrides import OVERRIDABLE, overriding_method
 from gateway.proxy.paths import decode_path
 from gateway.proxy.routes import Route, RouteTable
+from gateway.resources import Resources
 
 
 @dataclass(slots=True)
@@ -63,10 +70,15 @@ class Denied:
 
 class DecisionCore:
     def __init__(
-        self, config: Config, validator: BearerValidator, headers: HeaderPolicy, metrics: Metrics
+        self,
+        config: Config,
+        validator: BearerValidator,
+        headers: HeaderPolicy,
+        metrics: Metrics,
+        resources: Resources,
     ) -> None:
         self._metrics = metrics
-        self.routes = RouteTable.from_config(config.routes)
+        self.routes = RouteTable.from_config(config.routes, resources)
         self._hosts = HostCache()
         self._validator = validator
         self._audience = config.audience
@@ -113,11 +125,28 @@ class DecisionCore:
         except GatewayError as exc:
             if isinstance(exc, BearerError):
                 self._metrics.token_failed(exc.reason)
+                if route is not None:
+                    challenged(route, exc)
             return Denied(exc, route, token)
         if self._signer is not None:
             assertion = self._signer.assertion(token, route.assertion_audience)
             identity = [*identity, (self._assertion_header, assertion)]
         return Allowed(route, path, identity, host, token, override)
+
+    def authorize_tool(self, allowed: Allowed, tool: str) -> Denied | None:
+        """After ``decide`` allowed a request to an ``mcp = true`` route whose body is a
+        ``tools/call`` of ``tool``: may the token call it? None when it may."""
+        route, token = allowed.route, allowed.token
+        try:
+            if route.mcp is None:
+                raise ToolNotAllowed()  # only mcp routes have tools the proxy reads
+            route.mcp.authorize(tool, token.scopes if token is not None else None)
+        except GatewayError as exc:
+            self._metrics.token_failed(exc.reason)
+            if isinstance(exc, BearerError):
+                challenged(route, exc)
+            return Denied(exc, route, token)
+        return None
 
     def _override(
         self,

@@ -22,6 +22,11 @@ Those headers are honoured only from ``[decisions] trusted_peers``; any other pe
 part, the answer is 403: never guess which request the edge meant (oauth2-proxy's
 GHSA-7x63-xv5r-3p2x came from trusting a client's ``X-Forwarded-Uri``).
 
+The edge never sends the body: a request that could carry an MCP message (any method but
+``GET``, ``HEAD``, ``DELETE`` and ``OPTIONS``) to an ``mcp = true`` route is refused 403
+(``McpUnchecked``), whatever its token, since the edge would forward it unchecked; such a
+route is served by the gateway's own proxy, which reads each message (``mcp.py``).
+
 Answers: 200 with the identity headers (and the assertion), plus
 ``x-envoy-auth-headers-to-remove`` naming those this decision does not set, so Envoy strips a
 client's copies too; a denial is 401 (token) or 403 (everything else: nginx turns any other
@@ -36,11 +41,12 @@ from typing import Any
 
 from gateway.config import DECISIONS_PREFIX, Config
 from gateway.context import RequestContext
-from gateway.errors import AmbiguousRequest, GatewayError, UntrustedPeer
+from gateway.errors import AmbiguousRequest, GatewayError, McpUnchecked, UntrustedPeer
 from gateway.forwarded import ForwardedPolicy
 from gateway.proxy.core import Allowed, DecisionCore, Denied
 from gateway.proxy.exchange import Receive, Send
 from gateway.proxy.headers import UNDERSCORE, Header
+from gateway.proxy.mcp import BODYLESS_METHODS
 from gateway.proxy.overrides import METHOD, OVERRIDE_HEADERS
 
 log = logging.getLogger("gateway.decisions")
@@ -165,6 +171,13 @@ class DecisionEndpoint:
                 request.authorization,
                 request.method_overrides,
             )
+            route = decision.route
+            if (
+                route is not None
+                and route.mcp is not None
+                and request.method not in BODYLESS_METHODS
+            ):
+                decision = Denied(McpUnchecked(), route, decision.token)
         except GatewayError as exc:
             decision = Denied(exc, None)
         except Exception:

@@ -2,7 +2,9 @@
 
 Nothing is buffered whole: each chunk is passed on as it comes and the next one is read only
 when the other side has taken it (the ASGI server and the upstream client both apply
-backpressure), so a transfer of any size holds a few chunks in memory at a time.
+backpressure), so a transfer of any size holds a few chunks in memory at a time. The one
+exception is an MCP message (``mcp.py``): read whole first (``read_whole``, bounded by its
+route's ``mcp_max_body`` and timed as a streamed body is), checked, then sent as read.
 
 There is no whole-exchange timeout. One deadline moves with the exchange (RFC 9110 §9.3 leaves
 time limits to the implementation; these follow common reverse-proxy practice):
@@ -28,7 +30,7 @@ import logging
 from typing import Any, cast
 
 from gateway.context import RequestContext
-from gateway.errors import UpstreamTimeout, UpstreamUnavailable
+from gateway.errors import McpBodyTimeout, McpMessageTooLarge, UpstreamTimeout, UpstreamUnavailable
 from gateway.metrics import Metrics
 from gateway.proxy.forwarder import Forwarder, UpstreamResponse
 from gateway.proxy.headers import response_headers
@@ -76,6 +78,26 @@ class RequestBody:
             if chunk:
                 return chunk
         raise StopAsyncIteration
+
+
+class WholeBody:
+    """A body read whole before the exchange (an MCP message: ``mcp.py``), sent as it was read."""
+
+    __slots__ = ("_chunk",)
+    complete = True
+    disconnected = False
+
+    def __init__(self, body: bytes) -> None:
+        self._chunk = body
+
+    def __aiter__(self) -> WholeBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk, self._chunk = self._chunk, b""
+        if not chunk:
+            raise StopAsyncIteration
+        return chunk
 
 
 #: how often the in-flight exchanges' deadlines are checked, in seconds
@@ -173,6 +195,33 @@ class Exchange:
         if self._task is not None:
             self._task.cancel()
 
+    async def read_whole(self, limit: int) -> bytes | None:
+        """The client's body whole (an MCP message, ``mcp.py``), under the same idle deadline
+        as a streamed one; None when the client went away. ``McpMessageTooLarge`` past
+        ``limit`` bytes, ``McpBodyTimeout`` when the client stalls."""
+        chunks: list[bytes] = []
+        size = 0
+        self.deadline_in(self.idle)
+        self._task = task = asyncio.current_task(self.loop)
+        self._deadlines.watch(self)
+        try:
+            async for chunk in RequestBody(self):
+                size += len(chunk)
+                if size > limit:
+                    raise McpMessageTooLarge(limit)
+                chunks.append(chunk)
+        except ClientDisconnected:
+            return None
+        except asyncio.CancelledError:
+            if not self._expired or task is None:
+                raise
+            task.uncancel()
+            self._expired = False
+            raise McpBodyTimeout() from None
+        finally:
+            self._deadlines.unwatch(self)
+        return b"".join(chunks)
+
     async def run(
         self,
         forwarder: Forwarder,
@@ -181,14 +230,18 @@ class Exchange:
         target: bytes,
         headers: list[tuple[bytes, bytes]],
         has_body: bool,
+        whole: bytes | None = None,
     ) -> None:
         """Relay the exchange; raise ``UpstreamUnavailable`` / ``UpstreamTimeout`` on failure.
+        ``whole``: the body, read already (``read_whole``), instead of the client's stream.
 
         Past ``started`` the client's response has been aborted by the time they are raised.
         A client that goes away is not a failure: the exchange just ends.
         """
-        body = RequestBody(self) if has_body else None
-        self.deadline_in(self.idle if has_body else self.wait)
+        body: RequestBody | WholeBody | None = RequestBody(self) if has_body else None
+        if whole is not None:
+            body = WholeBody(whole)
+        self.deadline_in(self.idle if has_body and whole is None else self.wait)
         self._task = task = asyncio.current_task(self.loop)
         self._deadlines.watch(self)
         try:

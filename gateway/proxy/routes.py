@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 from gateway.config import RouteConfig
 from gateway.errors import ConfigError, MethodNotAllowed, RouteNotFound
 from gateway.proxy.http1.origin import Origin
+from gateway.proxy.mcp import McpGuard
+from gateway.resources import Resource, Resources
 
 log = logging.getLogger("gateway.proxy")
 
@@ -42,11 +44,20 @@ class Route:
     scope_sets: tuple[frozenset[str], ...]
     #: the ``aud`` of this route's identity assertions: configured, or the upstream's origin
     assertion_audience: str
+    #: the protected resource the route belongs to (None: a public route), whose metadata URL
+    #: its challenges name (RFC 9728 §5.1)
+    resource: Resource | None = None
+    #: what a 401's challenge asks for: the first scope set, space-separated (None: no scopes)
+    challenge_scope: str | None = None
+    #: ``mcp = true``: how its messages are read and its tools decided on (``mcp.py``)
+    mcp: McpGuard | None = None
 
     @classmethod
-    def from_config(cls, config: RouteConfig, upstream: Origin) -> Route:
+    def from_config(
+        cls, config: RouteConfig, upstream: Origin, resource: Resource | None = None
+    ) -> Route:
         """The route for ``config``, connecting to ``upstream`` (shared by routes to one
-        origin with the same TLS settings)."""
+        origin with the same TLS settings), part of ``resource``."""
         return cls(
             config=config,
             name=config.name,
@@ -55,6 +66,9 @@ class Route:
             scope_sets=tuple(frozenset(s) for s in config.scopes),
             assertion_audience=config.assertion_audience
             or f"{upstream.scheme}://{upstream.host_header.decode('ascii')}",
+            resource=resource,
+            challenge_scope=" ".join(config.scopes[0]) if config.scopes else None,
+            mcp=McpGuard.from_config(config),
         )
 
     def upstream_path(self, path: str) -> str:
@@ -145,8 +159,12 @@ class RouteTable:
         self._any_host = _Paths(levels[None]) if None in levels else None
 
     @classmethod
-    def from_config(cls, routes: tuple[RouteConfig, ...]) -> RouteTable:
-        """Build the table; raise ``ConfigError`` naming both routes of an ambiguous pair."""
+    def from_config(
+        cls, routes: tuple[RouteConfig, ...], resources: Resources | None = None
+    ) -> RouteTable:
+        """Build the table; raise ``ConfigError`` naming both routes of an ambiguous pair.
+        ``resources``: the registry the routes' resources come from (the gateway's; without
+        it, as when only checking the table, the routes' challenges name no metadata)."""
         levels: dict[str | None, dict[str, _Level]] = {}
         #: routes to the same upstream with the same TLS settings share one Origin (one pool)
         origins: dict[tuple[str, str | None, bool], Origin] = {}
@@ -160,7 +178,10 @@ class RouteTable:
             key = (f"{url.scheme}://{url.netloc}", config.tls_ca, config.tls_verify)
             upstream = origins.get(key) or origins.setdefault(key, _origin(config))
             by_path = levels.setdefault(config.host, {})
-            by_path.setdefault(config.path, _Level({})).add(Route.from_config(config, upstream))
+            resource = resources.of(config) if resources is not None else None
+            by_path.setdefault(config.path, _Level({})).add(
+                Route.from_config(config, upstream, resource)
+            )
         return cls(levels)
 
     def match(self, host: str | None, path: str, method: str) -> Route:

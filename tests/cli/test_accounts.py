@@ -91,9 +91,17 @@ def test_list_json_and_text(storage, user, confidential, other_app, gw):
 
     listed = consents(gw, "Alice@Example.com")  # emails are matched as stored: lower case
     assert [row["client_name"] for row in listed] == ["Another app", "Test app"]
-    assert set(listed[0]) == {"client_id", "client_name", "scope", "created_at", "updated_at"}
+    assert set(listed[0]) == {
+        "client_id",
+        "client_name",
+        "scope",
+        "resources",
+        "created_at",
+        "updated_at",
+    }
     by_client = {row["client_id"]: row for row in listed}
     assert by_client[confidential.client_id]["scope"] == ["orders:read", "profile"]
+    assert by_client[confidential.client_id]["resources"] is None  # none named
     assert by_client[other_app.client_id]["scope"] == ["orders:write"]
     assert by_client[other_app.client_id]["created_at"].endswith("Z")
 

@@ -109,6 +109,40 @@ def test_client_create_list_delete(client, storage, user, gw):
     assert not is_active(client, rs, issued["refresh_token"])
 
 
+def test_client_list_shows_how_each_client_came(gw, storage):
+    code, out, _ = gw(
+        "client",
+        "create",
+        "--name",
+        "Ops",
+        "--public",
+        "--redirect-uri",
+        "https://ops.example/cb",
+        "--json",
+    )
+    made = json.loads(out)["client_id"]
+    document = "https://agent.example/client.json"
+    with storage.session() as session:
+        session.add(
+            Client(
+                client_id=document,
+                name="Agent",
+                token_endpoint_auth_method="none",
+                redirect_uris=["http://127.0.0.1:9/cb"],
+                grant_types=["authorization_code"],
+                origin="metadata-document",
+            )
+        )
+    code, out, _ = gw("client", "list", "--json")
+    origins = {c["client_id"]: c["origin"] for c in json.loads(out)}
+    assert origins == {made: "cli", document: "metadata-document"}
+    code, out, _ = gw("client", "list")
+    assert code == 0
+    lines = {line.split()[0]: line for line in out.splitlines()}
+    assert "  origin=cli" in lines[made]
+    assert lines[document].endswith("  origin=metadata-document")
+
+
 def test_public_client_create(gw):
     code, out, _ = gw(
         "client",
@@ -292,3 +326,62 @@ def test_demo_issuer_follows_host_and_port_only_from_the_server_default(
 ):
     config = Config() if issuer is None else Config(issuer=issuer)
     assert demo_issuer(config, host, port) == expected
+
+
+ROUTES = """
+[[routes]]
+name = "orders"
+path = "/orders"
+upstream = "http://127.0.0.1:9"
+audience = "https://api.example.com/orders"
+[[routes]]
+name = "billing"
+path = "/billing"
+upstream = "http://127.0.0.1:9"
+audience = "https://billing.example.com"
+"""
+
+
+def test_client_create_resource(toml, gw):
+    """``--resource`` (repeatable): the only resources the client may ask tokens for."""
+    toml.write_text(toml.read_text() + ROUTES)
+    code, out, _ = gw(
+        "client", "create", "--name", "Agent", "--grant-type", "client_credentials",
+        "--resource", "https://api.example.com/orders",
+        "--resource", "https://api.example.com/orders", "--json",
+    )  # fmt: skip
+    assert code == 0
+    client_id = json.loads(out)["client_id"]
+    code, out, _ = gw("client", "list", "--json")
+    listed = {c["client_id"]: c for c in json.loads(out)}
+    assert listed[client_id]["resources"] == ["https://api.example.com/orders"]
+    code, out, _ = gw("client", "create", "--name", "Any", "--grant-type", "password", "--json")
+    assert {c["client_id"]: c for c in json.loads(gw("client", "list", "--json")[1])}[
+        json.loads(out)["client_id"]
+    ]["resources"] is None  # default: any
+    line = next(line for line in gw("client", "list")[1].splitlines() if client_id in line)
+    assert line.endswith("  resources='https://api.example.com/orders'")
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        pytest.param("https://elsewhere.example.com", id="unknown"),
+        pytest.param("https://billing.example.com/", id="not-exactly"),
+        pytest.param("", id="empty"),
+    ],
+)
+def test_client_create_unknown_resource_is_a_clear_error(toml, gw, storage, uri):
+    toml.write_text(toml.read_text() + ROUTES)
+    code, out, err = gw("client", "create", "--name", "Agent", "--resource", uri)
+    message = one_line_error(code, err)
+    assert f"--resource {uri!r} is not a resource of this gateway's routes" in message
+    assert "(they are: https://api.example.com/orders, https://billing.example.com)" in message
+    assert out == ""
+    with storage.session() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(Client)) == 0
+
+
+def test_client_create_resource_without_routes(storage, gw):
+    code, _, err = gw("client", "create", "--name", "Agent", "--resource", "https://a.example")
+    assert "(no route takes tokens)" in one_line_error(code, err)

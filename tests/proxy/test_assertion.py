@@ -124,7 +124,7 @@ async def test_a_revoked_tokens_cached_assertion_is_never_served(
     decided = await raw_request(gw.port, "/decisions/orders", auth)
     for response in (proxied, decided):
         assert response.status == 401
-        assert response.header("www-authenticate") == [invalid("token revoked")]
+        assert response.header("www-authenticate") == [invalid("token revoked", "orders:read")]
         assert response.header("x-gateway-assertion") == []
 
 
@@ -155,7 +155,7 @@ async def test_the_validator_refuses_an_assertion(
         validator.validate(assertion, None)
     presented = await gw.client.get("/orders", headers={"Authorization": f"Bearer {assertion}"})
     assert presented.status_code == 401
-    assert presented.headers["www-authenticate"] == invalid("not an access token")
+    assert presented.headers["www-authenticate"] == invalid("not an access token", "orders:read")
 
 
 def test_an_access_token_is_not_an_assertion(mint: Callable[..., str]) -> None:

@@ -20,7 +20,15 @@ import pytest
 
 from gateway.introspect.revocation import RevocationCache, RevocationEntry
 from gateway.keys import KeyRing
-from tests.support.cases import BARE, IDENTITY, INVALID_TOKENS, SCOPE_MATRIX, TRICKS
+from tests.support.cases import (
+    IDENTITY,
+    INVALID_TOKENS,
+    SCOPE_MATRIX,
+    TRICKS,
+    bare,
+    insufficient,
+    invalid,
+)
 from tests.support.proxy import AUDIENCE, Gateway, GatewayFactory, RawResponse, raw_request
 
 ORDERS = '[[routes]]\npath = "/orders"\nupstream = "{echo}"\nscopes = ["orders:read"]\n'
@@ -387,7 +395,7 @@ async def test_traefik_host_comes_from_x_forwarded_host(
     head = "X-Forwarded-Method: GET\r\nX-Forwarded-Uri: /x\r\nX-Forwarded-Host: api.test\r\n"
     response = await ask(gw, head, host="gateway.internal:8000")
     assert response.status == 401
-    assert response.header("www-authenticate") == [BARE]
+    assert response.header("www-authenticate") == [bare("orders:read")]
     public = await ask(gw, head.replace("api.test", "www.test"), host="gateway.internal:8000")
     assert public.status == 200
 
@@ -480,9 +488,7 @@ async def test_an_insufficient_scope_names_the_scope_for_the_edge(
     head += "X-Original-Method: GET\r\nX-Original-URI: /orders\r\n"
     response = await ask(gw, head)
     assert response.status == 403
-    assert response.header("www-authenticate") == [
-        'Bearer realm="gateway", error="insufficient_scope", scope="orders:read"'
-    ]
+    assert response.header("www-authenticate") == [insufficient("orders:read")]
     assert json.loads(response.body)["scope"] == "orders:read"
 
 
@@ -493,3 +499,114 @@ async def test_a_head_request_gets_the_status_without_a_body(
     response = await ask(gw, "", "/decisions/orders", method="HEAD")
     assert response.status == 401
     assert response.body == b""
+
+
+MCP = "https://api.example.test/mcp"
+MCP_METADATA = "https://api.example.test/.well-known/oauth-protected-resource/mcp"
+MCP_ROUTE = (
+    '[[routes]]\npath = "/mcp"\nupstream = "{echo}"\n'
+    f'audience = "{MCP}"\nscopes = [["mcp:use", "extra"], ["alt"]]\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("target", "description", "status", "challenge"),
+    [
+        pytest.param(
+            "/decisions",
+            "X-Original-Method: GET\r\nX-Original-URI: /mcp\r\n",
+            401,
+            bare("mcp:use extra", MCP_METADATA),
+            id="nginx-no-token",
+        ),
+        pytest.param(
+            "/decisions",
+            "X-Forwarded-Method: GET\r\nX-Forwarded-Uri: /mcp\r\n"
+            "X-Forwarded-Host: evil.example\r\nAuthorization: Bearer x.y.z\r\n",
+            401,
+            invalid("malformed token", "mcp:use extra", MCP_METADATA),
+            id="traefik-invalid-token",
+        ),
+        pytest.param(
+            "/decisions",
+            "X-Original-Method: GET\r\nX-Original-URI: /mcp\r\nAuthorization: Bearer {other}\r\n",
+            401,
+            invalid("wrong audience", "mcp:use extra", MCP_METADATA),
+            id="wrong-audience",
+        ),
+        pytest.param(
+            "/decisions",
+            "X-Original-Method: GET\r\nX-Original-URI: /mcp\r\nAuthorization: Bearer {weak}\r\n",
+            403,
+            insufficient("mcp:use extra", MCP_METADATA),
+            id="insufficient-scope",
+        ),
+        pytest.param(
+            "/decisions/mcp",
+            "",
+            401,
+            bare("mcp:use extra", MCP_METADATA),
+            id="envoy-no-token",
+        ),
+        pytest.param(
+            "/decisions/mcp",
+            "Authorization: Bearer {weak}\r\n",
+            403,
+            insufficient("mcp:use extra", MCP_METADATA),
+            id="envoy-insufficient-scope",
+        ),
+    ],
+)
+async def test_denials_name_the_resources_metadata(
+    gateway: GatewayFactory,
+    echo: str,
+    mint: Callable[..., str],
+    target: str,
+    description: str,
+    status: int,
+    challenge: str,
+) -> None:
+    """RFC 9728 §5.1 at the edge's door too: the URL comes from the resource identifier,
+    whatever Host the edge (or the client through it) names."""
+    gw = await gateway(MCP_ROUTE.format(echo=echo))
+    head = description.format(other=mint("mcp:use extra"), weak=mint("mcp:use", aud=MCP))
+    response = await ask(gw, head, target, host="evil.example:8443")
+    assert response.status == status
+    assert response.header("www-authenticate") == [challenge]
+
+
+MCP_TOOLS_ROUTE = (
+    '[[routes]]\npath = "/mcp"\nupstream = "{echo}"\nscopes = ["mcp:use"]\nmcp = true\n'
+    'mcp_tool_scopes = {{ "*" = [] }}\n'
+)
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
+async def test_a_message_to_an_mcp_route_is_refused_as_it_cannot_be_read(
+    gateway: GatewayFactory, echo: str, mint: Callable[..., str], method: str
+) -> None:
+    """The edge sends no body, and would forward the message unchecked: 403 whatever the
+    token, so that an edge set up for such a route fails at once, not after a sign-in."""
+    gw = await gateway(MCP_TOOLS_ROUTE.format(echo=echo))
+    described = f"X-Original-Method: {method}\r\nX-Original-URI: /mcp\r\n"
+    for token in (f"Authorization: Bearer {mint('mcp:use')}\r\n", ""):
+        response = await ask(gw, described + token)
+        assert error(response) == (
+            403,
+            "this route is an MCP server (mcp = true): its messages are checked by the "
+            "gateway's proxy, which reads them; /decisions cannot see a request's body",
+        )
+        assert json.loads(response.body)["error"] == "access_denied"
+    envoy = await ask(gw, "Content-Length: 0\r\n", "/decisions/mcp", method=method)
+    assert envoy.status == 403 and error(envoy)[1].startswith("this route is an MCP server")
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "DELETE"])
+async def test_an_mcp_routes_stream_and_session_end_are_decided_as_usual(
+    gateway: GatewayFactory, echo: str, mint: Callable[..., str], method: str
+) -> None:
+    gw = await gateway(MCP_TOOLS_ROUTE.format(echo=echo))
+    described = f"X-Original-Method: {method}\r\nX-Original-URI: /mcp\r\n"
+    allowed = await ask(gw, described + f"Authorization: Bearer {mint('mcp:use')}\r\n")
+    assert allowed.status == 200
+    assert (await ask(gw, described)).status == 401

@@ -180,6 +180,8 @@ def check(exchange: Exchange, token: str | None, method: bytes) -> None:
     if exchange.status in (401, 403):
         (challenge,) = exchange.header("www-authenticate")
         assert challenge.startswith('Bearer realm="gateway"'), challenge
+        # RFC 9728 §5.1: every refusal at a route says where its resource's metadata is
+        assert 'resource_metadata="https://' in challenge, challenge
         if exchange.status == 403:
             assert 'error="insufficient_scope"' in challenge, challenge
 

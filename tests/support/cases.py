@@ -15,9 +15,10 @@ import pytest
 from joserfc import jwt as jose_jwt
 
 from gateway.keys import KeyRing, create_key
-from tests.support.proxy import claims
+from tests.support.proxy import AUDIENCE, claims
 
-BARE = 'Bearer realm="gateway"'
+#: where the tests' default resource (``tokens.audience``) publishes its metadata (RFC 9728)
+METADATA = f"{AUDIENCE}/.well-known/oauth-protected-resource"
 #: the default identity headers and the assertion's, lower-case
 IDENTITY = (
     "x-forwarded-user",
@@ -28,8 +29,30 @@ IDENTITY = (
 )
 
 
-def invalid(description: str) -> str:
-    return f'Bearer realm="gateway", error="invalid_token", error_description="{description}"'
+def challenge(*params: tuple[str, str | None]) -> str:
+    """``Bearer realm="gateway", name="value", ...``, the params whose value is None left out."""
+    pairs = (("realm", "gateway"), *params)
+    return "Bearer " + ", ".join(f'{name}="{value}"' for name, value in pairs if value is not None)
+
+
+def bare(scope: str | None = None, metadata: str | None = METADATA) -> str:
+    """A 401 for no token (RFC 6750 §3.1: no error), saying what to ask for and where."""
+    return challenge(("scope", scope), ("resource_metadata", metadata))
+
+
+def invalid(description: str, scope: str | None = None, metadata: str | None = METADATA) -> str:
+    return challenge(
+        ("error", "invalid_token"),
+        ("error_description", description),
+        ("scope", scope),
+        ("resource_metadata", metadata),
+    )
+
+
+def insufficient(scope: str, metadata: str | None = METADATA) -> str:
+    return challenge(
+        ("error", "insufficient_scope"), ("scope", scope), ("resource_metadata", metadata)
+    )
 
 
 def b64(data: dict[str, Any]) -> str:

@@ -8,8 +8,9 @@ import logging
 
 import pytest
 
-from gateway.app import create_app, routes_on_issuer_host
+from gateway.app import create_app
 from gateway.config import Config, RouteConfig
+from gateway.issuer_host import routes_on_issuer_host
 from gateway.storage import Storage
 
 ISSUER = "https://auth.example.com"
