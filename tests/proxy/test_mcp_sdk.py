@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.server
 import json
-import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +38,7 @@ from mcp.shared.auth import (
     OAuthToken,
 )
 
+from tests.support.documents import Answer, ca_file, serving
 from tests.support.live import (
     PASSWORD,
     LiveGateway,
@@ -53,6 +52,7 @@ from tests.support.live import (
 pytestmark = pytest.mark.live
 
 EMAIL = "agent.owner@example.com"
+DOCUMENT = "/agent/client.json"
 CALLBACK = (
     "http://127.0.0.1:47613/callback"  # never listened on: the redirect is read, not followed
 )
@@ -77,7 +77,7 @@ def mcp_server() -> tuple[MCPServer, list[str]]:
 
 
 @contextlib.contextmanager
-def serving(app: Any) -> Iterator[int]:
+def under_uvicorn(app: Any) -> Iterator[int]:
     """``app`` under uvicorn on a free loopback port, in a thread; stopped after."""
     port = free_port()
     server = uvicorn.Server(
@@ -93,51 +93,16 @@ def serving(app: Any) -> Iterator[int]:
         thread.join(timeout=10)
 
 
-class MetadataDocumentHost:
-    """An https server on 127.0.0.1 (its certificate from a trustme CA) serving one client's
-    metadata document, as a client's own web site would."""
-
-    def __init__(self, ca: trustme.CA) -> None:
-        self.fetches = 0
-        host = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                host.fetches += 1
-                body = json.dumps(host.document).encode()
-                self.send_response(200 if self.path == "/agent/client.json" else 404)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ca.issue_cert("127.0.0.1").configure_cert(context)
-        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        self.url = f"https://127.0.0.1:{self._server.server_address[1]}/agent/client.json"
-        self.document = {
-            "client_id": self.url,
-            "client_name": "Agent by metadata document",
-            "redirect_uris": [CALLBACK],
-            "grant_types": ["authorization_code", "refresh_token"],
-            "response_types": ["code"],
-            "token_endpoint_auth_method": "none",
-        }
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> MetadataDocumentHost:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+def metadata_document(url: str) -> dict[str, Any]:
+    """What an agent publishes about itself at ``url``, its ``client_id``."""
+    return {
+        "client_id": url,
+        "client_name": "Agent by metadata document",
+        "redirect_uris": [CALLBACK],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+    }
 
 
 class Person:
@@ -231,16 +196,15 @@ def deployment(
         streamable_http_path="/mcp",
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
     )
-    ca_file = tmp_path / "clients-ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    with serving(app) as mcp_port:
+    trusted = ca_file(ca, tmp_path)
+    with under_uvicorn(app) as mcp_port:
         port = free_port()
         extra = f"""
 [registration]
 dynamic = "open"
 metadata_documents = true
 allow_private_addresses = true
-ca_file = "{ca_file}"
+ca_file = "{trusted}"
 
 [[routes]]
 path = "/mcp"
@@ -337,17 +301,20 @@ def test_an_agent_named_by_its_metadata_document(
     deployment: tuple[LiveGateway, list[str]], ca: trustme.CA
 ) -> None:
     gateway, calls = deployment
-    with Person(EMAIL, PASSWORD) as person, MetadataDocumentHost(ca) as host:
-        storage, results = asyncio.run(agent_session(gateway, person, host.url))
+    with Person(EMAIL, PASSWORD) as person, serving(ca) as site:
+        # the agent's own web site, over https on loopback (allow_private_addresses)
+        url = site.url(DOCUMENT, host="127.0.0.1")
+        site.answers[DOCUMENT] = Answer.json(metadata_document(url))
+        storage, results = asyncio.run(agent_session(gateway, person, url))
     assert results == ["delete_orders,echo", "echo: hello", "deleted"]
     assert calls == ["echo", "delete_orders"]
-    assert storage.client is not None and storage.client.client_id == host.url
-    assert host.fetches >= 1
+    assert storage.client is not None and storage.client.client_id == url
+    assert site.hits[DOCUMENT] >= 1
     # the client's host beside its name, and the warning: every redirect URI is on loopback
-    assert f"Published at <strong>{urlsplit(host.url).netloc}</strong>" in person.consents[0]
+    assert f"Published at <strong>{urlsplit(url).netloc}</strong>" in person.consents[0]
     assert 'data-warning="loopback-only"' in person.consents[0]
     listed = [
-        c for c in json.loads(gateway.cli("client", "list", "--json")) if c["client_id"] == host.url
+        c for c in json.loads(gateway.cli("client", "list", "--json")) if c["client_id"] == url
     ]
     assert listed and listed[0]["origin"] == "metadata-document"
     assert storage.tokens is not None
