@@ -102,7 +102,7 @@ class Resources:
         for route in config.routes:
             if route.public:
                 continue
-            identifier = route.audience or config.audience
+            identifier = config.resource_identifier(route)
             if identifier not in scopes:
                 order.append(identifier)
                 scopes[identifier] = set()
@@ -133,6 +133,11 @@ class Resources:
 
     def __len__(self) -> int:
         return len(self._by_identifier)
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        """Every scope the resources name (their tools' included), ``openid`` never."""
+        return frozenset(scope for resource in self for scope in resource.scopes)
 
     def get(self, identifier: str) -> Resource | None:
         """The resource named exactly ``identifier`` (RFC 8707: compared as strings)."""
@@ -174,6 +179,4 @@ def registrable_scopes(config: Config) -> frozenset[str]:
     allowed_scopes``, else every scope the resources name (their tools' included)."""
     if config.registration.allowed_scopes is not None:
         return frozenset(config.registration.allowed_scopes)
-    return frozenset(
-        scope for resource in Resources.from_config(config) for scope in resource.scopes
-    )
+    return Resources.from_config(config).scopes

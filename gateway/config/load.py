@@ -316,7 +316,7 @@ def _validate_resources(config: Config, where: str) -> None:
     names: dict[str, tuple[str, str]] = {}
     locations: dict[tuple[str, str], str] = {}
     for i, route in enumerate(config.routes):
-        identifier = route.audience or config.audience
+        identifier = config.resource_identifier(route)
         key = "audience" if route.audience else "audience (tokens.audience or the issuer)"
         if (route.audience or not route.public) and (
             problem := resource_identifier_problem(identifier)

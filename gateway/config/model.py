@@ -306,6 +306,11 @@ class Config:
     def audience(self) -> str:
         return self.tokens.audience or self.issuer
 
+    def resource_identifier(self, route: RouteConfig) -> str:
+        """The protected resource ``route`` belongs to (RFC 8707 §2): its ``audience``, else
+        the tokens' (``gateway.resources``)."""
+        return route.audience or self.audience
+
     @property
     def keys_dir(self) -> Path:
         return resolve_path(self.base_dir, self.keys.dir)

@@ -31,7 +31,7 @@ def authenticate(
 def authorize(route: Route, token: AccessToken) -> None:
     """Raise ``InsufficientScope`` unless ``token`` grants access to ``route``."""
     if route.scope_sets and not any(need <= token.scopes for need in route.scope_sets):
-        raise InsufficientScope(" ".join(route.config.scopes[0]))
+        raise InsufficientScope(route.challenge_scope or "")
 
 
 def challenged(route: Route, error: BearerError) -> BearerError:

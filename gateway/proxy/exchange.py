@@ -238,10 +238,12 @@ class Exchange:
         Past ``started`` the client's response has been aborted by the time they are raised.
         A client that goes away is not a failure: the exchange just ends.
         """
-        body: RequestBody | WholeBody | None = RequestBody(self) if has_body else None
+        body: RequestBody | WholeBody | None
         if whole is not None:
             body = WholeBody(whole)
-        self.deadline_in(self.idle if has_body and whole is None else self.wait)
+        else:
+            body = RequestBody(self) if has_body else None
+        self.deadline_in(self.idle if isinstance(body, RequestBody) else self.wait)
         self._task = task = asyncio.current_task(self.loop)
         self._deadlines.watch(self)
         try:
