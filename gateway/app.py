@@ -296,7 +296,12 @@ def issuer_routes(gateway: Gateway) -> list[Route]:
     revocation = RevocationEndpoint(server, reader, gateway.validator, revoker, storage)
     introspection = IntrospectionEndpoint(server, reader, gateway.validator, storage, config.issuer)
     metadata = MetadataEndpoint(
-        config.issuer, keyring, storage, config.routes, config.registration, registered_scopes
+        config.issuer,
+        keyring,
+        storage,
+        gateway.resources.scopes,
+        config.registration,
+        registered_scopes,
     )
     userinfo = UserInfoEndpoint(gateway.validator, config.audience, storage)
     # RFC 9728: every method reaches the endpoint, which answers 405 itself

@@ -5,7 +5,6 @@ OpenID Connect Discovery 1.0 built from it, and the JWKS (RFC 7517) that verifie
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse, Response
 
-from gateway.config import GRANT_TYPES, RegistrationConfig, RouteConfig
+from gateway.config import GRANT_TYPES, RegistrationConfig
 from gateway.issuer.clientauth import CLIENT_AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS
 from gateway.issuer.idtoken import CLAIMS_SUPPORTED, OIDC_SCOPES
 from gateway.issuer.prompt import PROMPT_VALUES, RESPONSE_MODES
@@ -38,7 +37,7 @@ class MetadataEndpoint:
         issuer: str,
         keyring: KeyRing,
         storage: Storage,
-        routes: Iterable[RouteConfig],
+        resource_scopes: frozenset[str],
         registration: RegistrationConfig | None = None,
         registered_scopes: frozenset[str] = frozenset(),
     ) -> None:
@@ -47,9 +46,8 @@ class MetadataEndpoint:
         self.metadata_documents = registration is not None and registration.metadata_documents
         self.keyring = keyring
         self.storage = storage
-        self.route_scopes = frozenset(
-            scope for route in routes for group in route.scopes for scope in group
-        )
+        #: every scope the routes (and their MCP tools) name
+        self.resource_scopes = resource_scopes
         self.dynamic = registration is not None and registration.dynamic != "off"
         self.registered_scopes = registered_scopes if self.dynamic else frozenset()
 
@@ -110,7 +108,7 @@ class MetadataEndpoint:
         with self.storage.session() as session:
             client_scopes = session.scalars(sa.select(Client.scope)).all()
         scopes = {s for value in client_scopes for s in value.split()} | OIDC_SCOPES
-        return sorted(scopes | self.route_scopes | self.registered_scopes)
+        return sorted(scopes | self.resource_scopes | self.registered_scopes)
 
 
 class JWKSEndpoint:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from gateway.config import RouteConfig
 from tests.support.app import ISSUER, make_client
-from tests.support.issuer import JWKS, METADATA
+from tests.support.issuer import JWKS, METADATA, running
 
 
 @pytest.fixture
@@ -92,3 +95,18 @@ def test_jwks_is_served_without_private_material(client, config):
     assert len(keys) == 1
     assert keys[0]["use"] == "sig" and keys[0]["alg"] == config.keys.algorithm
     assert "d" not in keys[0]
+
+
+def test_scopes_supported_names_the_routes_and_their_tools_scopes(client, config):
+    """An MCP client choosing scopes from the server's metadata can find a tool's scope too
+    (the same set RFC 9728 metadata and registration use: ``Resources.scopes``)."""
+    route = RouteConfig(
+        path="/mcp",
+        upstream="http://127.0.0.1:9",
+        scopes=(("mcp:use",),),
+        mcp=True,
+        mcp_tool_scopes=(("delete_*", (("mcp:admin",),)), ("*", ())),
+    )
+    with running(dataclasses.replace(config, routes=(route,))) as client:
+        scopes = set(client.get(METADATA).json()["scopes_supported"])
+    assert {"mcp:use", "mcp:admin"} <= scopes
