@@ -34,7 +34,6 @@ first-party), so grants, consents, tokens and ``gateway client list`` treat it a
 from __future__ import annotations
 
 import ipaddress
-import json
 import ssl
 import time
 from collections.abc import Iterable
@@ -46,6 +45,7 @@ from urllib.parse import unquote, urlsplit
 import sqlalchemy as sa
 from authlib.oauth2.rfc6749.errors import InvalidClientError
 
+from gateway import strict_json
 from gateway.accounts import redirect_uri_problem
 from gateway.config import Config
 from gateway.config.model import resolve_path
@@ -144,15 +144,6 @@ class ClientDocument:
         }
 
 
-def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object whose members are unique: with a name twice, parsers disagree on which
-    counts, and the document could say one thing to one reader and another to the next."""
-    members = dict(pairs)
-    if len(members) != len(pairs):
-        raise DocumentRefused("names a member twice")
-    return members
-
-
 def _string_list(document: dict[str, Any], name: str) -> list[str] | None:
     value = document.get(name)
     if value is None:
@@ -165,8 +156,10 @@ def _string_list(document: dict[str, Any], name: str) -> list[str] | None:
 def read_document(url: str, body: bytes, allowed_scopes: frozenset[str]) -> ClientDocument:
     """The client the document fetched from ``url`` describes, or ``DocumentRefused``."""
     try:
-        document = json.loads(body.decode("utf-8"), object_pairs_hook=_no_repeats)
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        document = strict_json.loads(body)
+    except strict_json.RepeatedMember:
+        raise DocumentRefused("names a member twice") from None
+    except ValueError:
         raise DocumentRefused("is not valid JSON") from None
     if not isinstance(document, dict):
         raise DocumentRefused("is not a JSON object")

@@ -24,7 +24,6 @@ clients are never first-party: a person always sees their consent page.
 from __future__ import annotations
 
 import functools
-import json
 import secrets
 from collections.abc import Callable
 from typing import Any, NoReturn, cast
@@ -38,7 +37,7 @@ from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway import accounts
+from gateway import accounts, strict_json
 from gateway.bearer import bearer_token
 from gateway.config import Config
 from gateway.errors import InvalidToken
@@ -283,27 +282,12 @@ async def read_object(http: HTTPRequest) -> dict[str, Any]:
             raise too_large
         chunks.append(chunk)
     try:
-        document = json.loads(
-            b"".join(chunks).decode("utf-8"),
-            object_pairs_hook=_members,
-            parse_constant=_no_constant,
-        )
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        document = strict_json.loads(b"".join(chunks))
+    except ValueError:
         raise InvalidRequestError("The request body must be one JSON object.") from None
     if not isinstance(document, dict):
         raise InvalidRequestError("The request body must be one JSON object.")
     return document
-
-
-def _members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    members = dict(pairs)
-    if len(members) != len(pairs):
-        raise ValueError("a member is repeated")
-    return members
-
-
-def _no_constant(name: str) -> NoReturn:
-    raise ValueError("NaN and Infinity are not JSON")
 
 
 def refusal(error: OAuth2Error) -> Response:

@@ -37,12 +37,12 @@ from __future__ import annotations
 
 import base64
 import fnmatch
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gateway import strict_json
 from gateway.config import RouteConfig
 from gateway.errors import (
     InvalidMcpMessage,
@@ -78,24 +78,6 @@ _BASE64_PREFIX, _BASE64_SUFFIX = "=?base64?", "?="
 DECIDED_TOOLS = 1024
 
 
-class _RepeatedName(Exception):
-    """A JSON object repeats a member name."""
-
-
-def _members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    members = dict(pairs)
-    if len(members) != len(pairs):
-        raise _RepeatedName()
-    return members
-
-
-def _not_a_number(constant: str) -> Any:
-    raise ValueError(f"{constant} is not JSON")
-
-
-_DECODER = json.JSONDecoder(object_pairs_hook=_members, parse_constant=_not_a_number)
-
-
 @dataclass(frozen=True, slots=True)
 class McpMessage:
     """What the proxy decides on in one message."""
@@ -119,10 +101,10 @@ def _is_id(value: Any) -> bool:
 def read_message(body: bytes) -> McpMessage:
     """The one JSON-RPC 2.0 message of ``body``; ``InvalidMcpMessage`` naming what is wrong."""
     try:
-        value = _DECODER.decode(body.decode("utf-8"))
-    except _RepeatedName:
+        value = strict_json.loads(body)
+    except strict_json.RepeatedMember:
         raise InvalidMcpMessage("a JSON object in the body repeats a member name") from None
-    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError included
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError included
         raise InvalidMcpMessage("the body is not JSON (RFC 8259, in UTF-8)") from None
     if isinstance(value, list):
         raise InvalidMcpMessage("a JSON-RPC batch is not accepted: send one message per request")
