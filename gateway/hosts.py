@@ -106,3 +106,15 @@ def _parsed_or_none(raw: bytes) -> Host | None:
         return parse_host(raw.decode("latin-1"))
     except ValueError:
         return None
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost``, a name under it (RFC 6761 §6.3), or a loopback address, in any case and
+    with a trailing dot: where a redirect URI reaches a program on the user's own device."""
+    host = host.rstrip(".").lower().removeprefix("[").removesuffix("]")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -8,7 +8,7 @@ import pytest
 
 from gateway import hosts
 from gateway.errors import BadHost
-from gateway.hosts import Host, HostCache, parse_host
+from gateway.hosts import Host, HostCache, is_loopback_host, parse_host
 
 VALID = [
     pytest.param("admin.local", "admin.local", "admin.local", id="name"),
@@ -111,3 +111,25 @@ def test_the_cache_answers_alike_and_stays_bounded(monkeypatch: pytest.MonkeyPat
             with pytest.raises(BadHost):
                 cache.parse(f"h{n}..test".encode())
             assert len(cache._hosts) <= 4
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("localhost", True),
+        ("LocalHost.", True),
+        ("app.localhost", True),
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost.example.com", False),
+        ("10.0.0.1", False),
+        ("example.com", False),
+        ("", False),
+    ],
+)
+def test_loopback_hosts(host: str, loopback: bool) -> None:
+    """One answer for where a redirect URI reaches the user's own device: the registration
+    endpoint's rules and the consent page's loopback warning ask the same question."""
+    assert is_loopback_host(host) is loopback

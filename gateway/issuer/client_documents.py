@@ -33,7 +33,6 @@ first-party), so grants, consents, tokens and ``gateway client list`` treat it a
 
 from __future__ import annotations
 
-import ipaddress
 import ssl
 import time
 from collections.abc import Iterable
@@ -50,6 +49,7 @@ from gateway.accounts import redirect_uri_problem
 from gateway.config import Config
 from gateway.config.model import resolve_path
 from gateway.errors import ConfigError
+from gateway.hosts import is_loopback_host
 from gateway.issuer.fetch_cache import FetchCache
 from gateway.issuer.fetcher import FetchRefused, SafeFetcher
 from gateway.issuer.records import ClientLookup, load_client
@@ -335,14 +335,7 @@ def _is_loopback(uri: str) -> bool:
         host = urlsplit(uri).hostname
     except ValueError:
         return False
-    if host is None:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return host is not None and is_loopback_host(host)
 
 
 def loopback_only(client: Client) -> bool:

@@ -26,7 +26,6 @@ The rules beyond each field's type:
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +35,7 @@ from authlib.oauth2.rfc6749.errors import OAuth2Error
 from authlib.oauth2.rfc7591.errors import InvalidClientMetadataError, InvalidRedirectURIError
 
 from gateway.accounts import redirect_uri_problem
-from gateway.config import LOOPBACK_HOSTS
+from gateway.hosts import is_loopback_host
 from gateway.models import Client
 
 #: the grants a client may register for (``password`` is for the deployment's own clients)
@@ -128,21 +127,10 @@ def _redirect_uris(value: Any, application_type: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(uris))
 
 
-def _is_loopback(host: str) -> bool:
-    """localhost, a name under it (RFC 6761 §6.3), or a loopback address."""
-    host = host.rstrip(".").lower()
-    if host in LOOPBACK_HOSTS or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _application_problem(uri: str, application_type: str) -> str | None:
     """OpenID Connect Registration 1.0 §2, ``application_type``."""
     parts = urlsplit(uri)
-    loopback = _is_loopback(parts.hostname or "")
+    loopback = is_loopback_host(parts.hostname or "")
     if application_type == "web":
         if parts.scheme != "https" or loopback:
             return (
@@ -215,7 +203,7 @@ def _client_uri(value: Any) -> str | None:
         raise InvalidClientMetadataError(problem) from None
     if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
         raise InvalidClientMetadataError(problem)
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise InvalidClientMetadataError(problem)
     return value
 
