@@ -202,7 +202,7 @@ class Proxy:
             return  # the client went away while sending it: nothing went upstream
         tool = guard.read(body, received).tool
         if tool is not None:
-            denied = self.core.authorize_tool(decision, tool)
+            denied = self.core.authorize_tool(decision, guard, tool)
             if denied is not None:
                 raise denied.error
         # the body is here: its length is known, and a client's Expect has been answered

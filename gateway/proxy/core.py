@@ -31,13 +31,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.config import Config
-from gateway.errors import BearerError, GatewayError, MethodOverrideRefused, ToolNotAllowed
+from gateway.errors import BearerError, GatewayError, MethodOverrideRefused
 from gateway.hosts import Host, HostCache
 from gateway.introspect.validator import AccessToken, BearerValidator
 from gateway.metrics import Metrics
 from gateway.proxy.assertion import AssertionSigner
 from gateway.proxy.auth import authenticate, authorize, challenged
 from gateway.proxy.headers import UNDERSCORE, Header, HeaderPolicy
+from gateway.proxy.mcp import McpGuard
 from gateway.proxy.overrides import OVERRIDABLE, overriding_method
 from gateway.proxy.paths import decode_path
 from gateway.proxy.routes import Route, RouteTable
@@ -133,14 +134,14 @@ class DecisionCore:
             identity = [*identity, (self._assertion_header, assertion)]
         return Allowed(route, path, identity, host, token, override)
 
-    def authorize_tool(self, allowed: Allowed, tool: str) -> Denied | None:
-        """After ``decide`` allowed a request to an ``mcp = true`` route whose body is a
-        ``tools/call`` of ``tool``: may the token call it? None when it may."""
+    def authorize_tool(self, allowed: Allowed, guard: McpGuard, tool: str) -> Denied | None:
+        """After ``decide`` allowed a request to an ``mcp = true`` route (``guard``, its rules)
+        whose body is a ``tools/call`` of ``tool``: may the token call it? None when it may.
+        Such a route is never public (``config.load``), so the request had a token."""
         route, token = allowed.route, allowed.token
+        assert token is not None, "an mcp = true route is never public"
         try:
-            if route.mcp is None:
-                raise ToolNotAllowed()  # only mcp routes have tools the proxy reads
-            route.mcp.authorize(tool, token.scopes if token is not None else None)
+            guard.authorize(tool, token.scopes)
         except GatewayError as exc:
             self._metrics.token_failed(exc.reason)
             if isinstance(exc, BearerError):

@@ -240,11 +240,11 @@ class McpGuard:
         self._decided[tool] = found
         return found
 
-    def authorize(self, tool: str, scopes: frozenset[str] | None) -> None:
-        """Raise unless a token granting ``scopes`` (None: no token, a public route) may call
+    def authorize(self, tool: str, scopes: frozenset[str]) -> None:
+        """Raise unless a token granting ``scopes`` may call
         ``tool``; the route's own scopes are checked already."""
         rule = self.rule(tool)
         if rule is None:
             raise ToolNotAllowed()
-        if rule.scope_sets and (scopes is None or not any(s <= scopes for s in rule.scope_sets)):
+        if rule.scope_sets and not any(s <= scopes for s in rule.scope_sets):
             raise ToolScopeRequired(rule.challenge)
