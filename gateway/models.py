@@ -7,7 +7,6 @@ import hashlib
 import secrets
 import time
 import uuid
-from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749 import ClientMixin
 from sqlalchemy import (
@@ -20,8 +19,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from gateway.redirect_uris import redirect_uri_matches
 
 
 def now() -> float:
@@ -69,34 +71,6 @@ class User(Base):
         return self.id
 
 
-def redirect_uri_matches(registered: str, presented: str) -> bool:
-    """Exact string match (RFC 9700 §2.1), except that a loopback IP redirect URI may use any
-    port (RFC 8252 §7.3): native apps get an ephemeral port at run time. Only the port may
-    differ: everything else, down to an empty ``?`` or ``#``, must be the same string."""
-    if registered == presented:
-        return True
-    reg, pre = _loopback_parts(registered), _loopback_parts(presented)
-    return reg is not None and reg == pre
-
-
-def _loopback_parts(uri: str) -> tuple[str, str] | None:
-    """``(host, rest)`` of an ``http://`` loopback IP URI with a valid port, else None."""
-    scheme = "http://"
-    if not uri.startswith(scheme):
-        return None
-    try:
-        parts = urlsplit(uri)
-        port = parts.port  # raises on a malformed or out-of-range port
-    except ValueError:
-        return None
-    if parts.hostname not in ("127.0.0.1", "::1") or port == 0 or "@" in parts.netloc:
-        return None
-    host = parts.netloc if port is None else parts.netloc[: parts.netloc.rindex(":")]
-    if host not in ("127.0.0.1", "[::1]"):  # "127.0.0.1:" (empty port), odd spellings
-        return None
-    return host, uri[len(scheme) + len(parts.netloc) :]
-
-
 class Client(Base, ClientMixin):
     __tablename__ = "clients"
 
@@ -133,6 +107,15 @@ class Client(Base, ClientMixin):
     #: RFC 7592: the hash of a registered client's registration access token, the one key to
     #: its configuration endpoint (None for clients that did not register themselves)
     registration_token_hash: Mapped[str | None] = mapped_column(String(64))
+    #: RFC 9449 ``dpop_bound_access_tokens``: its token requests must carry a DPoP proof
+    require_dpop: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: RFC 9126 ``require_pushed_authorization_requests``: its authorization requests must be
+    #: pushed (``/oauth/par``) first
+    require_par: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: ``private_key_jwt`` (RFC 7523): the public keys its assertions are signed with, as a
+    #: JWK Set, or the URL it publishes them at (one of the two)
+    jwks: Mapped[dict[str, object] | None] = mapped_column(JSON(none_as_null=True))
+    jwks_uri: Mapped[str | None] = mapped_column(Text)
 
     @property
     def is_public(self) -> bool:
@@ -246,6 +229,8 @@ class AuthorizationCode(Base):
     grant_id: Mapped[str | None] = mapped_column(String(32))
     #: the resources (RFC 8707) the authorization request named, as approved; None: none
     resources: Mapped[list[str] | None] = mapped_column(RESOURCES)
+    #: RFC 9449 §10 ``dpop_jkt``: the thumbprint of the key whose proof must redeem the code
+    dpop_jkt: Mapped[str | None] = mapped_column(String(64))
 
     user: Mapped[User] = relationship(lazy="joined")
 
@@ -274,6 +259,9 @@ class RefreshToken(Base):
     #: of ``rotated_at``, and while that one is unused, presenting this one again hands the same
     #: successor out once more (``gateway.issuer.rotation.successor_token``)
     successor_hash: Mapped[str | None] = mapped_column(String(64))
+    #: RFC 9449 §5: a public client's refresh token is bound to the key (this RFC 7638
+    #: thumbprint) that proved its first token request; its successors keep the binding
+    dpop_jkt: Mapped[str | None] = mapped_column(String(64))
 
     grant: Mapped[Grant] = relationship(lazy="joined")
 
@@ -401,4 +389,37 @@ class ClientRegistration(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     address: Mapped[str] = mapped_column(String(64))
     at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class PushedRequest(Base):
+    """A pushed authorization request (RFC 9126): the parameters a client sent to
+    ``/oauth/par``, redeemable once at ``/oauth/authorize`` by its ``request_uri`` (of which
+    only the hash is kept), by that client, until ``expires_at``. In the database, so that any
+    replica redeems what another accepted."""
+
+    __tablename__ = "pushed_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_uri_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    client_id: Mapped[str] = mapped_column(String(CLIENT_ID_LENGTH))
+    #: the authorization request's parameters, as validated when pushed
+    parameters: Mapped[dict[str, str]] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+    #: set when redeemed: a second redemption is refused
+    used_at: Mapped[float | None] = mapped_column(Float)
+
+
+class ClientAssertionUse(Base):
+    """The ``jti`` of a client assertion (RFC 7523 §3 item 7) accepted once: the unique
+    constraint decides, so two replicas can never both accept the same assertion. Kept until
+    the assertion's ``exp``, when it could not be accepted anyway."""
+
+    __tablename__ = "client_assertion_uses"
+    __table_args__ = (UniqueConstraint("client_id", "jti"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    client_id: Mapped[str] = mapped_column(String(CLIENT_ID_LENGTH))
+    jti: Mapped[str] = mapped_column(String(255))
     expires_at: Mapped[float] = mapped_column(Float, index=True)
