@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from gateway.config.checks import validate_protocols
 from gateway.config.model import (
+    DPOP_MODES,
     LOG_FORMATS,
     LOOPBACK_HOSTS,
-    REGISTRATION_MODES,
     SIGNING_ALGORITHMS,
     Config,
     RouteConfig,
@@ -235,6 +236,10 @@ def _validate_route(route: RouteConfig, prefix: str) -> RouteConfig:
         raise _KeyError(
             prefix + "mcp", "a public route takes no token: its tools cannot be checked"
         )
+    if route.dpop not in DPOP_MODES:
+        raise _KeyError(prefix + "dpop", 'must be "allowed" or "required"')
+    if route.public and route.dpop == "required":
+        raise _KeyError(prefix + "dpop", "a public route takes no token")
     host = None if route.host is None else _route_host(route.host, prefix)
     name = route.name or (f"{host}{path}" if host else path)
     return dataclasses.replace(route, path=path, methods=methods, host=host, name=name)
@@ -347,19 +352,6 @@ def _validate_resources(config: Config, where: str) -> None:
                 )
 
 
-def _validate_registration(config: Config, fail: typing.Callable[[str, str], ConfigError]) -> None:
-    registration = config.registration
-    if registration.dynamic not in REGISTRATION_MODES:
-        raise fail("registration.dynamic", 'must be "off", "open" or "token"')
-    if registration.max_per_address_per_hour <= 0:
-        raise fail("registration.max_per_address_per_hour", "must be positive")
-    if any(not pattern.strip() for pattern in registration.metadata_document_hosts):
-        raise fail("registration.metadata_document_hosts", "must not hold an empty pattern")
-    if registration.ca_file is not None:
-        if not resolve_path(config.base_dir, registration.ca_file).is_file():
-            raise fail("registration.ca_file", f"no such file: {registration.ca_file}")
-
-
 def _validate(config: Config, where: str) -> Config:
     def fail(key: str, problem: str) -> ConfigError:
         return ConfigError(f"{where}: {key}: {problem}")
@@ -438,5 +430,5 @@ def _validate(config: Config, where: str) -> Config:
             raise fail(key, f"{name!r} is used twice")
         seen.add(canonical)
     _validate_resources(config, where)
-    _validate_registration(config, fail)
+    validate_protocols(config, fail)
     return config

@@ -13,6 +13,11 @@ SIGNING_ALGORITHMS = ("RS256", "ES256", "EdDSA", "Ed25519")
 LOG_FORMATS = ("json", "text", "off")
 GRANT_TYPES = ("authorization_code", "password", "refresh_token", "client_credentials")
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+#: the algorithms a DPoP proof (RFC 9449) or a client assertion (RFC 7523) may be signed with:
+#: asymmetric only, never ``none`` or an HMAC
+PROOF_ALGORITHMS = ("ES256", "EdDSA", "PS256", "RS256")
+#: ``[[routes]] dpop``: DPoP-bound and bearer tokens both pass, or DPoP-bound tokens only
+DPOP_MODES = ("allowed", "required")
 #: the gateway's own paths: routes may not claim them, and requests there never reach the proxy
 RESERVED_PREFIXES = ("/oauth", "/.well-known", "/healthz", "/readyz", "/metrics", "/decisions")
 #: where edges (nginx auth_request, Caddy forward_auth, Traefik, Envoy ext_authz) ask for decisions
@@ -226,6 +231,9 @@ class RouteConfig:
     #: ``mcp = true``: tool-name globs to scope sets, the same shape as ``scopes``, first match
     #: in file order; a tool no pattern matches is refused unless a ``"*"`` pattern exists
     mcp_tool_scopes: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = ()
+    #: DPoP (RFC 9449): ``"allowed"``, a DPoP-bound token with its proof or a bearer token;
+    #: ``"required"``, a DPoP-bound token with its proof only
+    dpop: str = "allowed"
 
 
 #: ``[registration] dynamic``: no registration endpoint, anyone may register, or only with an
@@ -252,6 +260,32 @@ class RegistrationConfig:
     allowed_scopes: tuple[str, ...] | None = None
     #: registrations a client address may make in an hour
     max_per_address_per_hour: int = 20
+
+
+@dataclass(frozen=True)
+class DpopConfig:
+    """DPoP proofs (RFC 9449), at the token endpoint and at the routes."""
+
+    #: seconds a proof is accepted after its ``iat`` (``tokens.leeway`` added for clocks)
+    proof_max_age: float = 60.0
+    #: demand a server nonce (``DPoP-Nonce``) in every proof: stops replays across workers and
+    #: replicas, at one extra round trip per client per ``nonce_lifetime``
+    nonces: bool = False
+    #: seconds one nonce is handed out; it is accepted for two such steps
+    nonce_lifetime: float = 60.0
+    #: proofs (``jti``s) one process remembers to refuse their replay inside the window; past
+    #: it, the oldest are forgotten first
+    replay_cache_size: int = 1000000
+
+
+@dataclass(frozen=True)
+class ParConfig:
+    """Pushed authorization requests (RFC 9126) at ``POST /oauth/par``."""
+
+    #: every authorization request must be pushed first (per client: ``--require-par``)
+    required: bool = False
+    #: seconds a pushed request's ``request_uri`` stays redeemable (its ``expires_in``)
+    request_lifetime: int = 60
 
 
 @dataclass(frozen=True)
@@ -298,6 +332,8 @@ class Config:
     sessions: SessionsConfig = field(default_factory=SessionsConfig)
     scopes: ScopesConfig = field(default_factory=ScopesConfig)
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
+    dpop: DpopConfig = field(default_factory=DpopConfig)
+    par: ParConfig = field(default_factory=ParConfig)
     routes: tuple[RouteConfig, ...] = ()
     #: folder that relative paths resolve against (the config file's folder)
     base_dir: str = "."
