@@ -114,6 +114,11 @@ def create_client(
     first_party: bool = False,
     resources: list[str] | None = None,
     origin: str = "cli",
+    *,
+    require_dpop: bool = False,
+    require_par: bool = False,
+    jwks: dict[str, object] | None = None,
+    jwks_uri: str | None = None,
 ) -> NewClient:
     """A new client. ``resources``: the only resources (RFC 8707 identifiers) it may ask tokens
     for, None for any; that each is one the gateway serves is the caller's to check (it knows
@@ -150,6 +155,10 @@ def create_client(
         first_party=first_party,
         resources=None if resources is None else list(dict.fromkeys(resources)),
         origin=origin,
+        require_dpop=require_dpop,
+        require_par=require_par,
+        jwks=jwks,
+        jwks_uri=jwks_uri,
     )
     session.add(client)
     session.flush()

@@ -68,6 +68,8 @@ def cmd_client(config: Config, args: argparse.Namespace, storage: Storage) -> No
                 post_logout_redirect_uris=args.post_logout_redirect_uris,
                 first_party=args.first_party,
                 resources=args.resources,
+                require_dpop=args.require_dpop,
+                require_par=args.require_par,
             )
         data = {"client_id": new.client.client_id, "client_secret": new.client_secret}
         text = f"client_id:     {new.client.client_id}"
@@ -89,6 +91,8 @@ def cmd_client(config: Config, args: argparse.Namespace, storage: Storage) -> No
                     "first_party": c.first_party,
                     "origin": c.origin,
                     "resources": c.resources,
+                    "require_dpop": c.require_dpop,
+                    "require_par": c.require_par,
                 }
                 for c in accounts.list_clients(session)
             ]
@@ -96,6 +100,8 @@ def cmd_client(config: Config, args: argparse.Namespace, storage: Storage) -> No
             f"{r['client_id']}  {r['name']}  [{' '.join(r['grant_types'])}]  scope={r['scope']!r}"
             + f"  origin={r['origin']}"
             + ("  first-party" if r["first_party"] else "")
+            + ("  dpop" if r["require_dpop"] else "")
+            + ("  par" if r["require_par"] else "")
             + (f"  resources={' '.join(r['resources'])!r}" if r["resources"] is not None else "")
             for r in rows
         ]

@@ -85,6 +85,27 @@ def parser() -> argparse.ArgumentParser:
         help="repeatable; the only protected resources (RFC 8707 identifiers of the routes) it "
         "may ask tokens for; default: any",
     )
+    cc.add_argument(
+        "--require-dpop",
+        action="store_true",
+        help="its token requests must carry a DPoP proof (RFC 9449): its tokens are bound to a key",
+    )
+    cc.add_argument(
+        "--require-par",
+        action="store_true",
+        help="its authorization requests must be pushed to /oauth/par first (RFC 9126)",
+    )
+    keys = cc.add_mutually_exclusive_group()
+    keys.add_argument(
+        "--jwks",
+        metavar="FILE",
+        help="--auth-method private_key_jwt: a JWK Set file of the public keys it signs with",
+    )
+    keys.add_argument(
+        "--jwks-uri",
+        metavar="URL",
+        help="--auth-method private_key_jwt: the https:// URL where it publishes its JWK Set",
+    )
     cc.add_argument("--json", action="store_true")
     cl = client.add_parser("list", help="list clients")
     cl.add_argument("--json", action="store_true")
