@@ -40,6 +40,9 @@ class AccessToken:
     aud: tuple[str, ...]
     sid: str | None = None
     email: str | None = None
+    #: RFC 9449 §6.1 ``cnf.jkt``: the thumbprint of the key the token is bound to (DPoP);
+    #: None for a bearer token
+    jkt: str | None = None
     claims: dict[str, Any] = field(default_factory=dict, repr=False)
     #: the raw ``exp``, and ``max(iat, nbf)``: the time checks' operands, as signed
     expires_at: float = 0.0
@@ -148,6 +151,14 @@ def _access_token(claims: dict[str, Any]) -> AccessToken:
         raise InvalidToken("missing claims")
     if not isinstance(scope, str) or not all(v is None or isinstance(v, str) for v in (sid, email)):
         raise InvalidToken("malformed claims")
+    cnf = claims.get("cnf")
+    jkt = None
+    if cnf is not None:
+        # a confirmation this gateway cannot check (RFC 7800: x5t#S256, jwk ...) makes no
+        # bearer token of it: only a jkt it can hold a proof to is accepted
+        jkt = cnf.get("jkt") if isinstance(cnf, dict) and len(cnf) == 1 else None
+        if not _is_text(jkt):
+            raise InvalidToken("malformed claims")
     return AccessToken(
         sub=sub,
         client_id=client_id,
@@ -158,6 +169,7 @@ def _access_token(claims: dict[str, Any]) -> AccessToken:
         aud=tuple(auds),
         sid=sid,
         email=email,
+        jkt=jkt,
         claims=claims,
         expires_at=exp,
         valid_from=max(iat, nbf),
