@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
+from gateway.issuer.authorization_request import AuthorizationRequestCheck
 from gateway.issuer.authorize import AuthorizationEndpoint
 from gateway.issuer.client_documents import MetadataDocumentClients
 from gateway.issuer.discovery import JWKSEndpoint, MetadataEndpoint
@@ -18,6 +19,7 @@ from gateway.issuer.grants import (
 )
 from gateway.issuer.logout import LogoutEndpoint
 from gateway.issuer.oauth_request import RequestReader
+from gateway.issuer.par import PushedAuthorization, PushedRequests
 from gateway.issuer.records import ClientLookup
 from gateway.issuer.registration import RegistrationEndpoint
 from gateway.issuer.resource_indicators import ResourceIndicators
@@ -63,6 +65,13 @@ def issuer_routes(gateway: Gateway) -> list[Route]:
     codec = SessionCodec(session_secret(config.keys_dir), secure, config.sessions.lifetime)
     sessions = Sessions(storage, config.sessions.lifetime, config.sessions.idle_timeout)
     sign_out = SignOut(revoker, config.sessions.logout_revokes_tokens)
+    pushed = PushedAuthorization(
+        server,
+        reader,
+        PushedRequests(storage, config.par.request_lifetime),
+        AuthorizationRequestCheck(server),
+        config.par.required,
+    )
     authorization = AuthorizationEndpoint(
         server,
         reader,
@@ -74,6 +83,7 @@ def issuer_routes(gateway: Gateway) -> list[Route]:
         storage,
         config.scopes.descriptions,
         indicators,
+        pushed,
     )
     # logout fetches no metadata document: such clients register no logout redirect URIs
     logout = LogoutEndpoint(reader, stored, config.issuer, keyring, codec, sessions, sign_out)
@@ -87,6 +97,7 @@ def issuer_routes(gateway: Gateway) -> list[Route]:
         gateway.resources.scopes,
         config.registration,
         registered_scopes,
+        config.par,
     )
     userinfo = UserInfoEndpoint(gateway.validator, config.audience, storage)
     # RFC 9728: every method reaches the endpoint, which answers 405 itself
@@ -103,6 +114,7 @@ def issuer_routes(gateway: Gateway) -> list[Route]:
         Route("/oauth/authorize", authorization.authorize, methods=["GET", "POST"]),
         Route("/oauth/logout", logout.logout, methods=["GET", "POST"]),
         Route("/oauth/token", token.token, methods=["POST"]),
+        Route("/oauth/par", pushed.push, methods=["POST"]),
         Route("/oauth/revoke", revocation.revoke, methods=["POST"]),
         Route("/oauth/introspect", introspection.introspect, methods=["POST"]),
         Route("/oauth/userinfo", userinfo.userinfo, methods=["GET", "POST"]),

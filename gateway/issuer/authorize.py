@@ -53,8 +53,9 @@ from gateway.issuer.html import (
 )
 from gateway.issuer.login import PasswordCheck
 from gateway.issuer.oauth_request import OAuthRequest, RequestReader
+from gateway.issuer.par import PushedAuthorization, Redeemed
 from gateway.issuer.principal import Principal
-from gateway.issuer.prompt import Prompt, parse_prompt, refuse_unsupported
+from gateway.issuer.prompt import Prompt
 from gateway.issuer.resource_indicators import ResourceIndicators
 from gateway.issuer.scopes import scope_lines
 from gateway.issuer.server import Server
@@ -75,6 +76,8 @@ class Visit:
     session: LoginSession
     user: User | None
     prompt: Prompt
+    #: the pushed request (RFC 9126) this one is, None for one sent in the query
+    pushed: Redeemed | None = None
 
     @property
     def needs_login(self) -> bool:
@@ -125,6 +128,7 @@ class AuthorizationEndpoint:
         storage: Storage,
         scope_descriptions: Mapping[str, str],
         indicators: ResourceIndicators,
+        pushed: PushedAuthorization,
     ) -> None:
         self.server = server
         self.reader = reader
@@ -136,6 +140,7 @@ class AuthorizationEndpoint:
         self.storage = storage
         self.scope_descriptions = scope_descriptions
         self.indicators = indicators
+        self.pushed = pushed
 
     def render(
         self, template: str, session: LoginSession, status: int = 200, **context: Any
@@ -172,19 +177,18 @@ class AuthorizationEndpoint:
         session = await self.session(http)
         try:
             request = await self.reader.read(http, query=True, form=False)
-            grant = await run_in_threadpool(self.server.get_consent_grant, request)
-            data = request.payload.data
-            try:
-                refuse_unsupported(data, grant.redirect_uri)
-                prompt = parse_prompt(data.get("prompt"), data.get("max_age"), grant.redirect_uri)
-            except OAuth2Error as error:
-                error.state = request.payload.state
-                raise
+            pushed = await self.pushed.open(http, request)  # RFC 9126 §4
+            if isinstance(pushed, Response):
+                return pushed
+            if pushed is not None:
+                request = pushed.request
+            grant, prompt = await run_in_threadpool(self.pushed.check.check, request)
         except OAuth2Error as error:
             if error.redirect_uri:
                 return self.back_to_client(self.server.handle_error_response(None, error))
             return error_page(error)
-        visit = Visit(http, request, grant, session, await self._user(session), prompt)
+        user = await self._user(session)
+        visit = Visit(http, request, grant, session, user, prompt, pushed)
         if prompt.none:
             return await self._silently(visit)
         if http.method == "GET":
@@ -251,6 +255,10 @@ class AuthorizationEndpoint:
             error = ConsentRequiredError()
         if error is None:
             return await self._answer(visit, visit.principal())
+        try:
+            await self.pushed.finish(visit.pushed)
+        except OAuth2Error as finished:
+            return error_page(finished)
         error.redirect_uri = visit.grant.redirect_uri
         error.state = visit.request.payload.state
         return self.back_to_client(self.server.handle_error_response(None, error))
@@ -296,7 +304,12 @@ class AuthorizationEndpoint:
         )
 
     async def _answer(self, visit: Visit, principal: Principal | None) -> Response:
-        """The authorization response (a code, or ``access_denied`` for no ``principal``)."""
+        """The authorization response (a code, or ``access_denied`` for no ``principal``); a
+        pushed request's first and last."""
+        try:
+            await self.pushed.finish(visit.pushed)
+        except OAuth2Error as error:
+            return error_page(error)
         response = await run_in_threadpool(
             self.server.create_authorization_response, visit.request, principal, visit.grant
         )

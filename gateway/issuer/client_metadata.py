@@ -2,12 +2,14 @@
 information sent back (RFC 7591 §3.2.1, RFC 7592 §3).
 
 Accepted: ``redirect_uris``, ``client_name``, ``client_uri``, ``grant_types``,
-``response_types``, ``token_endpoint_auth_method``, ``scope`` and OpenID Connect Registration's
-``application_type``. Any other field is ignored (§2: "The authorization server MUST ignore any
-client metadata sent by the client that it does not understand"), and a ``null`` is an omitted
-field (RFC 7592 §2.2). A value that is wrong is refused, never replaced: ``invalid_redirect_uri``
-for the redirect URIs, ``invalid_client_metadata`` for the rest (§3.2.2). A description names
-the field, never its value: the words in an answer are the gateway's own.
+``response_types``, ``token_endpoint_auth_method``, ``scope``, OpenID Connect Registration's
+``application_type`` and RFC 9126's ``require_pushed_authorization_requests`` (a boolean,
+default false: the client's authorization requests must then all be pushed). Any other field
+is ignored (§2: "The authorization server MUST ignore any client metadata sent by the client
+that it does not understand"), and a ``null`` is an omitted field (RFC 7592 §2.2). A value that
+is wrong is refused, never replaced: ``invalid_redirect_uri`` for the redirect URIs,
+``invalid_client_metadata`` for the rest (§3.2.2). A description names the field, never its
+value: the words in an answer are the gateway's own.
 
 The rules beyond each field's type:
 
@@ -64,6 +66,8 @@ class ClientMetadata:
     token_endpoint_auth_method: str
     scope: str
     application_type: str
+    #: RFC 9126 §6 ``require_pushed_authorization_requests`` (``Client.require_par``)
+    require_par: bool = False
 
     @property
     def public(self) -> bool:
@@ -93,6 +97,7 @@ def parse_metadata(document: Mapping[str, Any], allowed_scopes: frozenset[str]) 
         token_endpoint_auth_method=method,
         scope=_scope(document.get("scope"), allowed_scopes),
         application_type=application_type,
+        require_par=_flag(document, "require_pushed_authorization_requests"),
     )
 
 
@@ -103,6 +108,15 @@ def _choice(document: Mapping[str, Any], field: str, choices: tuple[str, ...], d
     if value not in choices:
         raise InvalidClientMetadataError(f"{field} must be one of {', '.join(choices)}.")
     return str(value)
+
+
+def _flag(document: Mapping[str, Any], field: str) -> bool:
+    value = document.get(field, False)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise InvalidClientMetadataError(f"{field} must be true or false.")
+    return value
 
 
 def _strings(value: Any, field: str, error: type[OAuth2Error]) -> list[str]:
@@ -241,6 +255,8 @@ def client_information(client: Client, issuer: str) -> dict[str, Any]:
         information["scope"] = client.scope
     if client.client_uri is not None:
         information["client_uri"] = client.client_uri
+    if client.require_par:  # omitted: false (RFC 9126 §6)
+        information["require_pushed_authorization_requests"] = True
     return information
 
 

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse, Response
 
-from gateway.config import GRANT_TYPES, RegistrationConfig
+from gateway.config import GRANT_TYPES, ParConfig, RegistrationConfig
 from gateway.issuer.clientauth import CLIENT_AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS
 from gateway.issuer.idtoken import CLAIMS_SUPPORTED, OIDC_SCOPES
 from gateway.issuer.prompt import PROMPT_VALUES, RESPONSE_MODES
@@ -40,6 +40,7 @@ class MetadataEndpoint:
         resource_scopes: frozenset[str],
         registration: RegistrationConfig | None = None,
         registered_scopes: frozenset[str] = frozenset(),
+        par: ParConfig | None = None,
     ) -> None:
         self.issuer = issuer
         #: ``[registration] metadata_documents``: URL client_ids name metadata documents
@@ -50,6 +51,8 @@ class MetadataEndpoint:
         self.resource_scopes = resource_scopes
         self.dynamic = registration is not None and registration.dynamic != "off"
         self.registered_scopes = registered_scopes if self.dynamic else frozenset()
+        #: RFC 9126 §5: every authorization request must be pushed
+        self.par_required = par is not None and par.required
 
     async def metadata(self, http: HTTPRequest) -> Response:
         return _cached(await run_in_threadpool(self._metadata))
@@ -97,6 +100,9 @@ class MetadataEndpoint:
             "introspection_endpoint_auth_methods_supported": CONFIDENTIAL_AUTH_METHODS,
             "authorization_response_iss_parameter_supported": True,
             "access_token_signing_alg_values_supported": self.keyring.algorithms,
+            # RFC 9126 §5
+            "pushed_authorization_request_endpoint": f"{issuer}/oauth/par",
+            "require_pushed_authorization_requests": self.par_required,
         }
         if self.dynamic:
             metadata["registration_endpoint"] = f"{issuer}/oauth/register"

@@ -197,9 +197,6 @@ def test_bad_prompt_or_max_age_is_invalid_request(client, user, rp, params):
         pytest.param(
             {"request": "eyJhbGciOiJub25lIn0.e30."}, "request_not_supported", id="request"
         ),
-        pytest.param(
-            {"request_uri": "https://rp.example/r"}, "request_uri_not_supported", id="request-uri"
-        ),
         pytest.param({"registration": "{}"}, "registration_not_supported", id="registration"),
         pytest.param({"response_mode": "form_post"}, "invalid_request", id="form-post"),
         pytest.param({"response_mode": "fragment"}, "invalid_request", id="fragment"),
