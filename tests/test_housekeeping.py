@@ -12,6 +12,7 @@ from gateway.models import (
     BrowserSession,
     ClientRegistration,
     Grant,
+    PushedRequest,
     RefreshToken,
     RegistrationToken,
     Revocation,
@@ -63,6 +64,14 @@ def seed(storage: Storage, user: User, expires_at: float, count: int = 1) -> Non
                 )
             )
             session.add(ClientRegistration(address="192.0.2.1", at=0, expires_at=expires_at))
+            session.add(
+                PushedRequest(
+                    request_uri_hash=new_id() + new_id(),
+                    client_id="c",
+                    parameters={},
+                    expires_at=expires_at,
+                )
+            )
 
 
 def counts(storage: Storage) -> dict[str, int]:
@@ -77,6 +86,7 @@ def counts(storage: Storage) -> dict[str, int]:
                 BrowserSession,
                 RegistrationToken,
                 ClientRegistration,
+                PushedRequest,
             )
         }
 
@@ -97,6 +107,7 @@ def test_prunes_expired_rows_in_batches_and_keeps_live_ones(storage: Storage, us
         "browser_sessions": BATCH + 3,
         "registration_tokens": BATCH + 3,
         "client_registrations": BATCH + 3,
+        "pushed_requests": BATCH + 3,
     }
     assert set(counts(storage).values()) == {2}
     assert prune_expired(storage, now) == dict.fromkeys(pruned, 0)
