@@ -403,8 +403,8 @@ class PushedRequest(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     request_uri_hash: Mapped[str] = mapped_column(String(64), unique=True)
     client_id: Mapped[str] = mapped_column(String(CLIENT_ID_LENGTH))
-    #: the authorization request's parameters, as validated when pushed
-    parameters: Mapped[dict[str, str]] = mapped_column(JSON)
+    #: the authorization request's parameters, as validated when pushed: each name's values
+    parameters: Mapped[dict[str, list[str]]] = mapped_column(JSON)
     created_at: Mapped[float] = mapped_column(Float, default=now)
     expires_at: Mapped[float] = mapped_column(Float, index=True)
     #: set when redeemed: a second redemption is refused

@@ -102,20 +102,16 @@ class PushedRequests:
         self.lifetime = lifetime
         self.clock = clock
 
-    def push(self, client_id: str, request: OAuthRequest) -> str:
-        """Store ``request``'s parameters (repeats kept, credentials dropped); its request_uri."""
+    def push(self, client_id: str, parameters: Mapping[str, list[str]]) -> str:
+        """Store ``parameters`` (each name's values, in order) for ``client_id``; the
+        request_uri that redeems them."""
         reference = secrets.token_urlsafe(32)
-        parameters = {
-            name: list(values)
-            for name, values in request.payload.datalist.items()
-            if name not in CREDENTIALS
-        }
         with self.storage.session(write=True) as session:
             session.add(
                 PushedRequest(
                     request_uri_hash=sha256(reference),
                     client_id=client_id,
-                    parameters=parameters,
+                    parameters=dict(parameters),
                     created_at=self.clock(),
                     expires_at=self.clock() + self.lifetime,
                 )
@@ -209,7 +205,12 @@ class PushedAuthorization:
             # §2.1: client_id is as required as in any authorization request
             raise InvalidRequestError("The pushed request must name its client in 'client_id'.")
         self.check.check(request)
-        request_uri = self.requests.push(client.client_id, request)
+        parameters = {
+            name: list(values)
+            for name, values in request.payload.datalist.items()
+            if name not in CREDENTIALS
+        }
+        request_uri = self.requests.push(client.client_id, parameters)
         body = {"request_uri": request_uri, "expires_in": self.requests.lifetime}
         return JSONResponse(body, 201, dict(NO_STORE))
 

@@ -1,0 +1,50 @@
+"""Pushed authorization requests across replicas (RFC 9126 §4, one use): the request is in the
+database, so any replica redeems what another accepted, and of two redemptions at once exactly
+one wins (on PostgreSQL with ``GATEWAY_TEST_DATABASE_URL``, else on the shared SQLite file)."""
+
+from __future__ import annotations
+
+import threading
+
+from gateway.issuer.par import PREFIX, PushedRequests
+from tests.support.issuer import consent, redeem, redirect_params, running, tokens
+from tests.support.par import authorize_pushed, continue_at, pushed, signed_in_at
+from tests.support.replicas import at_once
+
+
+def test_pushed_at_one_replica_redeemed_at_another(client, config, user, confidential):
+    request_uri = pushed(client, confidential, scope="orders:read")
+    with running(config) as replica:
+        continuation = continue_at(replica, authorize_pushed(confidential, request_uri))
+        signed_in_at(replica, continuation, user.email)
+        back = redirect_params(consent(replica, continuation))
+    assert tokens(redeem(client, confidential, back["code"]))["scope"] == "orders:read"
+
+
+def test_two_redemptions_at_two_replicas_one_wins(client, config, confidential):
+    for _ in range(5):
+        url = authorize_pushed(confidential, pushed(client, confidential))
+        with running(config) as replica:
+            answers = at_once(lambda u=url: client.get(u), lambda u=url: replica.get(u))
+        assert sorted(a.status_code for a in answers) == [303, 400]
+
+
+def test_of_many_concurrent_redemptions_exactly_one_wins(storage, confidential):
+    requests = PushedRequests(storage, 60)
+    reference = requests.push(
+        confidential.client_id, {"client_id": [confidential.client_id]}
+    ).removeprefix(PREFIX)
+    barrier = threading.Barrier(8)
+    won: list[str | None] = []
+
+    def redeem_one() -> None:
+        barrier.wait()
+        won.append(requests.redeem(confidential.client_id, reference))
+
+    threads = [threading.Thread(target=redeem_one) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(won) == 8
+    assert len([w for w in won if w is not None]) == 1
