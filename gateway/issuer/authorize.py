@@ -14,6 +14,10 @@ every POST re-validates the request from scratch. A request whose client or redi
 valid gets an error page and never a redirect (RFC 6749 §4.1.2.1); any other error goes back to
 the client, with ``state`` and ``iss`` (RFC 9207).
 
+A pushed request (RFC 9126, ``gateway.issuer.par``) is named by ``client_id`` and
+``request_uri`` alone: its first GET redeems it and redirects to its continuation, which the
+forms then post back to; its answer is sent once.
+
 A form POST counts only as a person's navigation from our own page (``is_navigation``, Fetch
 Metadata): a script on the issuer's origin could otherwise read a page's CSRF token and post
 it (issue 15 §3). And no answer sets or clears the session cookie of a browser that did not
