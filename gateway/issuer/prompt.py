@@ -9,9 +9,9 @@ sent empty counts as not sent (RFC 6749 §3.1).
 
 ``refuse_unsupported`` answers the request parameters of features not served instead of
 ignoring them (a client that sent a request object believes its contents apply): ``request``,
-``request_uri`` (of a request that was pushed, RFC 9126, it never gets here: the pushed
-request is read in its place) and ``registration`` get their §3.1.2.6 errors, and a ``response_mode`` other
-than ``query`` (the one discovery lists) is ``invalid_request``.
+``request_uri`` (a pushed request's never gets here, RFC 9126: the pushed request is read in
+its place) and ``registration`` get their §3.1.2.6 errors, and a ``response_mode`` other than
+``query`` (the one discovery lists) is ``invalid_request``.
 """
 
 from __future__ import annotations
