@@ -42,7 +42,6 @@ from urllib.parse import urlencode
 
 import sqlalchemy as sa
 from authlib.oauth2.rfc6749.errors import InvalidRequestError, OAuth2Error
-from authlib.oidc.core.errors import RequestNotSupportedError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -77,7 +76,7 @@ class Redeemed:
     request: OAuthRequest
 
 
-def _reference(request_uri: str) -> str | None:
+def reference_of(request_uri: str) -> str | None:
     """The random part of one of our ``request_uri`` values, else None."""
     if not request_uri.startswith(PREFIX):
         return None
@@ -199,8 +198,6 @@ class PushedAuthorization:
         data = request.payload.data
         if "request_uri" in data:
             raise InvalidRequestError("A pushed request must not hold a 'request_uri'.")
-        if "request" in data:
-            raise RequestNotSupportedError("The 'request' parameter is not supported.")
         if data.get("client_id") != client.client_id:
             # §2.1: client_id is as required as in any authorization request
             raise InvalidRequestError("The pushed request must name its client in 'client_id'.")
@@ -226,7 +223,7 @@ class PushedAuthorization:
             if self.required or await run_in_threadpool(self._client_requires, client_id):
                 raise InvalidRequestError(REQUIRED)
             return None
-        reference = _reference(data["request_uri"])
+        reference = reference_of(data["request_uri"])
         if reference is None:
             raise InvalidRequestError(NOT_REDEEMABLE)
         found = await run_in_threadpool(self.requests.resume, client_id, reference)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import threading
 
-from gateway.issuer.par import PREFIX, PushedRequests
+import pytest
+
+from gateway.issuer.par import PREFIX, PushedRequests, reference_of
 from tests.support.issuer import consent, redeem, redirect_params, running, tokens
 from tests.support.par import authorize_pushed, continue_at, pushed, signed_in_at
 from tests.support.replicas import at_once
@@ -48,3 +50,34 @@ def test_of_many_concurrent_redemptions_exactly_one_wins(storage, confidential):
         thread.join(30)
     assert len(won) == 8
     assert len([w for w in won if w is not None]) == 1
+
+
+def test_a_continuation_is_never_redeemed_as_a_pushed_request(storage, confidential):
+    """The continuation names a redeemed request: it resumes it, it cannot redeem it again."""
+    requests = PushedRequests(storage, 60)
+    client_id = confidential.client_id
+    reference = requests.push(client_id, {"client_id": [client_id]}).removeprefix(PREFIX)
+    continuation = requests.redeem(client_id, reference)
+    assert continuation is not None
+    again = continuation.removeprefix(PREFIX)
+    assert requests.redeem(client_id, again) is None
+    assert requests.resume(client_id, again) is not None
+    assert requests.resume(client_id, reference) is None  # the pushed one is gone
+
+
+@pytest.mark.parametrize(
+    "request_uri",
+    [
+        pytest.param("https://rp.example/r", id="not-ours"),
+        pytest.param(PREFIX, id="empty"),
+        pytest.param(PREFIX + "A" * 65, id="too-long"),
+        pytest.param(PREFIX + "a/b+c", id="not-base64url"),
+        pytest.param(PREFIX + "abc\u00e9", id="not-ascii"),
+    ],
+)
+def test_only_our_request_uris_are_looked_up(request_uri):
+    assert reference_of(request_uri) is None
+
+
+def test_our_request_uris_name_their_reference():
+    assert reference_of(PREFIX + "A-_z" * 11) == "A-_z" * 11
