@@ -1,6 +1,8 @@
 """Pushed authorization requests across replicas (RFC 9126 §4, one use): the request is in the
 database, so any replica redeems what another accepted, and of two redemptions at once exactly
-one wins (on PostgreSQL with ``GATEWAY_TEST_DATABASE_URL``, else on the shared SQLite file)."""
+one wins (on PostgreSQL with ``GATEWAY_TEST_DATABASE_URL``, else on the shared SQLite file);
+and the store's rules beneath: a continuation is not redeemed again, a request is answered
+once, and only our own ``request_uri`` values are looked up."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import threading
 import pytest
 
 from gateway.issuer.par import PREFIX, PushedRequests, reference_of
-from tests.support.issuer import consent, redeem, redirect_params, running, tokens
+from tests.support.issuer import consent, csrf_token, redeem, redirect_params, running, tokens
 from tests.support.par import authorize_pushed, continue_at, pushed, signed_in_at
 from tests.support.replicas import at_once
 
@@ -81,3 +83,28 @@ def test_only_our_request_uris_are_looked_up(request_uri):
 
 def test_our_request_uris_name_their_reference():
     assert reference_of(PREFIX + "A-_z" * 11) == "A-_z" * 11
+
+
+def test_a_redeemed_request_is_finished_once(storage, confidential):
+    requests = PushedRequests(storage, 60)
+    client_id = confidential.client_id
+    reference = requests.push(client_id, {"client_id": [client_id]}).removeprefix(PREFIX)
+    continuation = requests.redeem(client_id, reference)
+    assert continuation is not None
+    found = requests.resume(client_id, continuation.removeprefix(PREFIX))
+    assert found is not None
+    assert requests.finish(found[0]) is True
+    assert requests.finish(found[0]) is False
+
+
+def test_two_allows_at_two_replicas_give_one_code(client, config, user, confidential):
+    continuation = continue_at(client, authorize_pushed(confidential, pushed(client, confidential)))
+    signed_in_at(client, continuation, user.email)
+    page = client.get(continuation)
+    form = {"action": "allow", "csrf_token": csrf_token(page)}
+    with running(config, cookies=dict(client.cookies)) as replica:
+        answers = at_once(
+            lambda: client.post(continuation, data=form),
+            lambda: replica.post(continuation, data=form),
+        )
+    assert sorted(a.status_code for a in answers) == [302, 400]
