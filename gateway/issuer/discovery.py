@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse, Response
 
-from gateway.config import GRANT_TYPES, RegistrationConfig
+from gateway.config import GRANT_TYPES, PROOF_ALGORITHMS, RegistrationConfig
 from gateway.issuer.clientauth import CLIENT_AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS
 from gateway.issuer.idtoken import CLAIMS_SUPPORTED, OIDC_SCOPES
 from gateway.issuer.prompt import PROMPT_VALUES, RESPONSE_MODES
@@ -97,6 +97,8 @@ class MetadataEndpoint:
             "introspection_endpoint_auth_methods_supported": CONFIDENTIAL_AUTH_METHODS,
             "authorization_response_iss_parameter_supported": True,
             "access_token_signing_alg_values_supported": self.keyring.algorithms,
+            # RFC 9449 §5.1: the algorithms a DPoP proof may use
+            "dpop_signing_alg_values_supported": list(PROOF_ALGORITHMS),
         }
         if self.dynamic:
             metadata["registration_endpoint"] = f"{issuer}/oauth/register"

@@ -12,12 +12,16 @@ import uuid
 import warnings
 from typing import Any
 
+import httpx
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from joserfc import jws
 from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, OKPKey, RSAKey
+from starlette.testclient import TestClient
+
+from tests.support.app import ISSUER, Registered
 
 ALGORITHMS = ("ES256", "EdDSA", "PS256", "RS256")
 
@@ -120,3 +124,36 @@ class ProofKey:
             claims.setdefault("ath", ath(access_token))
         body = self.claims(htu, htm, **claims)
         return self.sign(self.header(**(header or {})), json.dumps(body).encode())
+
+
+# --- at the token endpoint ---------------------------------------------------------------------
+
+#: the token endpoint's URL as discovery publishes it, the ``htu`` of every token request's proof
+TOKEN_URL = ISSUER + "/oauth/token"
+
+
+def with_proof(
+    client: TestClient,
+    registered: Registered | None,
+    key: ProofKey | None,
+    **form: str,
+) -> httpx.Response:
+    """POST /oauth/token as ``token_request`` does, with a fresh proof by ``key`` (if any)."""
+    auth = None
+    if registered is not None:
+        if registered.client_secret:
+            auth = registered.auth
+        else:
+            form.setdefault("client_id", registered.client_id)
+    headers = {} if key is None else {"DPoP": key.proof(TOKEN_URL)}
+    return client.post("/oauth/token", data=form, auth=auth, headers=headers)
+
+
+def dpop_error(response: httpx.Response, error: str = "invalid_dpop_proof") -> dict[str, Any]:
+    """RFC 9449 §5 / §8: a 400 JSON error, never cached."""
+    assert response.status_code == 400, response.text
+    assert response.headers["cache-control"] == "no-store"
+    body: dict[str, Any] = response.json()
+    assert body["error"] == error, body
+    assert set(body) == {"error", "error_description"}, body
+    return body
