@@ -304,6 +304,10 @@ def test_an_htu_with_a_query_is_refused_even_against_such_a_url(es256: ProofKey)
     """Neither is a URL a proof may name: they are not equal just because both are not."""
     proof = es256.proof(URL + "?a=1", iat=NOW)
     assert refused(checker(), proof, url=URL + "?b=2").description == dpop.WRONG_REQUEST
+    # nor when equal: a query or fragment in htu is refused whatever it is compared with
+    for odd in (URL + "?a=1", URL + "#f"):
+        proof = es256.proof(odd, iat=NOW)
+        assert refused(checker(), proof, url=odd).description == dpop.WRONG_REQUEST
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
+from gateway.issuer.dpop_tokens import ONE_PROOF
 from gateway.models import Client, User
 from gateway.storage import Storage
 from tests.support.app import PASSWORD, Registered, make_client
@@ -125,7 +126,8 @@ def test_two_dpop_headers_are_refused(
 ) -> None:
     key = ProofKey()
     headers = [("DPoP", key.proof(TOKEN_URL)), ("DPoP", key.proof(TOKEN_URL))]
-    dpop_error(_post(client, confidential, headers, **password_form(user)))
+    body = dpop_error(_post(client, confidential, headers, **password_form(user)))
+    assert body["error_description"] == ONE_PROOF
 
 
 def test_a_comma_joined_dpop_header_is_refused(
@@ -133,7 +135,8 @@ def test_a_comma_joined_dpop_header_is_refused(
 ) -> None:
     key = ProofKey()
     joined = key.proof(TOKEN_URL) + ", " + key.proof(TOKEN_URL)
-    dpop_error(_post(client, confidential, {"DPoP": joined}, **password_form(user)))
+    body = dpop_error(_post(client, confidential, {"DPoP": joined}, **password_form(user)))
+    assert body["error_description"] == ONE_PROOF
 
 
 @pytest.mark.parametrize(
