@@ -4,8 +4,9 @@ Authlib does the RFC 6749 request validation; these classes supply storage, the
 ``Principal`` each token is issued to, and the rules Authlib leaves to us: PKCE S256 only and
 mandatory for public clients, code replay detection, refresh-token rotation and reuse detection
 (``gateway.issuer.rotation``), password-guessing throttles, an identical answer for an
-unknown user and a wrong password, and the resources each grant and token is for (RFC 8707,
-``gateway.issuer.resource_indicators``).
+unknown user and a wrong password, the resources each grant and token is for (RFC 8707,
+``gateway.issuer.resource_indicators``), and the DPoP key each token, code and refresh token is
+bound to (RFC 9449, ``gateway.issuer.dpop_tokens``).
 
 Authlib makes a grant per request as ``grant_cls(request, server)``, so a grant sees only the
 request and the server. What a grant uses beyond them is bound to its class when it is
