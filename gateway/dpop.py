@@ -210,6 +210,18 @@ def normalise_url(url: str) -> str | None:
     return f"{scheme}://{host}{path}"
 
 
+def same_url(htu: str, url: str) -> bool:
+    """``htu`` names ``url`` (§4.3 item 9): equal as strings, or once normalised; never when
+    ``htu`` is not a URL a proof may name (with a query or fragment, say), even if ``url``
+    is no such URL either."""
+    if "?" in htu or "#" in htu:
+        return False
+    if htu == url:
+        return True
+    normal = normalise_url(htu)
+    return normal is not None and normal == normalise_url(url)
+
+
 class ReplayCache:
     """Proofs seen, by key thumbprint and ``jti``, until their window closes; bounded: when
     full, the entry closest to its end is forgotten first. Safe across threads (the token
@@ -228,15 +240,21 @@ class ReplayCache:
         """Remember ``key`` until ``until``; False when it is remembered already."""
         with self._lock:
             heap, seen = self._heap, self._until
-            while heap and (heap[0][0] <= now or len(seen) >= self._size):
-                end, old = heapq.heappop(heap)
-                if seen.get(old) == end:
-                    del seen[old]
+            while heap and heap[0][0] <= now:
+                self._forget_first()
             if key in seen:
                 return False
+            # full: the oldest goes, only now (a proof remembered is refused, full or not)
+            while heap and len(seen) >= self._size:
+                self._forget_first()
             seen[key] = until
             heapq.heappush(heap, (until, key))
             return True
+
+    def _forget_first(self) -> None:
+        end, old = heapq.heappop(self._heap)
+        if self._until.get(old) == end:
+            del self._until[old]
 
 
 class NonceSource:
@@ -316,7 +334,7 @@ class Checker:
             or isinstance(iat, bool)
         ):
             raise ProofRefused(MALFORMED)
-        if htm != method or (htu != url and normalise_url(htu) != normalise_url(url)):
+        if htm != method or not same_url(htu, url):
             raise ProofRefused(WRONG_REQUEST)
         if access_token is not None and claims.get("ath") != token_hash(access_token):
             raise ProofRefused(WRONG_TOKEN)

@@ -10,6 +10,7 @@ from gateway.issuer.authorization_request import AuthorizationRequestCheck
 from gateway.issuer.authorize import AuthorizationEndpoint
 from gateway.issuer.client_documents import MetadataDocumentClients
 from gateway.issuer.discovery import JWKSEndpoint, MetadataEndpoint
+from gateway.issuer.dpop_tokens import TokenRequestProof
 from gateway.issuer.grants import (
     PKCE,
     AuthorizationCodeGrant,
@@ -87,7 +88,10 @@ def issuer_routes(gateway: Gateway) -> list[Route]:
     )
     # logout fetches no metadata document: such clients register no logout redirect URIs
     logout = LogoutEndpoint(reader, stored, config.issuer, keyring, codec, sessions, sign_out)
-    token = TokenEndpoint(server, reader, gateway.metrics)
+    token_url = config.issuer.rstrip("/") + "/oauth/token"  # as discovery publishes it
+    token = TokenEndpoint(
+        server, reader, gateway.metrics, TokenRequestProof(gateway.dpop, token_url)
+    )
     revocation = RevocationEndpoint(server, reader, gateway.validator, revoker, storage)
     introspection = IntrospectionEndpoint(server, reader, gateway.validator, storage, config.issuer)
     metadata = MetadataEndpoint(

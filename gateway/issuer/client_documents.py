@@ -19,7 +19,8 @@ SSRF-safe ``SafeFetcher`` and must be a JSON object with (draft §4.1, RFC 7591 
 ``grant_types`` (default ``authorization_code``, RFC 7591 §2) may add ``refresh_token`` and
 nothing else; ``response_types`` may only say ``code``. ``scope``, when given, is what the
 client may ask for within ``[registration] allowed_scopes`` (default: every scope the routes
-name); without it, all of those.
+name); without it, all of those. ``dpop_bound_access_tokens`` (RFC 9449 §5.2), a boolean: true,
+and the client's token requests must carry a DPoP proof.
 
 Any failure is ``invalid_client`` with a description naming what was wrong and never quoting
 the document: 401 at the token endpoint, an error page (never a redirect: nothing about the
@@ -128,6 +129,8 @@ class ClientDocument:
     redirect_uris: tuple[str, ...]
     grant_types: tuple[str, ...]
     scope: str
+    #: ``dpop_bound_access_tokens``
+    require_dpop: bool = False
 
     def columns(self) -> dict[str, Any]:
         """The clients table's columns for it: public, never first-party."""
@@ -141,6 +144,7 @@ class ClientDocument:
             "can_introspect": False,
             "post_logout_redirect_uris": [],
             "first_party": False,
+            "require_dpop": self.require_dpop,
         }
 
 
@@ -201,12 +205,16 @@ def read_document(url: str, body: bytes, allowed_scopes: frozenset[str]) -> Clie
     if scope is not None and not isinstance(scope, str):
         raise DocumentRefused("has a scope that is not a string")
     wanted = sorted(allowed_scopes) if scope is None else scope.split()
+    dpop = document.get("dpop_bound_access_tokens", False)
+    if not isinstance(dpop, bool):
+        raise DocumentRefused("has a dpop_bound_access_tokens that is not a boolean")
     return ClientDocument(
         client_id=url,
         name=name,
         redirect_uris=tuple(dict.fromkeys(redirect_uris)),
         grant_types=tuple(dict.fromkeys(grant_types)),
         scope=" ".join(s for s in dict.fromkeys(wanted) if s in allowed_scopes),
+        require_dpop=dpop,
     )
 
 

@@ -3,11 +3,13 @@ information sent back (RFC 7591 §3.2.1, RFC 7592 §3).
 
 Accepted: ``redirect_uris``, ``client_name``, ``client_uri``, ``grant_types``,
 ``response_types``, ``token_endpoint_auth_method``, ``scope``, OpenID Connect Registration's
-``application_type`` and RFC 9126's ``require_pushed_authorization_requests`` (a boolean,
-default false: the client's authorization requests must then all be pushed). Any other field
-is ignored (§2: "The authorization server MUST ignore any client metadata sent by the client
-that it does not understand"), and a ``null`` is an omitted field (RFC 7592 §2.2). A value that
-is wrong is refused, never replaced: ``invalid_redirect_uri`` for the redirect URIs,
+``application_type``, RFC 9126's ``require_pushed_authorization_requests`` (a boolean,
+default false: the client's authorization requests must then all be pushed) and RFC 9449's
+``dpop_bound_access_tokens`` (a boolean: true, and every token request of the client must
+carry a DPoP proof). Any other field is ignored (§2: "The
+authorization server MUST ignore any client metadata sent by the client that it does not
+understand"), and a ``null`` is an omitted field (RFC 7592 §2.2). A value that is wrong is
+refused, never replaced: ``invalid_redirect_uri`` for the redirect URIs,
 ``invalid_client_metadata`` for the rest (§3.2.2). A description names the field, never its
 value: the words in an answer are the gateway's own.
 
@@ -68,6 +70,8 @@ class ClientMetadata:
     application_type: str
     #: RFC 9126 §6 ``require_pushed_authorization_requests`` (``Client.require_par``)
     require_par: bool = False
+    #: RFC 9449 §5.2 ``dpop_bound_access_tokens`` (``Client.require_dpop``)
+    dpop_bound_access_tokens: bool = False
 
     @property
     def public(self) -> bool:
@@ -97,8 +101,18 @@ def parse_metadata(document: Mapping[str, Any], allowed_scopes: frozenset[str]) 
         token_endpoint_auth_method=method,
         scope=_scope(document.get("scope"), allowed_scopes),
         application_type=application_type,
-        require_par=_flag(document, "require_pushed_authorization_requests"),
+        require_par=_boolean(document, "require_pushed_authorization_requests"),
+        dpop_bound_access_tokens=_boolean(document, "dpop_bound_access_tokens"),
     )
+
+
+def _boolean(document: Mapping[str, Any], field: str) -> bool:
+    value = document.get(field)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise InvalidClientMetadataError(f"{field} must be a boolean.")
+    return value
 
 
 def _choice(document: Mapping[str, Any], field: str, choices: tuple[str, ...], default: str) -> str:
@@ -108,15 +122,6 @@ def _choice(document: Mapping[str, Any], field: str, choices: tuple[str, ...], d
     if value not in choices:
         raise InvalidClientMetadataError(f"{field} must be one of {', '.join(choices)}.")
     return str(value)
-
-
-def _flag(document: Mapping[str, Any], field: str) -> bool:
-    value = document.get(field, False)
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise InvalidClientMetadataError(f"{field} must be true or false.")
-    return value
 
 
 def _strings(value: Any, field: str, error: type[OAuth2Error]) -> list[str]:
@@ -249,6 +254,7 @@ def client_information(client: Client, issuer: str) -> dict[str, Any]:
         "response_types": ["code"] if "authorization_code" in client.grant_types else [],
         "token_endpoint_auth_method": client.token_endpoint_auth_method,
         "application_type": client.application_type or "web",
+        "dpop_bound_access_tokens": client.require_dpop,
         "registration_client_uri": registration_client_uri(issuer, client.client_id),
     }
     if client.scope:

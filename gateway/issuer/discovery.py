@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse, Response
 
-from gateway.config import GRANT_TYPES, ParConfig, RegistrationConfig
+from gateway.config import GRANT_TYPES, PROOF_ALGORITHMS, ParConfig, RegistrationConfig
 from gateway.issuer.clientauth import CLIENT_AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS
 from gateway.issuer.idtoken import CLAIMS_SUPPORTED, OIDC_SCOPES
 from gateway.issuer.prompt import PROMPT_VALUES, RESPONSE_MODES
@@ -103,6 +103,8 @@ class MetadataEndpoint:
             # RFC 9126 §5
             "pushed_authorization_request_endpoint": f"{issuer}/oauth/par",
             "require_pushed_authorization_requests": self.par_required,
+            # RFC 9449 §5.1: the algorithms a DPoP proof may use
+            "dpop_signing_alg_values_supported": list(PROOF_ALGORITHMS),
         }
         if self.dynamic:
             metadata["registration_endpoint"] = f"{issuer}/oauth/register"

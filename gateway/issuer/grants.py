@@ -4,8 +4,9 @@ Authlib does the RFC 6749 request validation; these classes supply storage, the
 ``Principal`` each token is issued to, and the rules Authlib leaves to us: PKCE S256 only and
 mandatory for public clients, code replay detection, refresh-token rotation and reuse detection
 (``gateway.issuer.rotation``), password-guessing throttles, an identical answer for an
-unknown user and a wrong password, and the resources each grant and token is for (RFC 8707,
-``gateway.issuer.resource_indicators``).
+unknown user and a wrong password, the resources each grant and token is for (RFC 8707,
+``gateway.issuer.resource_indicators``), and the DPoP key each token, code and refresh token is
+bound to (RFC 9449, ``gateway.issuer.dpop_tokens``).
 
 Authlib makes a grant per request as ``grant_cls(request, server)``, so a grant sees only the
 request and the server. What a grant uses beyond them is bound to its class when it is
@@ -25,6 +26,12 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 
 from gateway.introspect.revoker import Revoker
 from gateway.issuer.clientauth import CLIENT_AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS
+from gateway.issuer.dpop_tokens import (
+    SenderConstrained,
+    is_thumbprint,
+    refresh_binding,
+    require_key,
+)
 from gateway.issuer.idtoken import MAX_NONCE_LENGTH
 from gateway.issuer.login import PasswordCheck
 from gateway.issuer.oauth_request import MAX_CREDENTIAL_LENGTH, OAuthRequest
@@ -82,7 +89,7 @@ def _stored(resources: list[str] | None) -> tuple[str, ...] | None:
     return None if resources is None else tuple(resources)
 
 
-class AuthorizationCodeGrant(ClientScopes, grants.AuthorizationCodeGrant):
+class AuthorizationCodeGrant(SenderConstrained, ClientScopes, grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
     storage: ClassVar[Storage]
     revoker: ClassVar[Revoker]
@@ -132,6 +139,7 @@ class AuthorizationCodeGrant(ClientScopes, grants.AuthorizationCodeGrant):
                     expires_at=time.time() + self.code_ttl,
                     grant_id=principal.grant_id,
                     resources=None if self.resources is None else list(self.resources),
+                    dpop_jkt=payload.data.get("dpop_jkt"),
                 )
             )
 
@@ -163,10 +171,23 @@ class AuthorizationCodeGrant(ClientScopes, grants.AuthorizationCodeGrant):
                 f"The 'nonce' parameter may have at most {MAX_NONCE_LENGTH} characters.",
                 redirect_uri=redirect_uri,
             )
+        dpop_jkt = self.request.payload.data.get("dpop_jkt")
+        if dpop_jkt is not None and not is_thumbprint(dpop_jkt):  # RFC 9449 §10
+            raise InvalidRequestError(
+                "The 'dpop_jkt' parameter is not a JWK SHA-256 thumbprint.",
+                state=self.request.payload.state,
+                redirect_uri=redirect_uri,
+            )
         self.resources = self.indicators.for_new_grant(
             self.request, self.request.client, redirect_uri
         )
         return redirect_uri
+
+    def validate_token_request(self) -> None:
+        """Authlib's, then RFC 9449 §10: a code bound to a key (``dpop_jkt``) is redeemed only
+        with a proof by it; refused before anything is written, the code stays unused."""
+        super().validate_token_request()
+        require_key(self.request.authorization_code.dpop_jkt, self.request.dpop_jkt, "code")
 
     def authenticate_user(self, authorization_code: AuthorizationCode) -> Principal:
         """Who the code was for, and this token's resources within the code's (RFC 8707)."""
@@ -194,7 +215,7 @@ class Throttled(InvalidGrantError):
         return [*super().get_headers(), ("Retry-After", str(self.retry_after))]
 
 
-class PasswordGrant(ClientScopes, grants.ResourceOwnerPasswordCredentialsGrant):
+class PasswordGrant(SenderConstrained, ClientScopes, grants.ResourceOwnerPasswordCredentialsGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
     password_check: ClassVar[PasswordCheck]
     indicators: ClassVar[ResourceIndicators]
@@ -223,7 +244,7 @@ class PasswordGrant(ClientScopes, grants.ResourceOwnerPasswordCredentialsGrant):
         return Principal.new(user, time.time(), resources=resources)
 
 
-class RefreshTokenGrant(grants.RefreshTokenGrant):
+class RefreshTokenGrant(SenderConstrained, grants.RefreshTokenGrant):
     """RFC 6749 §6, by the rotation's rule (``gateway.issuer.rotation``)."""
 
     TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
@@ -240,6 +261,12 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
     def authenticate_refresh_token(self, refresh_token: str) -> RefreshToken | None:
         return self.rotation.find(refresh_token)
+
+    def validate_token_request(self) -> None:
+        """Authlib's, then RFC 9449 §5: a refresh token bound to a key is used only with a
+        proof by it; refused before the rotation, nothing is rotated."""
+        super().validate_token_request()
+        require_key(self.request.refresh_token.dpop_jkt, self.request.dpop_jkt, "refresh token")
 
     def authenticate_user(self, refresh_token: RefreshToken) -> Principal:
         """The grant's subject, and this token's resources within the grant's (RFC 8707 §2.2:
@@ -264,15 +291,19 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     def save_token(self, token: dict[str, Any]) -> None:
         """The successor stored and the presented token retired, in one transaction."""
         refresh_token: RefreshToken = self.request.refresh_token
+        client = self.request.client
         self.rotation.retire(
-            refresh_token, token.get("refresh_token"), self.request.client.client_id
+            refresh_token,
+            token.get("refresh_token"),
+            client.client_id,
+            refresh_binding(client, self.request.dpop_jkt),
         )
 
     def revoke_old_credential(self, refresh_token: RefreshToken) -> None:
         """Done by ``save_token``, in the transaction that stores the new one."""
 
 
-class ClientCredentialsGrant(ClientScopes, grants.ClientCredentialsGrant):
+class ClientCredentialsGrant(SenderConstrained, ClientScopes, grants.ClientCredentialsGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = CONFIDENTIAL_AUTH_METHODS
     storage: ClassVar[Storage]
     indicators: ClassVar[ResourceIndicators]

@@ -81,8 +81,11 @@ class Payload(OAuth2Payload):
 
 
 class OAuthRequest(OAuth2Request):
-    """What Authlib's grants read: ``payload``, ``args``, ``form``, ``headers``; and who sent
-    it (``client_addr``, for the login throttle)."""
+    """What Authlib's grants read: ``payload``, ``args``, ``form``, ``headers``; who sent
+    it (``client_addr``, for the login throttle); at the token endpoint, the thumbprint of the
+    key its DPoP proof proved (``dpop_jkt``, RFC 9449; None: no proof)."""
+
+    dpop_jkt: str | None = None
 
     def __init__(
         self,

@@ -31,6 +31,9 @@ class Principal:
     resources: tuple[str, ...] | None = None
     #: this token's audience, within the grant's resources; ``()``: the default audience
     audience: tuple[str, ...] = ()
+    #: the RFC 7638 thumbprint of the DPoP key this token request proved (RFC 9449): the
+    #: access token is bound to it (``cnf.jkt``); None: a bearer token
+    jkt: str | None = None
 
     @classmethod
     def new(

@@ -120,9 +120,15 @@ class ClientLookup:
 
 
 def insert_refresh_token(
-    conn: Connection, refresh_token: str, grant: Grant, client_id: str, now: float
+    conn: Connection,
+    refresh_token: str,
+    grant: Grant,
+    client_id: str,
+    now: float,
+    dpop_jkt: str | None = None,
 ) -> None:
-    """Store ``refresh_token`` (its hash) in ``grant``, until the grant's absolute expiry."""
+    """Store ``refresh_token`` (its hash) in ``grant``, until the grant's absolute expiry;
+    ``dpop_jkt``: the DPoP key it is bound to (RFC 9449 §5), if any."""
     conn.execute(
         INSERT_REFRESH_TOKEN,
         {
@@ -134,6 +140,7 @@ def insert_refresh_token(
             "created_at": now,
             "expires_at": grant.expires_at,
             "rotated_at": None,
+            "dpop_jkt": dpop_jkt,
         },
     )
 

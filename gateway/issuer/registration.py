@@ -144,6 +144,7 @@ class RegistrationEndpoint:
             client.client_uri = metadata.client_uri
             client.application_type = metadata.application_type
             client.require_par = metadata.require_par
+            client.require_dpop = metadata.dpop_bound_access_tokens
             client.registration_token_hash = sha256(access_token)
         body = client_information(client, self.issuer)
         if new.client_secret is not None:
@@ -265,6 +266,7 @@ def replace(client: Client, document: dict[str, Any], metadata: ClientMetadata) 
     client.token_endpoint_auth_method = metadata.token_endpoint_auth_method
     client.application_type = metadata.application_type
     client.require_par = metadata.require_par
+    client.require_dpop = metadata.dpop_bound_access_tokens
 
 
 async def read_object(http: HTTPRequest) -> dict[str, Any]:

@@ -15,6 +15,9 @@ RFC 9700 §4.14.2).
   once more, never a second one, as long as that successor is unused; its string is derived
   from the presented token (``successor_token``), only its hash is stored. Past the grace, or
   once the successor has been used, it is reuse as above.
+- **DPoP binding** (RFC 9449 §5): a successor is bound to the key the refresh proved when the
+  client is public (``dpop_tokens.refresh_binding``), so a bound token's successors stay bound
+  to its key; the grace hands the successor out again only to a request with the same binding.
 """
 
 from __future__ import annotations
@@ -63,6 +66,8 @@ REPRESENT_ROTATED = (
             _rotated.c.successor_hash == sa.bindparam("successor"),
             _rotated.c.rotated_at >= sa.bindparam("rotated_since"),
         ),
+        # RFC 9449 §5: handed out again only to a request proving the key it is bound to
+        refresh_tokens.c.dpop_jkt.is_not_distinct_from(sa.bindparam("jkt")),
     )
     .values(rotated_at=refresh_tokens.c.rotated_at)  # changes nothing; takes the lock
 )
@@ -134,10 +139,14 @@ class RefreshRotation:
             return generated
         return successor_token(session_secret(self.keys_dir), presented)
 
-    def retire(self, old: RefreshToken, successor: str | None, client_id: str) -> None:
-        """Retire ``old`` and store ``successor`` (if rotating) in one transaction; raise
-        ``InvalidGrantError`` for reuse (the family then revoked) or for a token revoked since
-        it was read."""
+    def retire(
+        self, old: RefreshToken, successor: str | None, client_id: str, jkt: str | None = None
+    ) -> None:
+        """Retire ``old`` and store ``successor`` (if rotating), bound to the DPoP key ``jkt``
+        (RFC 9449 §5; None: unbound), in one transaction; raise ``InvalidGrantError`` for reuse
+        (the family then revoked) or for a token revoked since it was read. Within the grace,
+        the successor stored already goes out again only for the same binding: the retired
+        token presented with another key (or none) is reuse."""
         now = time.time()
         with revoked_on_replay(self.revoker), self.storage.writing() as conn:
             if self.rotates:
@@ -149,11 +158,11 @@ class RefreshRotation:
                     # otherwise this is reuse.
                     if not self.grace or not successor:
                         raise Replayed(old.grant_id)
-                    again = {**row, "rotated_since": now - self.grace}
+                    again = {**row, "rotated_since": now - self.grace, "jkt": jkt}
                     if conn.execute(REPRESENT_ROTATED, again).rowcount:
                         return  # handed out again: it is stored already
                     raise Replayed(old.grant_id)
             elif conn.execute(REFRESH_TOKEN_EXISTS, {"row_id": old.id}).first() is None:
                 raise InvalidGrantError("The refresh token is no longer valid.")  # revoked since
             if successor:
-                insert_refresh_token(conn, successor, old.grant, client_id, now)
+                insert_refresh_token(conn, successor, old.grant, client_id, now, jkt)

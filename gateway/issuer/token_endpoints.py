@@ -23,6 +23,7 @@ from gateway.introspect.revocation import revoked_in_database
 from gateway.introspect.revoker import Revoker
 from gateway.introspect.validator import BearerValidator
 from gateway.issuer.clientauth import CLIENT_AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS
+from gateway.issuer.dpop_tokens import TokenRequestProof
 from gateway.issuer.oauth_request import OAuthRequest, RequestReader
 from gateway.issuer.records import load_refresh_token, revoke_family
 from gateway.issuer.scopes import releases_email
@@ -55,19 +56,26 @@ def find_refresh_token(storage: Storage, token: str) -> RefreshToken | None:
 
 
 class TokenEndpoint(FormEndpoint):
-    """RFC 6749 §3.2: every grant's tokens are issued here, and only here."""
+    """RFC 6749 §3.2: every grant's tokens are issued here, and only here. ``proof``: the DPoP
+    proof a request may carry (RFC 9449), checked before the grant runs, so that a refused one
+    leaves no trace; the grants bind what they issue to its key (``dpop_tokens``)."""
 
-    def __init__(self, server: Server, reader: RequestReader, metrics: Metrics) -> None:
+    def __init__(
+        self, server: Server, reader: RequestReader, metrics: Metrics, proof: TokenRequestProof
+    ) -> None:
         super().__init__(server, reader)
         self.metrics = metrics
+        self.proof = proof
 
     async def token(self, http: HTTPRequest) -> Response:
         return await self._handle(http, self._token)
 
     def _token(self, request: OAuthRequest) -> Response:
+        request.dpop_jkt = self.proof.thumbprint(request)
         response = self.server.create_token_response(request)
         if response.status_code == 200:
             self.metrics.token_issued(request.payload.grant_type)
+            response.headers.update(self.proof.nonce_headers())
         return response
 
 
@@ -177,8 +185,11 @@ class IntrospectionEndpoint(FormEndpoint):
             "iss": claims["iss"],
             "aud": claims["aud"],
             "jti": access.jti,
-            "token_type": "Bearer",
+            # RFC 9449 §6.2: a bound token's key, and its type
+            "token_type": "Bearer" if access.jkt is None else "DPoP",
         }
+        if access.jkt is not None:
+            info["cnf"] = {"jkt": access.jkt}
         if access.email:
             info["username"] = access.email
         return info

@@ -7,6 +7,8 @@ Every grant hands Authlib a ``Principal`` as its "user": who the token is for, a
 the authorization code, with a conditional update: of two concurrent redemptions exactly one
 wins, and the other is treated as the replay it is (RFC 6749 §4.1.2), which revokes the whole
 grant. A refresh stores its successor by the rotation's rule instead (``gateway.issuer.rotation``).
+A token request that proved a DPoP key (RFC 9449) gets an access token bound to it, and a public
+client's refresh token is bound to it too (``gateway.issuer.dpop_tokens``).
 A client_credentials token is stored nowhere: nothing is redeemed with it, and every way to
 revoke it names what it carries (its ``jti`` and ``exp``, its client's grant, its subject).
 """
@@ -19,6 +21,7 @@ from typing import Any
 from authlib.oauth2.rfc6749.errors import InvalidGrantError
 
 from gateway.introspect.revoker import Revoker
+from gateway.issuer.dpop_tokens import refresh_binding
 from gateway.issuer.idtoken import id_token
 from gateway.issuer.oauth_request import OAuthRequest
 from gateway.issuer.principal import Principal
@@ -73,13 +76,16 @@ class TokenGenerator:
             "scope": scope,
             "sid": user.grant_id,
         }
+        if user.jkt is not None:  # RFC 9449 §6.1: bound to the key the request proved
+            claims["cnf"] = {"jkt": user.jkt}
         if user.user is not None:
             claims["auth_time"] = int(user.auth_time or now)
             if releases_email(scope.split()):
                 claims["email"] = user.user.email
         token: dict[str, Any] = {
             "access_token": self.keyring.sign(claims),
-            "token_type": "Bearer",
+            # RFC 9449 §5: "token_type" "DPoP" for a bound token
+            "token_type": "Bearer" if user.jkt is None else "DPoP",
             "expires_in": ttl,
             "scope": scope,
         }
@@ -129,4 +135,5 @@ class TokenStore:
                     raise Replayed(code.grant_id)
             conn.execute(INSERT_GRANT, {c.key: getattr(grant, c.key) for c in grants.c})
             if refresh:
-                insert_refresh_token(conn, refresh, grant, client.client_id, now)
+                jkt = refresh_binding(client, request.dpop_jkt)
+                insert_refresh_token(conn, refresh, grant, client.client_id, now, jkt)

@@ -110,3 +110,11 @@ def test_scopes_supported_names_the_routes_and_their_tools_scopes(client, config
     with running(dataclasses.replace(config, routes=(route,))) as client:
         scopes = set(client.get(METADATA).json()["scopes_supported"])
     assert {"mcp:use", "mcp:admin"} <= scopes
+
+
+def test_dpop_signing_algorithms_are_listed(metadata, client):
+    """RFC 9449 §5.1: the algorithms a DPoP proof may use, in both documents."""
+    expected = ["ES256", "EdDSA", "PS256", "RS256"]
+    assert metadata["dpop_signing_alg_values_supported"] == expected
+    openid = client.get("/.well-known/openid-configuration").json()
+    assert openid["dpop_signing_alg_values_supported"] == expected

@@ -147,6 +147,7 @@ def test_a_native_public_client_registers(registrar, storage):
         "response_types": ["code"],
         "token_endpoint_auth_method": "none",
         "application_type": "native",
+        "dpop_bound_access_tokens": False,
         "scope": "mcp orders:read",
         "registration_client_uri": f"{ISSUER}/oauth/register/{body['client_id']}",
         "registration_access_token": body["registration_access_token"],
