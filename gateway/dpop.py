@@ -28,6 +28,7 @@ import hashlib
 import heapq
 import hmac
 import json
+import os
 import re
 import threading
 import time
@@ -260,10 +261,12 @@ class ReplayCache:
 class NonceSource:
     """Stateless server nonces (RFC 9449 §8): base64url(HMAC-SHA256) of the time step, under a
     key derived from the shared session secret; the current step's and the previous one's are
-    accepted, so a nonce lives between one and two ``lifetime``s on every replica alike."""
+    accepted, so a nonce lives between one and two ``lifetime``s. With no ``scope``, every
+    process that shares the secret makes and accepts the same nonces; with a ``scope`` (random
+    bytes of one process) the MAC covers it too, and no other process accepts them."""
 
-    def __init__(self, secret: bytes, lifetime: float) -> None:
-        self._key = hmac.new(secret, b"gateway dpop nonce v1", hashlib.sha256).digest()
+    def __init__(self, secret: bytes, lifetime: float, scope: bytes = b"") -> None:
+        self._key = hmac.new(secret, b"gateway dpop nonce v1" + scope, hashlib.sha256).digest()
         self._lifetime = lifetime
         self._made: dict[int, str] = {}
 
@@ -295,7 +298,10 @@ class Checker:
     ) -> None:
         self._max_age = config.proof_max_age
         self._leeway = leeway
-        self._nonces = NonceSource(session_secret, config.nonce_lifetime) if config.nonces else None
+        scope = os.urandom(16) if config.nonce_scope == "process" else b""
+        self._nonces = (
+            NonceSource(session_secret, config.nonce_lifetime, scope) if config.nonces else None
+        )
         self.replays = ReplayCache(config.replay_cache_size)
         self._keys: dict[str, _Key] = {}
         self._clock = clock

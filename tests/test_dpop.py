@@ -486,6 +486,17 @@ def test_nonces_from_another_secret_are_refused(es256: ProofKey) -> None:
     assert refused(b, es256.proof(URL, iat=NOW, nonce=a.nonce())).error == "use_dpop_nonce"
 
 
+def test_process_scoped_nonces_are_accepted_only_where_they_were_made(es256: ProofKey) -> None:
+    """``nonce_scope = "process"``: another process with the same secret refuses them, so a
+    proof replayed to it is refused however fresh; the one that made it accepts them."""
+    a, b = checker(nonces=True, nonce_scope="process"), checker(nonces=True, nonce_scope="process")
+    assert a.nonce() != b.nonce()
+    assert refused(b, es256.proof(URL, iat=NOW, nonce=a.nonce())).error == "use_dpop_nonce"
+    assert a.check(es256.proof(URL, iat=NOW, nonce=a.nonce()), "POST", URL) == es256.jkt
+    shared = checker(nonces=True)
+    assert shared.nonce() not in (a.nonce(), b.nonce())
+
+
 def test_the_nonce_is_checked_before_the_proof_is_remembered(es256: ProofKey) -> None:
     """A proof refused for its nonce can be sent again with one (a new jti is not needed)."""
     check = checker(nonces=True)

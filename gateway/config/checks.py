@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gateway.config.model import REGISTRATION_MODES, Config, resolve_path
+from gateway.config.model import NONCE_SCOPES, REGISTRATION_MODES, Config, resolve_path
 from gateway.errors import ConfigError
 
 Fail = Callable[[str, str], ConfigError]
@@ -22,6 +22,8 @@ def validate_protocols(config: Config, fail: Fail) -> None:
     ):
         if value <= 0:
             raise fail(key, "must be positive")
+    if config.dpop.nonce_scope not in NONCE_SCOPES:
+        raise fail("dpop.nonce_scope", 'must be "shared" or "process"')
     if config.par.request_lifetime > 600:
         # RFC 9126 §2.2: a short lifetime (the examples use 60 seconds); a request_uri is a
         # bearer handle to a whole authorization request

@@ -16,6 +16,8 @@ LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 #: the algorithms a DPoP proof (RFC 9449) or a client assertion (RFC 7523) may be signed with:
 #: asymmetric only, never ``none`` or an HMAC
 PROOF_ALGORITHMS = ("ES256", "EdDSA", "PS256", "RS256")
+#: ``[dpop] nonce_scope``: nonces every process accepts, or each process its own
+NONCE_SCOPES = ("shared", "process")
 #: ``[[routes]] dpop``: DPoP-bound and bearer tokens both pass, or DPoP-bound tokens only
 DPOP_MODES = ("allowed", "required")
 #: the gateway's own paths: routes may not claim them, and requests there never reach the proxy
@@ -273,6 +275,11 @@ class DpopConfig:
     nonces: bool = False
     #: seconds one nonce is handed out; it is accepted for two such steps
     nonce_lifetime: float = 60.0
+    #: ``"shared"``: every worker and replica makes and accepts the same nonces (a proof
+    #: replayed to another process inside its window is accepted there); ``"process"``: each
+    #: process accepts only its own, so a replay anywhere is refused, at one more round trip
+    #: each time a client's requests move to another process
+    nonce_scope: str = "shared"
     #: proofs (``jti``s) one process remembers to refuse their replay inside the window; past
     #: it, the oldest are forgotten first
     replay_cache_size: int = 1000000

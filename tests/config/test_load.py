@@ -160,6 +160,32 @@ max_failures = 3
             "must be a table of strings",
             id="descriptions-not-a-table",
         ),
+        pytest.param("[dpop]\nproof_max_age = 0", "dpop.proof_max_age", "positive", id="dpop-age"),
+        pytest.param(
+            "[dpop]\nnonce_lifetime = -1", "dpop.nonce_lifetime", "positive", id="nonce-life"
+        ),
+        pytest.param(
+            "[dpop]\nnonce_scope = 'cluster'", "dpop.nonce_scope", "must be", id="nonce-scope"
+        ),
+        pytest.param(
+            "[dpop]\nreplay_cache_size = 0", "dpop.replay_cache_size", "positive", id="replays"
+        ),
+        pytest.param(
+            "[par]\nrequest_lifetime = 601", "par.request_lifetime", "at most", id="par-life"
+        ),
+        pytest.param("[par]\nrequest_lifetime = 0", "par.request_lifetime", "positive", id="par-0"),
+        pytest.param(
+            "[[routes]]\npath = '/a'\nupstream = 'http://h'\ndpop = 'always'",
+            "routes[0].dpop",
+            "must be",
+            id="route-dpop",
+        ),
+        pytest.param(
+            "[[routes]]\npath = '/a'\nupstream = 'http://h'\npublic = true\ndpop = 'required'",
+            "routes[0].dpop",
+            "public",
+            id="public-dpop",
+        ),
     ],
 )
 def test_errors_name_the_file_and_the_key(tmp_path, text, key, problem):
