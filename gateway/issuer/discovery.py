@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse, Response
 
-from gateway.config import GRANT_TYPES, RegistrationConfig
+from gateway.config import GRANT_TYPES, PROOF_ALGORITHMS, RegistrationConfig
 from gateway.issuer.clientauth import CLIENT_AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS
 from gateway.issuer.idtoken import CLAIMS_SUPPORTED, OIDC_SCOPES
 from gateway.issuer.prompt import PROMPT_VALUES, RESPONSE_MODES
@@ -95,6 +95,10 @@ class MetadataEndpoint:
             "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
             "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
             "introspection_endpoint_auth_methods_supported": CONFIDENTIAL_AUTH_METHODS,
+            # private_key_jwt's assertions (RFC 8414 §2; RFC 7523)
+            "token_endpoint_auth_signing_alg_values_supported": list(PROOF_ALGORITHMS),
+            "revocation_endpoint_auth_signing_alg_values_supported": list(PROOF_ALGORITHMS),
+            "introspection_endpoint_auth_signing_alg_values_supported": list(PROOF_ALGORITHMS),
             "authorization_response_iss_parameter_supported": True,
             "access_token_signing_alg_values_supported": self.keyring.algorithms,
         }
