@@ -1,6 +1,7 @@
 """Pruning what can no longer matter: expired codes, refresh tokens, grants, revocations and
 login failures past the throttle's window, browser sessions past their lifetime, initial access
-tokens past theirs, and registrations past the hour their address is counted for.
+tokens past theirs, registrations past the hour their address is counted for, and the
+``jti``s of client assertions past their assertion's expiry.
 
 Runs in the background of every replica (deletes are idempotent, so replicas need no
 coordination), in small batches so no request waits long behind its locks.
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 from gateway.models import (
     AuthorizationCode,
     BrowserSession,
+    ClientAssertionUse,
     ClientRegistration,
     Grant,
     LoginFailure,
@@ -36,6 +38,7 @@ EXPIRING = (
     BrowserSession,
     RegistrationToken,
     ClientRegistration,
+    ClientAssertionUse,
 )
 
 

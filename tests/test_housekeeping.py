@@ -10,6 +10,7 @@ from gateway.housekeeping import BATCH, prune_expired
 from gateway.models import (
     AuthorizationCode,
     BrowserSession,
+    ClientAssertionUse,
     ClientRegistration,
     Grant,
     RefreshToken,
@@ -63,6 +64,7 @@ def seed(storage: Storage, user: User, expires_at: float, count: int = 1) -> Non
                 )
             )
             session.add(ClientRegistration(address="192.0.2.1", at=0, expires_at=expires_at))
+            session.add(ClientAssertionUse(client_id="c", jti=new_id(), expires_at=expires_at))
 
 
 def counts(storage: Storage) -> dict[str, int]:
@@ -77,6 +79,7 @@ def counts(storage: Storage) -> dict[str, int]:
                 BrowserSession,
                 RegistrationToken,
                 ClientRegistration,
+                ClientAssertionUse,
             )
         }
 
@@ -97,6 +100,7 @@ def test_prunes_expired_rows_in_batches_and_keeps_live_ones(storage: Storage, us
         "browser_sessions": BATCH + 3,
         "registration_tokens": BATCH + 3,
         "client_registrations": BATCH + 3,
+        "client_assertion_uses": BATCH + 3,
     }
     assert set(counts(storage).values()) == {2}
     assert prune_expired(storage, now) == dict.fromkeys(pruned, 0)
