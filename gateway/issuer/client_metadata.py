@@ -5,8 +5,9 @@ Accepted: ``redirect_uris``, ``client_name``, ``client_uri``, ``grant_types``,
 ``response_types``, ``token_endpoint_auth_method``, ``scope``, OpenID Connect Registration's
 ``application_type``, and with ``private_key_jwt`` its ``jwks`` or ``jwks_uri``. Any other
 field is ignored (§2: "The authorization server MUST ignore any client metadata sent by the
-client that it does not understand"), and a ``null`` is an omitted field (RFC 7592 §2.2). A value that is wrong is refused, never replaced: ``invalid_redirect_uri``
-for the redirect URIs, ``invalid_client_metadata`` for the rest (§3.2.2). A description names
+client that it does not understand"), and a ``null`` is an omitted field (RFC 7592 §2.2). A
+value that is wrong is refused, never replaced: ``invalid_redirect_uri`` for the redirect URIs,
+``invalid_client_metadata`` for the rest (§3.2.2). A description names
 the field, never its value: the words in an answer are the gateway's own.
 
 The rules beyond each field's type:
