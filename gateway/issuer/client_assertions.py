@@ -28,7 +28,6 @@ the table for a client.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 
+from gateway import strict_json
 from gateway.config import PROOF_ALGORITHMS
 from gateway.dpop import b64url_decode, verify_signature
 from gateway.issuer.client_keys import ClientKeys
@@ -85,7 +85,7 @@ def unverified_subject(assertion: str) -> str | None:
     if len(assertion) > MAX_ASSERTION_LENGTH or len(parts) != 3:
         return None
     try:
-        claims = json.loads(b64url_decode(parts[1]))
+        claims = strict_json.loads(b64url_decode(parts[1]))
     except ValueError:
         return None
     if not isinstance(claims, dict):
@@ -134,8 +134,8 @@ class ClientAssertions:
             raise AssertionRefused("malformed")
         head, body, sig = parts
         try:
-            header = json.loads(b64url_decode(head))
-            claims = json.loads(b64url_decode(body))
+            header = strict_json.loads(b64url_decode(head))
+            claims = strict_json.loads(b64url_decode(body))
             signature = b64url_decode(sig)
         except ValueError:
             raise AssertionRefused("malformed") from None

@@ -188,6 +188,21 @@ def _bad_signature(signer: Signer, client_id: str) -> str:
     return f"{head}.{b64url(json.dumps(forged).encode())}.{sig}"
 
 
+def _deep(signer: Signer, client_id: str) -> str:
+    """Claims nested past any parser's recursion limit: refused, not a 500."""
+    head = signer.assertion(client_id).split(".")[0]
+    body = b64url(("[" * 6000 + "]" * 6000).encode())
+    return f"{head}.{body}.{b64url(b'x' * 64)}"
+
+
+def _repeated(signer: Signer, client_id: str) -> str:
+    """``sub`` twice: readers disagree on which counts, so it is refused, not guessed at."""
+    head, body, sig = signer.assertion(client_id).split(".")
+    text = base64.urlsafe_b64decode(body + "==").decode()
+    doubled = text[:-1] + ', "sub": "someone-else"}'
+    return f"{head}.{b64url(doubled.encode())}.{sig}"
+
+
 REFUSALS: list[Any] = [
     pytest.param(lambda s, c, o: _none(c), id="alg-none"),
     pytest.param(lambda s, c, o: _hs256_with_public_key(s, c), id="hs256-with-public-key"),
@@ -213,6 +228,8 @@ REFUSALS: list[Any] = [
     pytest.param(lambda s, c, o: _bad_signature(s, c), id="bad-signature"),
     pytest.param(lambda s, c, o: Signer("ES256", "k1").assertion(c), id="another-key"),
     pytest.param(lambda s, c, o: "not.a.jwt", id="garbage"),
+    pytest.param(lambda s, c, o: _deep(s, c), id="nested-too-deep"),
+    pytest.param(lambda s, c, o: _repeated(s, c), id="claim-repeated"),
     pytest.param(lambda s, c, o: "x" * 20000, id="too-long"),
 ]
 
