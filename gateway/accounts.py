@@ -14,7 +14,8 @@ from gateway.config import GRANT_TYPES, LOOPBACK_HOSTS
 from gateway.errors import InvalidInput
 from gateway.introspect.revocation import RevocationEntry
 from gateway.introspect.revoker import Revoker
-from gateway.issuer.clientauth import CLIENT_AUTH_METHODS
+from gateway.issuer.client_keys import JwksRefused, jwks_uri_problem, read_jwks
+from gateway.issuer.clientauth import CLIENT_AUTH_METHODS, PRIVATE_KEY_JWT
 from gateway.models import AuthorizationCode, Client, Consent, Grant, User, sha256
 from gateway.passwords import hash_password
 
@@ -94,6 +95,28 @@ def _check_redirect_uri(uri: str) -> None:
         raise InvalidInput(f"redirect URI {uri!r} {problem}")
 
 
+def check_client_keys(
+    auth_method: str, jwks: dict[str, object] | None, jwks_uri: str | None
+) -> None:
+    """``private_key_jwt`` needs exactly one of a JWK Set of public signing keys (``--jwks``)
+    and an https ``jwks_uri`` (``--jwks-uri``); the other methods take neither."""
+    if auth_method != PRIVATE_KEY_JWT:
+        if jwks is not None or jwks_uri is not None:
+            raise InvalidInput("--jwks and --jwks-uri go with --auth-method private_key_jwt only")
+        return
+    if (jwks is None) == (jwks_uri is None):
+        raise InvalidInput("--auth-method private_key_jwt needs one of --jwks and --jwks-uri")
+    if jwks is not None:
+        try:
+            read_jwks(jwks, strict=True)
+        except JwksRefused as refused:
+            raise InvalidInput(f"the JWK Set {refused}") from None
+    if jwks_uri is not None:
+        problem = jwks_uri_problem(jwks_uri)
+        if problem is not None:
+            raise InvalidInput(f"--jwks-uri {problem}")
+
+
 def _new_client_id() -> str:
     """128 random bits, URL-safe, never starting with '-' (it would read as a CLI option)."""
     while True:
@@ -131,6 +154,7 @@ def create_client(
     for grant in grant_types:
         if grant not in GRANT_TYPES:
             raise InvalidInput(f"--grant-type {grant!r} is not one of {', '.join(GRANT_TYPES)}")
+    check_client_keys(auth_method, jwks, jwks_uri)
     public = auth_method == "none"
     if public and "client_credentials" in grant_types:
         raise InvalidInput("a public client cannot use client_credentials")
@@ -141,7 +165,8 @@ def create_client(
     post_logout_redirect_uris = post_logout_redirect_uris or []
     for uri in (*redirect_uris, *post_logout_redirect_uris):
         _check_redirect_uri(uri)
-    secret = None if public else secrets.token_urlsafe(32)
+    # a private_key_jwt client proves itself with its keys: no secret is made for it
+    secret = None if public or auth_method == PRIVATE_KEY_JWT else secrets.token_urlsafe(32)
     client = Client(
         client_id=_new_client_id(),
         client_secret_hash=sha256(secret) if secret else None,

@@ -326,7 +326,7 @@ class Checker:
         try:
             claims = json.loads(b64url_decode(body))
             signature = b64url_decode(sig)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
             raise ProofRefused(MALFORMED) from None
         if not isinstance(claims, dict):
             raise ProofRefused(MALFORMED)
@@ -363,7 +363,7 @@ class Checker:
         """The key a header segment carries, checked (§4.3 items 4 to 7) and remembered."""
         try:
             header = json.loads(b64url_decode(head))
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ProofRefused(MALFORMED) from None
         if not isinstance(header, dict) or header.get("typ") != PROOF_TYPE or "crit" in header:
             raise ProofRefused(MALFORMED)

@@ -1,7 +1,8 @@
 """Pruning what can no longer matter: expired codes, refresh tokens, grants, revocations and
 login failures past the throttle's window, browser sessions past their lifetime, initial access
-tokens past theirs, registrations past the hour their address is counted for, and pushed
-authorization requests past their lifetime (or their login's, once redeemed).
+tokens past theirs, registrations past the hour their address is counted for, pushed
+authorization requests past their lifetime (or their login's, once redeemed), and the ``jti``s
+of client assertions past their assertion's expiry.
 
 Runs in the background of every replica (deletes are idempotent, so replicas need no
 coordination), in small batches so no request waits long behind its locks.
@@ -17,6 +18,7 @@ import sqlalchemy as sa
 from gateway.models import (
     AuthorizationCode,
     BrowserSession,
+    ClientAssertionUse,
     ClientRegistration,
     Grant,
     LoginFailure,
@@ -39,6 +41,7 @@ EXPIRING = (
     RegistrationToken,
     ClientRegistration,
     PushedRequest,
+    ClientAssertionUse,
 )
 
 

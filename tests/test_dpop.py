@@ -504,6 +504,13 @@ def test_the_nonce_is_checked_before_the_proof_is_remembered(es256: ProofKey) ->
     assert check.check(es256.proof(URL, iat=NOW, jti="j", nonce=check.nonce()), "POST", URL)
 
 
+@pytest.mark.parametrize("segment", [0, 1], ids=["header", "claims"])
+def test_json_nested_past_the_recursion_limit_is_malformed(es256: ProofKey, segment: int) -> None:
+    parts = es256.proof(URL, iat=NOW).split(".")
+    parts[segment] = b64url(b"[" * 2500 + b"]" * 2500)
+    assert refused(checker(), ".".join(parts)).description == dpop.MALFORMED
+
+
 # --- what the refusals say ---------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ from gateway.housekeeping import BATCH, prune_expired
 from gateway.models import (
     AuthorizationCode,
     BrowserSession,
+    ClientAssertionUse,
     ClientRegistration,
     Grant,
     PushedRequest,
@@ -72,6 +73,7 @@ def seed(storage: Storage, user: User, expires_at: float, count: int = 1) -> Non
                     expires_at=expires_at,
                 )
             )
+            session.add(ClientAssertionUse(client_id="c", jti=new_id(), expires_at=expires_at))
 
 
 def counts(storage: Storage) -> dict[str, int]:
@@ -87,6 +89,7 @@ def counts(storage: Storage) -> dict[str, int]:
                 RegistrationToken,
                 ClientRegistration,
                 PushedRequest,
+                ClientAssertionUse,
             )
         }
 
@@ -108,6 +111,7 @@ def test_prunes_expired_rows_in_batches_and_keeps_live_ones(storage: Storage, us
         "registration_tokens": BATCH + 3,
         "client_registrations": BATCH + 3,
         "pushed_requests": BATCH + 3,
+        "client_assertion_uses": BATCH + 3,
     }
     assert set(counts(storage).values()) == {2}
     assert prune_expired(storage, now) == dict.fromkeys(pruned, 0)

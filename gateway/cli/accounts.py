@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from gateway import accounts
@@ -70,6 +72,8 @@ def cmd_client(config: Config, args: argparse.Namespace, storage: Storage) -> No
                 resources=args.resources,
                 require_dpop=args.require_dpop,
                 require_par=args.require_par,
+                jwks=_read_jwks(args.jwks),
+                jwks_uri=args.jwks_uri,
             )
         data = {"client_id": new.client.client_id, "client_secret": new.client_secret}
         text = f"client_id:     {new.client.client_id}"
@@ -98,7 +102,7 @@ def cmd_client(config: Config, args: argparse.Namespace, storage: Storage) -> No
             ]
         lines = [
             f"{r['client_id']}  {r['name']}  [{' '.join(r['grant_types'])}]  scope={r['scope']!r}"
-            + f"  origin={r['origin']}"
+            + f"  auth={r['auth_method']}  origin={r['origin']}"
             + ("  first-party" if r["first_party"] else "")
             + ("  dpop" if r["require_dpop"] else "")
             + ("  par" if r["require_par"] else "")
@@ -115,6 +119,21 @@ def cmd_client(config: Config, args: argparse.Namespace, storage: Storage) -> No
 
         revoker.revoke(delete)
         print(f"deleted client {args.client_id}, its users' consents, and revoked its grants")
+
+
+def _read_jwks(path: str | None) -> dict[str, object] | None:
+    """The JSON object of the ``--jwks`` file (its keys are checked by ``create_client``)."""
+    if path is None:
+        return None
+    try:
+        document = json.loads(Path(path).read_bytes())
+    except OSError as exc:
+        raise InvalidInput(f"--jwks {path}: cannot be read: {exc.strerror}") from None
+    except ValueError:
+        raise InvalidInput(f"--jwks {path}: is not a JSON file") from None
+    if not isinstance(document, dict):
+        raise InvalidInput(f'--jwks {path}: is not a JWK Set (a JSON object with a "keys" array)')
+    return document
 
 
 def _check_resources(config: Config, resources: list[str]) -> None:

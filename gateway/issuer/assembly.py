@@ -8,7 +8,9 @@ from starlette.routing import Route
 
 from gateway.issuer.authorization_request import AuthorizationRequestCheck
 from gateway.issuer.authorize import AuthorizationEndpoint
+from gateway.issuer.client_assertions import ClientAssertions
 from gateway.issuer.client_documents import MetadataDocumentClients
+from gateway.issuer.client_keys import ClientKeys
 from gateway.issuer.discovery import JWKSEndpoint, MetadataEndpoint
 from gateway.issuer.dpop_tokens import TokenRequestProof
 from gateway.issuer.grants import (
@@ -47,7 +49,10 @@ def issuer_routes(gateway: Gateway) -> list[Route]:
     if config.registration.metadata_documents:
         clients = MetadataDocumentClients.from_config(config, storage)
     indicators = ResourceIndicators(gateway.resources, config.audience)
-    server = Server(clients, TokenStore(storage, revoker, tokens.refresh_token_ttl))
+    assertions = ClientAssertions(
+        storage, ClientKeys.from_config(config), config.issuer, tokens.leeway
+    )
+    server = Server(clients, TokenStore(storage, revoker, tokens.refresh_token_ttl), assertions)
     server.register_token_generator(
         "default", TokenGenerator(keyring, config.issuer, config.audience, tokens.access_token_ttl)
     )

@@ -13,8 +13,11 @@ SSRF-safe ``SafeFetcher`` and must be a JSON object with (draft §4.1, RFC 7591 
 - ``redirect_uris``, by the rules of ``gateway client create``, matched exactly at the
   authorization endpoint (RFC 8252 loopback ports aside, as for every client);
 - ``token_endpoint_auth_method`` ``none``: a public client, held to PKCE as every public
-  client is. A shared secret cannot be published, so any ``client_secret*`` field is refused;
-  ``private_key_jwt`` is refused until the issuer supports it.
+  client is; or ``private_key_jwt`` (RFC 7523) with exactly one of ``jwks`` (its public
+  signing keys, held as ``gateway client create --jwks`` holds them) and ``jwks_uri`` (an
+  https URL on the document's own host, so the keys are vouched for by whoever serves the
+  document; fetched by the same SSRF-safe rules, ``gateway.issuer.client_keys``). A shared
+  secret cannot be published, so any ``client_secret*`` field is refused.
 
 ``grant_types`` (default ``authorization_code``, RFC 7591 §2) may add ``refresh_token`` and
 nothing else; ``response_types`` may only say ``code``. ``scope``, when given, is what the
@@ -51,6 +54,7 @@ from gateway.config import Config
 from gateway.config.model import resolve_path
 from gateway.errors import ConfigError
 from gateway.hosts import is_loopback_host
+from gateway.issuer.client_keys import JwksRefused, jwks_uri_problem, read_jwks
 from gateway.issuer.fetch_cache import FetchCache
 from gateway.issuer.fetcher import FetchRefused, SafeFetcher
 from gateway.issuer.records import ClientLookup, load_client
@@ -131,15 +135,21 @@ class ClientDocument:
     scope: str
     #: ``dpop_bound_access_tokens``
     require_dpop: bool = False
+    #: ``none``, or ``private_key_jwt`` with one of ``jwks`` and ``jwks_uri``
+    auth_method: str = "none"
+    jwks: dict[str, Any] | None = None
+    jwks_uri: str | None = None
 
     def columns(self) -> dict[str, Any]:
-        """The clients table's columns for it: public, never first-party."""
+        """The clients table's columns for it: no secret, never first-party."""
         return {
             "name": self.name,
             "redirect_uris": list(self.redirect_uris),
             "grant_types": list(self.grant_types),
             "scope": self.scope,
-            "token_endpoint_auth_method": "none",
+            "token_endpoint_auth_method": self.auth_method,
+            "jwks": self.jwks,
+            "jwks_uri": self.jwks_uri,
             "client_secret_hash": None,
             "can_introspect": False,
             "post_logout_redirect_uris": [],
@@ -172,12 +182,9 @@ def read_document(url: str, body: bytes, allowed_scopes: frozenset[str]) -> Clie
     if any(name.startswith("client_secret") for name in document):
         raise DocumentRefused("holds a client_secret member: such a client has no secret")
     method = document.get("token_endpoint_auth_method")
-    if method == "private_key_jwt":
-        raise DocumentRefused(
-            "asks for private_key_jwt, which this server does not support yet (only none)"
-        )
-    if method != "none":
-        raise DocumentRefused("must have token_endpoint_auth_method none")
+    if method not in ("none", "private_key_jwt"):
+        raise DocumentRefused("must have token_endpoint_auth_method none or private_key_jwt")
+    jwks, jwks_uri = _keys(url, document) if method == "private_key_jwt" else (None, None)
     name = document.get("client_name")
     if not isinstance(name, str) or not name.strip():
         raise DocumentRefused("has no client_name")
@@ -215,7 +222,28 @@ def read_document(url: str, body: bytes, allowed_scopes: frozenset[str]) -> Clie
         grant_types=tuple(dict.fromkeys(grant_types)),
         scope=" ".join(s for s in dict.fromkeys(wanted) if s in allowed_scopes),
         require_dpop=dpop,
+        auth_method=method,
+        jwks=jwks,
+        jwks_uri=jwks_uri,
     )
+
+
+def _keys(url: str, document: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """A private_key_jwt client's ``jwks`` or ``jwks_uri`` (exactly one)."""
+    jwks, jwks_uri = document.get("jwks"), document.get("jwks_uri")
+    if (jwks is None) == (jwks_uri is None):
+        raise DocumentRefused("asks for private_key_jwt without exactly one of jwks and jwks_uri")
+    if jwks is not None:
+        try:
+            read_jwks(jwks, strict=True)
+        except JwksRefused as refused:
+            raise DocumentRefused(f"has jwks that {refused}") from None
+        return jwks, None
+    if not isinstance(jwks_uri, str) or jwks_uri_problem(jwks_uri) is not None:
+        raise DocumentRefused("has a jwks_uri that is not a usable https URL")
+    if urlsplit(jwks_uri).hostname != urlsplit(url).hostname:
+        raise DocumentRefused("has a jwks_uri on another host than the document's")
+    return None, jwks_uri
 
 
 def keep_for(max_age: int | None) -> int:

@@ -3,11 +3,11 @@ information sent back (RFC 7591 §3.2.1, RFC 7592 §3).
 
 Accepted: ``redirect_uris``, ``client_name``, ``client_uri``, ``grant_types``,
 ``response_types``, ``token_endpoint_auth_method``, ``scope``, OpenID Connect Registration's
-``application_type``, RFC 9126's ``require_pushed_authorization_requests`` (a boolean,
-default false: the client's authorization requests must then all be pushed) and RFC 9449's
-``dpop_bound_access_tokens`` (a boolean: true, and every token request of the client must
-carry a DPoP proof). Any other field is ignored (§2: "The
-authorization server MUST ignore any client metadata sent by the client that it does not
+``application_type``, with ``private_key_jwt`` its ``jwks`` or ``jwks_uri``, RFC 9126's
+``require_pushed_authorization_requests`` (a boolean, default false: the client's authorization
+requests must then all be pushed) and RFC 9449's ``dpop_bound_access_tokens`` (a boolean: true,
+and every token request of the client must carry a DPoP proof). Any other field is ignored (§2:
+"The authorization server MUST ignore any client metadata sent by the client that it does not
 understand"), and a ``null`` is an omitted field (RFC 7592 §2.2). A value that is wrong is
 refused, never replaced: ``invalid_redirect_uri`` for the redirect URIs,
 ``invalid_client_metadata`` for the rest (§3.2.2). A description names the field, never its
@@ -24,6 +24,9 @@ The rules beyond each field's type:
   with ``authorization_code``) agree (§2.1); ``refresh_token`` only with ``authorization_code``
   (the only grant a registered client gets refresh tokens from); ``authorization_code`` needs a
   redirect URI; a public client (``none``) has no ``client_credentials``;
+- ``private_key_jwt`` (RFC 7523) needs exactly one of ``jwks`` (public signing keys, as
+  ``gateway client create --jwks`` takes them) and ``jwks_uri`` (https, fetched by the
+  SSRF-safe rules); "MUST NOT both be present" (§2). With another method they are ignored;
 - ``scope``: within ``[registration] allowed_scopes``. It is the client's default when a request
   names none; a request may name any allowed scope (``Client.widen_scopes``).
 """
@@ -40,11 +43,12 @@ from authlib.oauth2.rfc7591.errors import InvalidClientMetadataError, InvalidRed
 
 from gateway.accounts import redirect_uri_problem
 from gateway.hosts import is_loopback_host
+from gateway.issuer.client_keys import JwksRefused, jwks_uri_problem, read_jwks
 from gateway.models import Client
 
 #: the grants a client may register for (``password`` is for the deployment's own clients)
 REGISTRABLE_GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
-AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post")
+AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post", "private_key_jwt")
 APPLICATION_TYPES = ("web", "native")
 #: what a client that gives no ``client_name`` is shown as (RFC 7591 §2: the server "MAY
 #: display the client_id or other information"; a random id looks like nothing to a person)
@@ -72,10 +76,23 @@ class ClientMetadata:
     require_par: bool = False
     #: RFC 9449 §5.2 ``dpop_bound_access_tokens`` (``Client.require_dpop``)
     dpop_bound_access_tokens: bool = False
+    jwks: dict[str, Any] | None = None
+    jwks_uri: str | None = None
 
     @property
     def public(self) -> bool:
         return self.token_endpoint_auth_method == "none"
+
+    @property
+    def kind(self) -> str:
+        """How the client proves itself: ``public``, ``secret`` or ``keys``."""
+        return method_kind(self.token_endpoint_auth_method)
+
+
+def method_kind(method: str) -> str:
+    if method == "none":
+        return "public"
+    return "keys" if method == "private_key_jwt" else "secret"
 
 
 def parse_metadata(document: Mapping[str, Any], allowed_scopes: frozenset[str]) -> ClientMetadata:
@@ -92,6 +109,7 @@ def parse_metadata(document: Mapping[str, Any], allowed_scopes: frozenset[str]) 
         )
     if "authorization_code" in grant_types and not redirect_uris:
         raise InvalidRedirectURIError("The authorization_code grant needs a redirect URI.")
+    jwks, jwks_uri = _keys(document) if method == "private_key_jwt" else (None, None)
     return ClientMetadata(
         redirect_uris=redirect_uris,
         client_name=_client_name(document.get("client_name")),
@@ -103,6 +121,8 @@ def parse_metadata(document: Mapping[str, Any], allowed_scopes: frozenset[str]) 
         application_type=application_type,
         require_par=_boolean(document, "require_pushed_authorization_requests"),
         dpop_bound_access_tokens=_boolean(document, "dpop_bound_access_tokens"),
+        jwks=jwks,
+        jwks_uri=jwks_uri,
     )
 
 
@@ -113,6 +133,24 @@ def _boolean(document: Mapping[str, Any], field: str) -> bool:
     if not isinstance(value, bool):
         raise InvalidClientMetadataError(f"{field} must be a boolean.")
     return value
+
+
+def _keys(document: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """A private_key_jwt client's ``jwks`` or ``jwks_uri``: exactly one."""
+    jwks, jwks_uri = document.get("jwks"), document.get("jwks_uri")
+    if (jwks is None) == (jwks_uri is None):
+        raise InvalidClientMetadataError("private_key_jwt needs exactly one of jwks and jwks_uri.")
+    if jwks is not None:
+        try:
+            read_jwks(jwks, strict=True)
+        except JwksRefused as refused:
+            raise InvalidClientMetadataError(f"jwks {refused}.") from None
+        return jwks, None
+    if not isinstance(jwks_uri, str) or jwks_uri_problem(jwks_uri) is not None:
+        raise InvalidClientMetadataError(
+            f"jwks_uri must be an https URL of at most {MAX_URI_LENGTH} characters."
+        )
+    return None, jwks_uri
 
 
 def _choice(document: Mapping[str, Any], field: str, choices: tuple[str, ...], default: str) -> str:
@@ -263,6 +301,10 @@ def client_information(client: Client, issuer: str) -> dict[str, Any]:
         information["client_uri"] = client.client_uri
     if client.require_par:  # omitted: false (RFC 9126 §6)
         information["require_pushed_authorization_requests"] = True
+    if client.jwks is not None:
+        information["jwks"] = client.jwks
+    if client.jwks_uri is not None:
+        information["jwks_uri"] = client.jwks_uri
     return information
 
 

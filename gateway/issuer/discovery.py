@@ -98,6 +98,10 @@ class MetadataEndpoint:
             "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
             "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
             "introspection_endpoint_auth_methods_supported": CONFIDENTIAL_AUTH_METHODS,
+            # private_key_jwt's assertions (RFC 8414 §2; RFC 7523)
+            "token_endpoint_auth_signing_alg_values_supported": list(PROOF_ALGORITHMS),
+            "revocation_endpoint_auth_signing_alg_values_supported": list(PROOF_ALGORITHMS),
+            "introspection_endpoint_auth_signing_alg_values_supported": list(PROOF_ALGORITHMS),
             "authorization_response_iss_parameter_supported": True,
             "access_token_signing_alg_values_supported": self.keyring.algorithms,
             # RFC 9126 §5

@@ -82,6 +82,15 @@ class FetchCache(Generic[T]):
                 del self._flights[key]
             flight.done.set()
 
+    def forget(self, key: str, result: T) -> None:
+        """Drop what is kept for ``key`` if it is still ``result``: a caller that found it
+        wanting (an unknown ``kid``) makes the next ``get`` fetch, and a result another caller
+        fetched meanwhile stays (so callers that all found one result wanting cost one fetch)."""
+        with self._lock:
+            kept = self._kept.get(key)
+            if kept is not None and kept.result is result:
+                del self._kept[key]
+
     def waiting(self, key: str) -> int:
         """How many callers wait for the fetch of ``key`` in flight (0 if there is none)."""
         with self._lock:

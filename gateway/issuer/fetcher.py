@@ -1,5 +1,5 @@
 """The one way the issuer opens a connection to a URL a client names (a Client ID Metadata
-Document's now, a ``jwks_uri`` later), safe against server-side request forgery.
+Document's, a ``private_key_jwt`` client's ``jwks_uri``), safe against server-side request forgery.
 
 A client chooses the URL; fetched naively, it points the gateway at whatever the gateway can
 reach and the client cannot: a cloud metadata service, an admin port on loopback, a database on
@@ -152,7 +152,9 @@ class SafeFetcher:
         self.max_bytes = max_bytes
         self.resolver = resolver
 
-    def fetch(self, url: str, content_type: str = "application/json") -> Fetched:
+    def fetch(self, url: str, content_type: str | tuple[str, ...] = "application/json") -> Fetched:
+        """``content_type``: the media type the answer must have, or a tuple of those taken
+        (all of them asked for in ``Accept``, the first preferred)."""
         deadline = _Deadline(self.timeout)
         try:
             parts = urlsplit(url)
@@ -244,7 +246,7 @@ class SafeFetcher:
         host: str,
         port: int,
         target: str,
-        content_type: str,
+        content_type: str | tuple[str, ...],
         deadline: _Deadline,
     ) -> Fetched:
         try:
@@ -271,9 +273,10 @@ class SafeFetcher:
         host: str,
         port: int,
         target: str,
-        content_type: str,
+        content_type: str | tuple[str, ...],
         deadline: _Deadline,
     ) -> Fetched:
+        accepted = (content_type,) if isinstance(content_type, str) else content_type
         conn = http.client.HTTPSConnection(host, port, context=self.tls)
         conn.sock = tls  # connected and checked above: http.client must not connect again
         try:
@@ -281,11 +284,15 @@ class SafeFetcher:
             conn.request(
                 "GET",
                 target,
-                headers={"Accept": content_type, "User-Agent": "gateway", "Connection": "close"},
+                headers={
+                    "Accept": ", ".join(accepted),
+                    "User-Agent": "gateway",
+                    "Connection": "close",
+                },
             )
             response = conn.getresponse()
             try:
-                return self._read(response, tls, content_type, deadline)
+                return self._read(response, tls, accepted, deadline)
             finally:
                 response.close()
         finally:
@@ -295,7 +302,7 @@ class SafeFetcher:
         self,
         response: http.client.HTTPResponse,
         tls: ssl.SSLSocket,
-        content_type: str,
+        accepted: tuple[str, ...],
         deadline: _Deadline,
     ) -> Fetched:
         if 300 <= response.status < 400:
@@ -303,8 +310,8 @@ class SafeFetcher:
         if response.status != 200:
             raise FetchRefused(f"the server answered with status {response.status}, not 200")
         media_type = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
-        if media_type != content_type:
-            raise FetchRefused(f"the answer's Content-Type is not {content_type}")
+        if media_type not in accepted:
+            raise FetchRefused(f"the answer's Content-Type is not {' or '.join(accepted)}")
         length = response.getheader("Content-Length")
         if length is not None and length.strip().isdigit() and int(length) > self.max_bytes:
             raise FetchRefused(f"the body is larger than {self.max_bytes} bytes")

@@ -47,6 +47,7 @@ from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from gateway.issuer.authorization_request import AuthorizationRequestCheck
+from gateway.issuer.client_assertions import PAR_ENDPOINT
 from gateway.issuer.clientauth import CLIENT_AUTH_METHODS
 from gateway.issuer.oauth_request import OAuthRequest, RequestReader
 from gateway.issuer.server import NO_STORE, Server
@@ -194,7 +195,7 @@ class PushedAuthorization:
             return self.server.handle_error_response(None, error)
 
     def _push(self, request: OAuthRequest) -> Response:
-        client = self.server.authenticate_client(request, CLIENT_AUTH_METHODS, "token")
+        client = self.server.authenticate_client(request, CLIENT_AUTH_METHODS, PAR_ENDPOINT)
         data = request.payload.data
         if "request_uri" in data:
             raise InvalidRequestError("A pushed request must not hold a 'request_uri'.")

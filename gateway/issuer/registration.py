@@ -43,7 +43,12 @@ from gateway.config import Config
 from gateway.errors import InvalidToken
 from gateway.forwarded import ForwardedPolicy
 from gateway.introspect.revoker import Revoker
-from gateway.issuer.client_metadata import ClientMetadata, client_information, parse_metadata
+from gateway.issuer.client_metadata import (
+    ClientMetadata,
+    client_information,
+    method_kind,
+    parse_metadata,
+)
 from gateway.issuer.registration_rate import RegistrationRate, TooManyRegistrations
 from gateway.issuer.server import NO_STORE
 from gateway.models import Client, Consent, random_token, sha256
@@ -139,6 +144,8 @@ class RegistrationEndpoint:
                 metadata.scope,
                 metadata.token_endpoint_auth_method,
                 origin=ORIGIN,
+                jwks=metadata.jwks,
+                jwks_uri=metadata.jwks_uri,
             )
             client = new.client
             client.client_uri = metadata.client_uri
@@ -242,7 +249,8 @@ def replace(client: Client, document: dict[str, Any], metadata: ClientMetadata) 
     """RFC 7592 §2.2: the update's metadata replaces the client's, omitted fields taking their
     defaults. The request names the client (``client_id``, which must be its own), may prove
     its ``client_secret`` (which must then match), and never sends the fields only the server
-    sets; a client keeps its kind: public stays public, confidential stays confidential."""
+    sets; a client keeps its kind: public stays public, a client with a secret keeps using a
+    secret, one with keys (``private_key_jwt``) keeps using keys, which it may replace."""
     if document.get("client_id") != client.client_id:
         raise InvalidClientMetadataError("client_id must be the client's own.")
     for field in SERVER_FIELDS:
@@ -253,10 +261,10 @@ def replace(client: Client, document: dict[str, Any], metadata: ClientMetadata) 
         isinstance(secret, str) and secret.isascii() and client.check_client_secret(secret)
     ):
         raise InvalidClientMetadataError("client_secret is not the client's secret.")
-    if metadata.public != client.is_public:
+    if metadata.kind != method_kind(client.token_endpoint_auth_method):
         raise InvalidClientMetadataError(
-            "token_endpoint_auth_method cannot change between none and a client secret; "
-            "register a new client instead."
+            "token_endpoint_auth_method cannot change between none, a client secret and "
+            "private_key_jwt; register a new client instead."
         )
     client.name = metadata.client_name
     client.client_uri = metadata.client_uri
@@ -267,6 +275,8 @@ def replace(client: Client, document: dict[str, Any], metadata: ClientMetadata) 
     client.application_type = metadata.application_type
     client.require_par = metadata.require_par
     client.require_dpop = metadata.dpop_bound_access_tokens
+    client.jwks = metadata.jwks
+    client.jwks_uri = metadata.jwks_uri
 
 
 async def read_object(http: HTTPRequest) -> dict[str, Any]:

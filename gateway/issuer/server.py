@@ -19,6 +19,7 @@ from authlib.oauth2.rfc6749.errors import UnsupportedResponseTypeError
 from starlette.responses import Response
 
 from gateway.issuer import clientauth
+from gateway.issuer.client_assertions import ClientAssertions
 from gateway.issuer.oauth_request import OAuthRequest
 from gateway.models import Client
 
@@ -39,16 +40,19 @@ class ResponseTypeNotSupported(UnsupportedResponseTypeError):
 
 class Server(AuthorizationServer):
     """``query_client``: the client by its id (``records.ClientLookup``); ``save_token``: stores
-    what a token response hands out (``tokens.TokenStore``)."""
+    what a token response hands out (``tokens.TokenStore``); ``assertions``: the checker of
+    ``private_key_jwt`` client assertions (None: that method always fails)."""
 
     def __init__(
         self,
         query_client: Callable[[str], Client | None],
         save_token: Callable[[dict[str, Any], OAuthRequest], None],
+        assertions: ClientAssertions | None = None,
     ) -> None:
         super().__init__()
         self._query_client = query_client
         self._save_token = save_token
+        self.assertions = assertions
 
     def query_client(self, client_id: str) -> Client | None:
         return self._query_client(client_id)
@@ -58,7 +62,9 @@ class Server(AuthorizationServer):
 
     def authenticate_client(self, request: Any, methods: list[str], endpoint: str = "token") -> Any:
         """One method per request, never a fall-through (``gateway.issuer.clientauth``)."""
-        return clientauth.authenticate(self.query_client, request, methods, endpoint)
+        return clientauth.authenticate(
+            self.query_client, request, methods, endpoint, self.assertions
+        )
 
     def get_authorization_grant(self, request: OAuthRequest) -> Any:
         try:

@@ -56,7 +56,7 @@ MARKER = "zq-marker-7731"
 #: refusals that several cases share
 OTHER_ID = "has a client_id other than the URL it was fetched from"
 SECRET = "holds a client_secret member: such a client has no secret"
-NOT_NONE = "must have token_endpoint_auth_method none"
+NOT_NONE = "must have token_endpoint_auth_method none or private_key_jwt"
 UNSHOWABLE = "has a client_name with characters that cannot be shown"
 NOT_URIS = "has redirect_uris that is not a list of strings"
 GRANTS = "has grant_types other than authorization_code, and refresh_token with it"
@@ -254,8 +254,8 @@ def test_documents_that_are_not_json_objects(body: bytes, reason: str) -> None:
         pytest.param({"token_endpoint_auth_method": "client_secret_basic"}, NOT_NONE, id="basic"),
         pytest.param(
             {"token_endpoint_auth_method": "private_key_jwt"},
-            "asks for private_key_jwt, which this server does not support yet (only none)",
-            id="private-key-jwt",
+            "asks for private_key_jwt without exactly one of jwks and jwks_uri",
+            id="private-key-jwt-without-keys",
         ),
         pytest.param({"client_name": None}, "has no client_name", id="no-name"),
         pytest.param({"client_name": "   "}, "has no client_name", id="blank-name"),

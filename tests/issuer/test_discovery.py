@@ -61,17 +61,17 @@ def test_grants_and_response_types(metadata):
     [
         pytest.param(
             "token_endpoint_auth_methods_supported",
-            {"client_secret_basic", "client_secret_post", "none"},
+            {"client_secret_basic", "client_secret_post", "private_key_jwt", "none"},
             id="token",
         ),
         pytest.param(
             "revocation_endpoint_auth_methods_supported",
-            {"client_secret_basic", "client_secret_post", "none"},
+            {"client_secret_basic", "client_secret_post", "private_key_jwt", "none"},
             id="revocation",
         ),
         pytest.param(
             "introspection_endpoint_auth_methods_supported",
-            {"client_secret_basic", "client_secret_post"},
+            {"client_secret_basic", "client_secret_post", "private_key_jwt"},
             id="introspection",
         ),
     ],

@@ -64,6 +64,21 @@ def test_keys_are_kept_apart() -> None:
     assert (one.calls, two.calls) == (1, 1)
 
 
+def test_forget_drops_only_the_result_it_is_given() -> None:
+    """A caller that found a result wanting forgets that result, never a newer one another
+    caller fetched meanwhile: callers that all found one result wanting cost one fetch."""
+    cache: FetchCache[str] = FetchCache(clock=Clock())
+    load = Loader()
+    first = cache.get("u", load)
+    cache.forget("u", first)
+    second = cache.get("u", load)
+    assert second == "document 2"
+    cache.forget("u", first)  # a late caller still holding the old result
+    assert cache.get("u", load) == "document 2"
+    cache.forget("nothing", first)
+    assert load.calls == 2
+
+
 def test_an_exception_is_kept_by_no_one() -> None:
     cache: FetchCache[str] = FetchCache(clock=Clock())
 

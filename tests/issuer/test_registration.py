@@ -332,7 +332,9 @@ REFUSALS = [
     ),
     # client authentication
     pytest.param(
-        {"token_endpoint_auth_method": "private_key_jwt"}, "invalid_client_metadata", id="pkjwt"
+        {"token_endpoint_auth_method": "private_key_jwt"},
+        "invalid_client_metadata",
+        id="pkjwt-without-keys",
     ),
     pytest.param(
         {"token_endpoint_auth_method": ["none"]}, "invalid_client_metadata", id="method-array"
