@@ -77,6 +77,7 @@ def issuer_routes(gateway: Gateway) -> list[Route]:
         PushedRequests(storage, config.par.request_lifetime),
         AuthorizationRequestCheck(server),
         config.par.required,
+        TokenRequestProof(gateway.dpop, f"{config.issuer.rstrip('/')}/oauth/par"),
     )
     authorization = AuthorizationEndpoint(
         server,

@@ -49,6 +49,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from gateway.issuer.authorization_request import AuthorizationRequestCheck
 from gateway.issuer.client_assertions import PAR_ENDPOINT
 from gateway.issuer.clientauth import CLIENT_AUTH_METHODS
+from gateway.issuer.dpop_tokens import TokenRequestProof
 from gateway.issuer.oauth_request import OAuthRequest, RequestReader
 from gateway.issuer.server import NO_STORE, Server
 from gateway.models import PushedRequest, sha256
@@ -175,7 +176,10 @@ class PushedAuthorization:
         requests: PushedRequests,
         check: AuthorizationRequestCheck,
         required: bool,
+        proof: TokenRequestProof,
     ) -> None:
+        #: a DPoP proof sent with the push (RFC 9449 §10.1), checked for the PAR endpoint's URL
+        self.proof = proof
         self.server = server
         self.reader = reader
         self.requests = requests
@@ -195,6 +199,7 @@ class PushedAuthorization:
             return self.server.handle_error_response(None, error)
 
     def _push(self, request: OAuthRequest) -> Response:
+        jkt = self.proof.thumbprint(request)
         client = self.server.authenticate_client(request, CLIENT_AUTH_METHODS, PAR_ENDPOINT)
         data = request.payload.data
         if "request_uri" in data:
@@ -208,9 +213,14 @@ class PushedAuthorization:
             for name, values in request.payload.datalist.items()
             if name not in CREDENTIALS
         }
+        if jkt is not None:
+            # RFC 9449 §10.1: a proof with the push binds the code as dpop_jkt would, and
+            # "MUST reject the request if the JWK Thumbprint in dpop_jkt does not match"
+            if parameters.setdefault("dpop_jkt", [jkt]) != [jkt]:
+                raise InvalidRequestError("'dpop_jkt' names another key than the DPoP proof.")
         request_uri = self.requests.push(client.client_id, parameters)
         body = {"request_uri": request_uri, "expires_in": self.requests.lifetime}
-        return JSONResponse(body, 201, dict(NO_STORE))
+        return JSONResponse(body, 201, dict(NO_STORE) | self.proof.nonce_headers())
 
     # --- GET/POST /oauth/authorize (§4) ----------------------------------------------------------
 
