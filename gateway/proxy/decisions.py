@@ -15,7 +15,8 @@ The request being decided is read, in this order:
 
 DPoP (RFC 9449): every ``DPoP`` header the edge passes, and the URL the client used: the
 scheme from ``X-Forwarded-Proto`` (each edge sets it; without it, the scheme the edge asks in),
-the host and the path as above. The method a proof signs is the described one, the method the
+the host and the path as above, and ``X-Forwarded-Port`` when the host names no port (nginx's
+``$host`` never does). The method a proof signs is the described one, the method the
 client sent. An allowed DPoP request's answer carries the next ``DPoP-Nonce`` when nonces are
 on, for the edges that pass it to the client.
 
@@ -43,6 +44,7 @@ touches the database.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from gateway.config import DECISIONS_PREFIX, Config
@@ -65,6 +67,7 @@ _FORWARDED_URI = b"x-forwarded-uri"
 _ORIGINAL_METHOD = b"x-original-method"
 _ORIGINAL_URI = b"x-original-uri"
 _FORWARDED_PROTO = b"x-forwarded-proto"
+_FORWARDED_PORT = b"x-forwarded-port"
 _HOST = b"host"
 _AUTHORIZATION = b"authorization"
 _DPOP = b"dpop"
@@ -75,12 +78,15 @@ _DESCRIBING = frozenset(
         _FORWARDED_HOST,
         _FORWARDED_URI,
         _FORWARDED_PROTO,
+        _FORWARDED_PORT,
         _ORIGINAL_METHOD,
         _ORIGINAL_URI,
         _HOST,
     }
 )
 _NO_STORE = (b"cache-control", b"no-store")
+_PORTED = re.compile(r":[0-9]*\Z")
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
 def is_decision_path(path: str) -> bool:
@@ -95,6 +101,7 @@ class Described:
         "host",
         "method",
         "method_overrides",
+        "port",
         "proofs",
         "raw_path",
         "scheme",
@@ -109,6 +116,7 @@ class Described:
         method_overrides: tuple[Header, ...],
         proofs: list[str],
         scheme: str,
+        port: str | None = None,
     ) -> None:
         self.method = method
         #: as the edge sent it (``Host`` or ``X-Forwarded-Host``), latin-1
@@ -119,11 +127,18 @@ class Described:
         #: every ``DPoP`` value, and the scheme the client used (``X-Forwarded-Proto``)
         self.proofs = proofs
         self.scheme = scheme
+        #: ``X-Forwarded-Port``, for a host without one
+        self.port = port
 
     @property
     def origin(self) -> str:
         """``scheme://host`` as the client used it; empty without a host."""
-        return f"{self.scheme}://{self.host}" if self.host else ""
+        if not self.host:
+            return ""
+        host = self.host
+        if self.port and not _PORTED.search(host) and self.port != _DEFAULT_PORTS.get(self.scheme):
+            host = f"{host}:{self.port}"
+        return f"{self.scheme}://{host}"
 
 
 def describe(scope: dict[str, Any], raw_path: bytes) -> Described:
@@ -149,13 +164,14 @@ def describe(scope: dict[str, Any], raw_path: bytes) -> Described:
             overrides.append((name, value))
     host = fields.get(_HOST)
     scheme = fields.get(_FORWARDED_PROTO, scope["scheme"]).strip().lower()
+    port = fields.get(_FORWARDED_PORT)
     forwarded = (fields.get(_FORWARDED_METHOD), fields.get(_FORWARDED_URI))
     original = (fields.get(_ORIGINAL_METHOD), fields.get(_ORIGINAL_URI))
     if forwarded == (None, None) and original == (None, None):
         # not below the prefix (an encoded "/decisions"): refused as a path trick by the core
         rest = raw_path[len(_PREFIX) :] if raw_path.startswith(_PREFIX) else b""
         return Described(
-            scope["method"], host, rest, authorization, tuple(overrides), proofs, scheme
+            scope["method"], host, rest, authorization, tuple(overrides), proofs, scheme, port
         )
     if forwarded != (None, None) and original != (None, None):
         pairs = (*zip(forwarded, original, strict=True), (fields.get(_FORWARDED_HOST), host))
@@ -175,7 +191,7 @@ def describe(scope: dict[str, Any], raw_path: bytes) -> Described:
         raise AmbiguousRequest("the forwarded method is not an HTTP method")
     path = uri.partition("?")[0]
     return Described(
-        method, host, path.encode("latin-1"), authorization, tuple(overrides), proofs, scheme
+        method, host, path.encode("latin-1"), authorization, tuple(overrides), proofs, scheme, port
     )
 
 
