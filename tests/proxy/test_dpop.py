@@ -3,6 +3,7 @@ echo upstream on 127.0.0.1), proofs made with joserfc; every check and refusal s
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -202,6 +203,24 @@ class TestRefused:
         )
         assert response.status_code == 401
         assert response.json()["error_description"] == "DPoP proof has a bad signature"
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            pytest.param(b"\xff\xfe{}", id="not-utf-8"),
+            pytest.param(b"[1]", id="not-an-object"),
+            pytest.param(b'{"jti": 1}', id="bad-claims"),
+        ],
+    )
+    async def test_a_malformed_proof(
+        self, orders: Gateway, key: ProofKey, bound: str, body: bytes
+    ) -> None:
+        head, _, sig = key.proof("GET", url(orders), bound).split(".")
+        segment = base64.urlsafe_b64encode(body).rstrip(b"=").decode()
+        proof = f"{head}.{segment}.{sig}"
+        response = await get(orders, {"Authorization": f"DPoP {bound}", "DPoP": proof})
+        assert response.status_code == 401
+        assert response.json()["error_description"] == "DPoP proof is malformed"
 
     async def test_a_proof_by_another_key(self, orders: Gateway, key: ProofKey, bound: str) -> None:
         """RFC 9449 §7.1: the key must be the one the token is bound to."""
