@@ -133,3 +133,21 @@ async def test_nonces(gateway: GatewayFactory, echo: str, key: ProofKey, bound: 
     second = await ask(gw, nginx, dpop(bound, key.proof("GET", HTU, bound, nonce=nonce)))
     assert second.status == 200, second.body
     assert second.header("dpop-nonce") != []  # the next one, for edges that pass it on
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "htu"),
+    [
+        pytest.param("api.test", "8443", "https://api.test:8443/orders", id="added"),
+        pytest.param("api.test", "443", "https://api.test/orders", id="default"),
+        pytest.param("api.test:9000", "8443", "https://api.test:9000/orders", id="host-has-one"),
+    ],
+)
+async def test_nginx_passes_the_port_apart(
+    gw: Gateway, key: ProofKey, bound: str, host: str, port: str, htu: str
+) -> None:
+    """nginx's ``$host`` has no port: ``X-Forwarded-Port`` completes the URL."""
+    _, head = nginx(f"X-Forwarded-Port: {port}\r\n")
+    head += dpop(bound, key.proof("GET", htu, bound))
+    response = await raw_request(gw.port, "/decisions", head, host=host)
+    assert response.status == 200, response.body

@@ -492,3 +492,21 @@ async def test_bearer_refusals_keep_their_one_challenge(
     """At a ``dpop = "allowed"`` route a bearer request is answered as before DPoP."""
     response = await get(orders, {"Authorization": f"Bearer {mint('x', aud='other')}"})
     assert response.headers["www-authenticate"] == invalid("wrong audience", "orders:read")
+
+
+async def test_a_tools_scope_refusal_in_the_dpop_scheme(
+    gateway: GatewayFactory, echo: str, key: ProofKey, mint: Callable[..., str]
+) -> None:
+    """An ``mcp = true`` route's tool scopes refuse a DPoP-bound token in its own scheme."""
+    gw = await gateway(
+        f'[[routes]]\npath = "/mcp"\nupstream = "{echo}"\nscopes = ["mcp:use"]\nmcp = true\n'
+        'mcp_tool_scopes = { "delete_*" = ["files:admin"], "*" = [] }\n'
+    )
+    token = mint("mcp:use", cnf=key.cnf)
+    call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "delete_x"}}
+    headers = {**key.headers(token, "POST", url(gw, "/mcp")), "Content-Type": "application/json"}
+    response = await gw.client.post("/mcp", json=call, headers=headers)
+    assert response.status_code == 403
+    challenge = response.headers["www-authenticate"]
+    assert challenge.startswith(f'DPoP {ALGS}, error="insufficient_scope", scope="mcp:use')
+    assert failures(gw, "tool_scope") == 1
