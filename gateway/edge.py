@@ -206,6 +206,7 @@ def _caddy(edge: _Edge) -> str:
 \t\t\t# it, port included, for the gateway to check whole
 \t\t\theader_up X-Forwarded-Host {{hostport}}
 \t\t\theader_up X-Forwarded-Proto {{scheme}}
+\t\t\theader_up -X-Forwarded-Port
 \t\t\theader_up -X-Original-Method
 \t\t\theader_up -X-Original-Uri
 \t\t\tcopy_headers {" ".join(edge.names)}

@@ -69,3 +69,19 @@ def test_a_bound_token_as_bearer_is_refused(edge: str, deployment: Deployment) -
     response = httpx.get(f"{edge}/orders/1", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 401
     assert 'error="invalid_token"' in response.headers["www-authenticate"]
+
+
+def test_a_clients_port_does_not_change_the_url(edge: str, deployment: Deployment) -> None:
+    """The edges set the scheme and port a proof's URL is rebuilt from, or remove a client's:
+    a proof made for another port of the host must not pass here."""
+    key = ProofKey()
+    token = bound_token(deployment, key)
+    url = f"{edge}/orders/1"
+    elsewhere = "http://127.0.0.1:1/orders/1"
+    # a Host without a port (as for a default one), and a port of the client's choosing
+    headers = {**key.headers(token, "GET", elsewhere), "X-Forwarded-Port": "1"}
+    headers["Host"] = "127.0.0.1"
+    assert httpx.get(url, headers=headers).status_code == 401
+    headers = {**key.headers(token, "GET", url.replace("http:", "https:"))}
+    headers["X-Forwarded-Proto"] = "https"
+    assert httpx.get(url, headers=headers).status_code == 401
