@@ -11,6 +11,7 @@
     │   └── InsufficientScope        403, error="insufficient_scope", scope="..."
     │       └── ToolScopeRequired    403, the scopes of the tool a ``tools/call`` names
     │       (at a route, each also with resource_metadata="...", a 401 with scope="...")
+    │       (DPoP-scheme refusals, RFC 9449 §7: ``proxy/proofs.py``)
     ├── RouteNotFound                404
     ├── MethodNotAllowed             405 with ``Allow``
     ├── BadRequestPath               400 (path tricks)
