@@ -21,6 +21,7 @@ PROXY = {
     "reference": "reference: uvicorn + aiohttp passthrough, no auth",
     "public-1w": "gateway public route, 1 worker",
     "scoped-1w": "gateway scoped route (RS256 + identity headers), 1 worker",
+    "scoped-dpop-1w": "gateway DPoP route (RS256 token, ES256 proof, identity headers), 1 worker",
     "scoped-post-1w": "gateway scoped route, POST of an MCP tools/call, 1 worker",
     "mcp-1w": "gateway mcp = true route, the same tools/call read and decided, 1 worker",
     "public-1w-nolog": "gateway public route, 1 worker, access log off",

@@ -233,6 +233,14 @@ def report(
         if mcp.cpu_us and post.cpu_us:
             what = "proxy: MCP tools/call, CPU µs/req, mcp route - plain"
             targets.add(what, f"{mcp.cpu_us - post.cpu_us:+.1f} µs", "", None)
+    dpop, scoped = results.get("scoped-dpop-1w"), results.get("scoped-1w")
+    if dpop and dpop.cpu_us:  # issue 18: about 150 µs of CPU or less per DPoP request
+        note = " (errors)" if dpop.errors else ""
+        what = "proxy: DPoP route (ES256 proof), CPU µs/req"
+        targets.add(what, f"{dpop.cpu_us:.0f} µs{note}", "~150 µs", None)
+        if scoped and scoped.cpu_us:
+            what = "proxy: DPoP route - bearer scoped, CPU µs/req"
+            targets.add(what, f"{dpop.cpu_us - scoped.cpu_us:+.1f} µs", "", None)
     if access_log_cost is not None:
         cost = access_log_cost["json_us"]
         what = "access log: JSON line built and written, µs/request"

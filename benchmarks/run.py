@@ -28,6 +28,7 @@ from pathlib import Path
 
 from benchmarks import access_log, listener, revocation_memory, servers, streaming
 from benchmarks.cases import MCP_CALL, MCP_HEADERS, access_token, proxy_case, token_cases
+from benchmarks.dpop import dpop_case
 from benchmarks.load import Case, Run, cleanup_scripts
 from benchmarks.plan import (
     ACCESS_LOG,
@@ -98,6 +99,11 @@ def set_up(plan: Plan, folder: Path) -> Iterator[Setup]:
         if plan.wants("scoped-1w"):
             cases.append(
                 proxy_case(plan, "scoped-1w", base + "/scoped/x", pid, upstream.pid, token)
+            )
+        if plan.wants("scoped-dpop-1w"):
+            url = base + "/dpop/x"
+            cases.append(
+                dpop_case(plan, "scoped-dpop-1w", url, pid, upstream.pid, base, sqlite, folder)
             )
         for name, path in (("scoped-post-1w", "/scoped/x"), ("mcp-1w", "/mcp")):
             if plan.wants(name):  # one MCP tools/call: through a plain route, and an mcp one

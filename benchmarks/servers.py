@@ -265,7 +265,8 @@ def _cli(config: Path, *args: str, stdin: str | None = None) -> str:
 def deploy(
     folder: Path, name: str, database_url: str, upstream_url: str, sink_url: str
 ) -> Deployment:
-    """A config with a public, a scoped, an MCP (``mcp = true``) and an upload-sink route;
+    """A config with a public, a scoped, a DPoP (``dpop = "required"``), an MCP
+    (``mcp = true``) and an upload-sink route;
     ``gateway init``; a client (client_credentials, password, refresh_token), an introspecting
     client and a user."""
     home = folder / name
@@ -291,6 +292,12 @@ name = "scoped"
 path = "/scoped"
 upstream = {json.dumps(upstream_url)}
 scopes = [{json.dumps(SCOPE)}]
+[[routes]]
+name = "dpop"
+path = "/dpop"
+upstream = {json.dumps(upstream_url)}
+scopes = [{json.dumps(SCOPE)}]
+dpop = "required"
 [[routes]]
 name = "mcp"
 path = "/mcp"

@@ -94,6 +94,7 @@ def b64url_decode(text: str) -> bytes:
 
 
 _TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+_JSON = json.JSONDecoder()
 
 
 def b64url(data: bytes) -> str:
@@ -304,6 +305,8 @@ class Checker:
         )
         self.replays = ReplayCache(config.replay_cache_size)
         self._keys: dict[str, _Key] = {}
+        #: access token -> its ``ath``: a client repeats its token on every request
+        self._aths: dict[str, str] = {}
         self._clock = clock
 
     def nonce(self) -> str | None:
@@ -324,9 +327,10 @@ class Checker:
         if key is None:
             key = self._header(head)
         try:
-            claims = json.loads(b64url_decode(body))
+            # a str skips json.loads' detection of the bytes' encoding (JSON text is UTF-8)
+            claims = _JSON.decode(b64url_decode(body).decode())
             signature = b64url_decode(sig)
-        except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
+        except (ValueError, RecursionError):  # UnicodeDecodeError, JSONDecodeError; too deep
             raise ProofRefused(MALFORMED) from None
         if not isinstance(claims, dict):
             raise ProofRefused(MALFORMED)
@@ -342,7 +346,7 @@ class Checker:
             raise ProofRefused(MALFORMED)
         if htm != method or not same_url(htu, url):
             raise ProofRefused(WRONG_REQUEST)
-        if access_token is not None and claims.get("ath") != token_hash(access_token):
+        if access_token is not None and claims.get("ath") != self._ath(access_token):
             raise ProofRefused(WRONG_TOKEN)
         now = self._clock()
         window = self._max_age + self._leeway
@@ -358,6 +362,15 @@ class Checker:
         if not self.replays.first_use(f"{key.jkt}.{jti}", iat + window, now):
             raise ProofRefused(REPLAYED)
         return key.jkt
+
+    def _ath(self, access_token: str) -> str:
+        """``token_hash``, remembered per token (a bounded memory, as the keys')."""
+        ath = self._aths.get(access_token)
+        if ath is None:
+            if len(self._aths) >= MAX_REMEMBERED_KEYS:
+                self._aths.clear()
+            ath = self._aths[access_token] = token_hash(access_token)
+        return ath
 
     def _header(self, head: str) -> _Key:
         """The key a header segment carries, checked (§4.3 items 4 to 7) and remembered."""

@@ -12,7 +12,10 @@ would pass on a spelling with ``_`` (``gateway.proxy.overrides``). A refusal rea
 with its ``WWW-Authenticate`` (RFC 9728 ``resource_metadata`` included, a 403's too), and the
 protected resources' metadata (``/.well-known/oauth-protected-resource`` and below) is passed to
 the gateway, undecided, with the client's host, so that a client refused at the edge can find
-it. The tests run the nginx and Caddy snippets in front of a real gateway and parse the Traefik
+it. DPoP (RFC 9449): the ``DPoP`` header reaches the gateway, with the scheme the client used
+(``X-Forwarded-Proto``, the edge's own) beside the host and original URI the proof's ``htu``
+is rebuilt from, and a refusal's ``DPoP-Nonce`` reaches the client. The tests run the nginx
+and Caddy snippets in front of a real gateway and parse the Traefik
 and Envoy ones.
 """
 
@@ -108,6 +111,9 @@ server {{
     location / {{
         auth_request {auth};
 {sets}        auth_request_set $gateway_www_authenticate $upstream_http_www_authenticate;
+        # RFC 9449 §8: the gateway's next DPoP nonce, to the client (nothing when none)
+        auth_request_set $gateway_dpop_nonce $upstream_http_dpop_nonce;
+        add_header DPoP-Nonce $gateway_dpop_nonce always;
         # the gateway's identity headers, never a client's copy (an empty value removes the
         # header; nginx drops client headers with "_" in their names by default)
 {copies}        # nginx passes WWW-Authenticate on for a 401 only: copy it for a 403 too
@@ -140,6 +146,9 @@ server {{
         proxy_set_header Host $host;
         proxy_set_header X-Original-Method $request_method;
         proxy_set_header X-Original-URI $request_uri;
+        # the scheme the client used, for a DPoP proof's URL (the DPoP header goes as sent)
+        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_set_header X-Forwarded-Port $server_port;
         # a client's own copies of the other description never reach the gateway
         proxy_set_header X-Forwarded-Method "";
         proxy_set_header X-Forwarded-Host "";
@@ -196,6 +205,8 @@ def _caddy(edge: _Edge) -> str:
 \t\t\t# request's description is Caddy's too, never a client's: the Host as the client sent
 \t\t\t# it, port included, for the gateway to check whole
 \t\t\theader_up X-Forwarded-Host {{hostport}}
+\t\t\theader_up X-Forwarded-Proto {{scheme}}
+\t\t\theader_up -X-Forwarded-Port
 \t\t\theader_up -X-Original-Method
 \t\t\theader_up -X-Original-Uri
 \t\t\tcopy_headers {" ".join(edge.names)}
@@ -228,10 +239,12 @@ http:
         address: "http://{edge.authority}{DECISIONS_PREFIX}"
         # Traefik sets X-Forwarded-Method/-Host/-Uri itself; a client's are replaced
         trustForwardHeader: false
-        # only the token and the method overrides go along: no client header can describe
-        # another request, and the gateway refuses an override a route does not honour
+        # only the token, its DPoP proof and the method overrides go along (Traefik sets
+        # X-Forwarded-Proto itself): no client header can describe another request, and the
+        # gateway refuses an override a route does not honour
         authRequestHeaders:
           - "Authorization"
+          - "DPoP"
 {overrides}        # copied onto the forwarded request; a client's copies are removed
         authResponseHeaders:
 {headers}  routers:
@@ -296,6 +309,8 @@ static_resources:
           stat_prefix: edge
           # a client's x_forwarded_user must not reach an upstream that reads it as "-"
           common_http_protocol_options: {{headers_with_underscores_action: DROP_HEADER}}
+          # the edge: x-forwarded-proto (a DPoP proof's scheme) and -for are Envoy's own
+          use_remote_address: true
           # admin.example. is admin.example: routes and the gateway see one host
           strip_trailing_host_dot: true
           route_config:
@@ -311,12 +326,14 @@ static_resources:
             typed_config:
               "@type": {_EXT_AUTHZ}
               transport_api_version: V3
-              # only the token and the method overrides go along (Host, method and path
-              # always do): no client header can describe another request, and the gateway
-              # refuses an override a route does not honour
+              # only the token, its DPoP proof, the scheme and the method overrides go along
+              # (Host, method and path always do): no client header can describe another
+              # request, and the gateway refuses an override a route does not honour
               allowed_headers:
                 patterns:
                 - {{exact: authorization, ignore_case: true}}
+                - {{exact: dpop, ignore_case: true}}
+                - {{exact: x-forwarded-proto, ignore_case: true}}
 {overrides}              http_service:
                 server_uri:
                   uri: http://{edge.authority}
@@ -331,6 +348,10 @@ static_resources:
                     - {{exact: www-authenticate, ignore_case: true}}
                     - {{exact: content-type, ignore_case: true}}
                     - {{exact: cache-control, ignore_case: true}}
+                    - {{exact: dpop-nonce, ignore_case: true}}
+                  allowed_client_headers_on_success:
+                    patterns:
+                    - {{exact: dpop-nonce, ignore_case: true}}
           - name: envoy.filters.http.router
             typed_config:
               "@type": {_ROUTER}

@@ -11,6 +11,7 @@
     │   └── InsufficientScope        403, error="insufficient_scope", scope="..."
     │       └── ToolScopeRequired    403, the scopes of the tool a ``tools/call`` names
     │       (at a route, each also with resource_metadata="...", a 401 with scope="...")
+    │       (DPoP-scheme refusals, RFC 9449 §7: ``proxy/proofs.py``)
     ├── RouteNotFound                404
     ├── MethodNotAllowed             405 with ``Allow``
     ├── BadRequestPath               400 (path tricks)
@@ -115,13 +116,14 @@ class BearerError(GatewayError):
         """The challenge's error attributes (values not yet quoted)."""
         return [("error", self.error), ("error_description", _quote(self.description))]
 
-    def challenge(self) -> str:
-        params = [("realm", REALM), *self.error_params()]
+    def challenge(self, scheme: str = "Bearer", *first: tuple[str, str]) -> str:
+        """The challenge in ``scheme``, opening with ``first`` (default: the realm)."""
+        params = [*(first or [("realm", REALM)]), *self.error_params()]
         if self.scope:
             params.append(("scope", _quote(self.scope)))
         if self.resource_metadata:
             params.append(("resource_metadata", _quoted_pairs(self.resource_metadata)))
-        return "Bearer " + ", ".join(f'{name}="{value}"' for name, value in params)
+        return f"{scheme} " + ", ".join(f'{name}="{value}"' for name, value in params)
 
     def headers(self) -> dict[str, str]:
         return {"WWW-Authenticate": self.challenge()}

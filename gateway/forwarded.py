@@ -9,7 +9,8 @@ The host the gateway reports (``X-Forwarded-Host``, ``Forwarded: host=``) is the
 normalised as routes see it (``gateway.hosts``: lower-case, no trailing dot), with its port.
 
 The same trust decides who the client is where the gateway itself must know (the login
-throttle): ``client_address``.
+throttle): ``client_address``; and the URL the client used, which a DPoP proof signs (RFC 9449
+§4.3: ``htu``): ``origin``.
 """
 
 from __future__ import annotations
@@ -52,6 +53,19 @@ class ForwardedPolicy:
             if not self.is_trusted(entry):
                 return entry
         return entries[0] if entries else peer or "unknown"
+
+    def origin(
+        self, received: dict[bytes, list[str]], peer: str | None, scheme: str, host: str | None
+    ) -> str:
+        """``scheme://host`` as the client used it: the request's own ``scheme`` and ``host``
+        (as sent), or from a trusted peer the proto and host it reports (``X-Forwarded-Proto``
+        / ``-Host``, else ``Forwarded``'s ``proto=`` / ``host=``), each the last value given:
+        the one the nearest trusted proxy wrote or vouched for. Empty without a host."""
+        if received and self.is_trusted(peer):
+            forwarded = _last(received.get(FORWARDED))
+            scheme = _last(received.get(PROTO)) or _param(forwarded, "proto") or scheme
+            host = _last(received.get(HOST)) or _param(forwarded, "host") or host
+        return f"{scheme.lower()}://{host}" if host else ""
 
     def headers(
         self,
@@ -107,6 +121,20 @@ def _join(values: list[str] | None, last: str | None = None) -> str:
     if last is not None:
         parts.append(last)
     return ", ".join(parts)
+
+
+def _last(values: list[str] | None) -> str:
+    """The last element of a list-valued field's lines, stripped ("" for none)."""
+    return values[-1].rpartition(",")[2].strip() if values else ""
+
+
+def _param(element: str, name: str) -> str:
+    """A parameter of one ``Forwarded`` element (RFC 7239 §4), unquoted ("" for none)."""
+    for pair in element.split(";"):
+        key, _, value = pair.partition("=")
+        if key.strip().lower() == name:
+            return value.strip().strip('"')
+    return ""
 
 
 def _node(address: str) -> str:

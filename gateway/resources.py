@@ -5,6 +5,12 @@ that share one are one protected resource (RFC 8707 §2, RFC 9728 §1.2). The re
 three questions: which identifiers a client may ask a token for (the issuer's ``resource``
 parameter), where each resource's metadata lives (RFC 9728 §3.1, the path-inserted well-known
 URL), and what that metadata says. Public routes take no tokens and make no resource.
+
+DPoP (RFC 9728 §2, RFC 9449): every resource lists the proof algorithms it
+takes; ``dpop_bound_access_tokens_required`` is true when every route of the resource says
+``dpop = "required"`` (RFC 9728 §2: the resource "always requires" them). A resource mixing
+``required`` and ``allowed`` routes says false: some of it takes bearer tokens, and its
+``required`` routes still refuse them.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from gateway.config import Config, RouteConfig
+from gateway.config import PROOF_ALGORITHMS, Config, RouteConfig
 from gateway.hosts import parse_host
 
 #: RFC 9728 §3: the well-known URI suffix, inserted between an identifier's host and its path
@@ -37,6 +43,8 @@ class Resource:
     documentation: str | None
     #: every scope its routes name, ``openid`` never (the metadata's ``scopes_supported``)
     scopes: tuple[str, ...]
+    #: every route of the resource has ``dpop = "required"``
+    dpop_required: bool = False
 
     @property
     def metadata_path(self) -> str:
@@ -73,7 +81,10 @@ class Resource:
             "authorization_servers": [issuer],
             "scopes_supported": list(self.scopes),
             "bearer_methods_supported": ["header"],
+            "dpop_signing_alg_values_supported": list(PROOF_ALGORITHMS),
         }
+        if self.dpop_required:
+            document["dpop_bound_access_tokens_required"] = True
         if self.name is not None:
             document["resource_name"] = self.name
         if self.documentation is not None:
@@ -99,6 +110,7 @@ class Resources:
         names: dict[str, str] = {}
         docs: dict[str, str] = {}
         scopes: dict[str, set[str]] = {}
+        allowed: set[str] = set()  # resources with a route that takes bearer tokens
         for route in config.routes:
             if route.public:
                 continue
@@ -106,6 +118,8 @@ class Resources:
             if identifier not in scopes:
                 order.append(identifier)
                 scopes[identifier] = set()
+            if route.dpop != "required":
+                allowed.add(identifier)
             for scope_set in route.scopes:
                 scopes[identifier].update(scope_set)
             for _, tool_sets in route.mcp_tool_scopes:
@@ -122,6 +136,7 @@ class Resources:
                     name=names.get(identifier),
                     documentation=docs.get(identifier),
                     scopes=tuple(sorted(scopes[identifier] - {"openid"})),
+                    dpop_required=identifier not in allowed,
                 )
                 for identifier in order
             ),

@@ -90,6 +90,7 @@ class Gateway:
             metrics=self.metrics,
             forwarded=self.forwarded,
             resources=self.resources,
+            dpop=self.dpop,
         )
         self.decisions = DecisionEndpoint(config, self.proxy.core)
         #: read by the listener's protocol (gateway/listener.py), one per connection

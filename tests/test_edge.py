@@ -51,8 +51,9 @@ def test_traefik(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     auth = http["middlewares"]["gateway"]["forwardAuth"]
     assert auth["address"] == "http://127.0.0.1:8100/decisions"
     assert auth["trustForwardHeader"] is False
-    # the gateway sees method overrides, to refuse those a route does not honour
-    assert auth["authRequestHeaders"] == ["Authorization", *OVERRIDES]
+    # the gateway sees method overrides, to refuse those a route does not honour, and the
+    # DPoP proof (Traefik sets X-Forwarded-Proto itself)
+    assert auth["authRequestHeaders"] == ["Authorization", "DPoP", *OVERRIDES]
     assert auth["authResponseHeaders"] == NAMES
     assert http["routers"]["api"]["middlewares"] == ["gateway-strip", "gateway"]
     stripped = http["middlewares"]["gateway-strip"]["headers"]["customRequestHeaders"]
@@ -100,9 +101,11 @@ def test_envoy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     authz = filters[0]["typed_config"]
     assert authz["@type"].endswith("ext_authz.v3.ExtAuthz")
     # Envoy sends an HTTP authorization service only Host, Method, Path, Content-Length,
-    # Authorization and these: the gateway must see method overrides to refuse them
+    # Authorization and these: the gateway must see method overrides to refuse them, and a
+    # DPoP proof with the scheme its URL names
+    names = ("Authorization", "DPoP", "X-Forwarded-Proto", *OVERRIDES)
     assert authz["allowed_headers"]["patterns"] == [
-        {"exact": name.lower(), "ignore_case": True} for name in ("Authorization", *OVERRIDES)
+        {"exact": name.lower(), "ignore_case": True} for name in names
     ]
     service = authz["http_service"]
     assert service["path_prefix"] == "/decisions"
@@ -111,6 +114,12 @@ def test_envoy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert upstream == [{"exact": name.lower(), "ignore_case": True} for name in NAMES]
     client = service["authorization_response"]["allowed_client_headers"]["patterns"]
     assert {"exact": "www-authenticate", "ignore_case": True} in client
+    # RFC 9449 §8: the next nonce reaches the client, refused or allowed
+    assert {"exact": "dpop-nonce", "ignore_case": True} in client
+    on_success = service["authorization_response"]["allowed_client_headers_on_success"]
+    assert on_success["patterns"] == [{"exact": "dpop-nonce", "ignore_case": True}]
+    # x-forwarded-proto is Envoy's, never a client's
+    assert _find(bootstrap, "use_remote_address") == [True]
     clusters = {c["name"]: c for c in bootstrap["static_resources"]["clusters"]}
     addresses = {name: _find(cluster, "socket_address")[0] for name, cluster in clusters.items()}
     assert addresses == {

@@ -88,6 +88,7 @@ ORDERS = {
     "authorization_servers": [ISSUER],
     "scopes_supported": ["orders:admin", "orders:read", "root"],
     "bearer_methods_supported": ["header"],
+    "dpop_signing_alg_values_supported": ["ES256", "EdDSA", "PS256", "RS256"],
     "resource_name": "Orders",
     "resource_documentation": "https://docs.example.com/orders",
 }
@@ -96,12 +97,14 @@ MCP = {
     "authorization_servers": [ISSUER],
     "scopes_supported": ["mcp:admin", "mcp:use"],
     "bearer_methods_supported": ["header"],
+    "dpop_signing_alg_values_supported": ["ES256", "EdDSA", "PS256", "RS256"],
 }
 MCP_EU = {
     "resource": "https://eu.example.com/mcp",
     "authorization_servers": [ISSUER],
     "scopes_supported": [],
     "bearer_methods_supported": ["header"],
+    "dpop_signing_alg_values_supported": ["ES256", "EdDSA", "PS256", "RS256"],
     "resource_name": "Tools (EU)",
 }
 

@@ -93,6 +93,26 @@ class TestRegistry:
         assert (only.name, only.documentation) == ("Orders API", "https://docs.example.com/orders")
         assert only.label == "Orders API"
 
+    def test_dpop_required_only_when_every_route_requires_it(self, tmp_path: Path) -> None:
+        """RFC 9728 §2: ``dpop_bound_access_tokens_required`` says the resource "always
+        requires" DPoP-bound tokens: one route of it taking bearer tokens makes it false."""
+        mcp = 'audience = "https://api.example.com/mcp"\n'
+        config = load(
+            tmp_path,
+            route("/orders", 'dpop = "required"')
+            + route("/orders/list")
+            + route("/mcp", mcp + 'dpop = "required"')
+            + route("/mcp/admin", mcp + 'dpop = "required"'),
+        )
+        resources = Resources.from_config(config)
+        mixed = resources.get("https://api.example.com")
+        only_dpop = resources.get("https://api.example.com/mcp")
+        assert mixed is not None and only_dpop is not None
+        assert (mixed.dpop_required, only_dpop.dpop_required) == (False, True)
+        document = only_dpop.metadata("https://auth.example.com")
+        assert document["dpop_bound_access_tokens_required"] is True
+        assert "dpop_bound_access_tokens_required" not in mixed.metadata("https://a.example")
+
     def test_of_a_route(self, tmp_path: Path) -> None:
         config = load(
             tmp_path,
@@ -118,12 +138,14 @@ class TestDocument:
             "authorization_servers": ["https://auth.example.com"],
             "scopes_supported": ["a", "b"],
             "bearer_methods_supported": ["header"],
+            "dpop_signing_alg_values_supported": ["ES256", "EdDSA", "PS256", "RS256"],
             "resource_name": "Tools",
             "resource_documentation": "https://docs.example.com/",
         }
         bare = resource("https://api.example.com").metadata("https://auth.example.com")
         assert "resource_name" not in bare and "resource_documentation" not in bare
         assert "resource_signing_alg_values_supported" not in bare
+        assert "dpop_bound_access_tokens_required" not in bare
 
     def test_label_without_a_name_is_host_and_path(self) -> None:
         assert resource("https://api.example.com/mcp/").label == "api.example.com/mcp"

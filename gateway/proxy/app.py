@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from typing import Any
 
 from gateway.accesslog import AccessLog
 from gateway.config import Config
 from gateway.context import REQUEST_ID, RequestContext
+from gateway.dpop import Checker
 from gateway.errors import GatewayError, UpstreamUnavailable
 from gateway.forwarded import ForwardedPolicy
 from gateway.introspect.validator import BearerValidator
@@ -32,7 +34,7 @@ from gateway.metrics import Metrics
 from gateway.proxy.core import Allowed, DecisionCore, Denied
 from gateway.proxy.exchange import Deadlines, Exchange, Receive, Send
 from gateway.proxy.forwarder import Forwarder
-from gateway.proxy.headers import Header, HeaderPolicy
+from gateway.proxy.headers import Header, HeaderPolicy, IncomingHeaders
 from gateway.proxy.mcp import McpGuard
 from gateway.proxy.paths import upstream_target
 from gateway.proxy.routes import Route
@@ -55,8 +57,10 @@ class Proxy:
         access_log: AccessLog | None = None,
         forwarded: ForwardedPolicy | None = None,
         resources: Resources | None = None,
+        dpop: Checker | None = None,
     ) -> None:
-        """``resources``: the gateway's registry (default: built from ``config``)."""
+        """``resources``: the gateway's registry (default: built from ``config``); ``dpop``:
+        its DPoP checker (default: one of the proxy's own, its nonces from a random key)."""
         self._headers = HeaderPolicy(config.proxy.identity_headers, config.proxy.assertion.header)
         #: the gateway's one policy for ``[proxy] trusted_proxies`` (its issuer reads it too)
         self._forwarded = forwarded or ForwardedPolicy(config.proxy.trusted_proxies)
@@ -70,6 +74,7 @@ class Proxy:
             self._headers,
             self.metrics,
             resources or Resources.from_config(config),
+            dpop or Checker(config.dpop, config.tokens.leeway, os.urandom(32)),
         )
         self.access_log = access_log or AccessLog(config.logging.format or "json")
         self._deadlines = Deadlines()
@@ -98,13 +103,16 @@ class Proxy:
         context = RequestContext(scope, incoming.request_id, self._forwarded.is_trusted)
         try:
             raw_path = context.raw_path
+            proofs = incoming.dpop
             decision = self.core.decide(
                 raw_path,
                 incoming.host,
-                context.method,
+                context.method,  # as sent: a DPoP proof signs the method on the wire
                 incoming.authorization,
                 incoming.method_overrides,
                 drops_overrides=True,
+                proofs=proofs,
+                origin=self._origin(scope, incoming, context.peer) if proofs else None,
             )
             if decision.token is not None:  # a 403 names whose token it refused too
                 context.client_id, context.sub = decision.token.client_id, decision.token.sub
@@ -119,6 +127,7 @@ class Proxy:
             config = route.config
             if config.forward_token:
                 headers += [(b"authorization", v.encode("latin-1")) for v in incoming.authorization]
+                headers += [(b"dpop", v.encode("latin-1")) for v in proofs]
             if decision.method_override is not None:
                 # the method checked, under each name the client used, spelled with "-"
                 method = decision.method_override.encode("ascii")
@@ -144,6 +153,9 @@ class Proxy:
                 self._loop or asyncio.get_running_loop(),
                 self.metrics,
             )
+            if decision.token is not None and decision.token.jkt is not None:
+                nonce = self.core.dpop.nonce()  # the next one, for the client's next proof
+                exchange.nonce = None if nonce is None else nonce.encode("ascii")
             if route.mcp is not None and (context.method == "POST" or incoming.has_body):
                 await self._relay_message(
                     route.mcp, exchange, decision, incoming.kept, headers, target
@@ -212,6 +224,12 @@ class Proxy:
         await exchange.run(
             self._forwarder, route.upstream, exchange.context.method, target, headers, True, body
         )
+
+    def _origin(self, scope: dict[str, Any], incoming: IncomingHeaders, peer: str | None) -> str:
+        """``scheme://host`` as the client used it: the request's, or what a trusted proxy in
+        front reports (``gateway.forwarded``); the host as sent, unnormalised."""
+        host = None if incoming.host is None else incoming.host.decode("latin-1")
+        return self._forwarded.origin(incoming.forwarded, peer, scope["scheme"], host)
 
 
 def _error_status(exchange: Exchange | None, error: GatewayError) -> str:

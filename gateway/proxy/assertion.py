@@ -6,8 +6,9 @@ a JWT signed by the gateway's active key (the same JWKS as its access tokens) wi
 ``typ: "assertion+jwt"``, so it can never be taken for an access token, nor an access token for
 it (RFC 8725 §3.11: explicit typing). Claims: ``iss``, ``aud`` (the route's
 ``assertion_audience``), ``sub``, ``email`` (when the token names one), ``client_id``,
-``scope``, ``iat``, ``exp`` (``now + ttl``, never past the access token's ``exp``), ``jti`` and
-``at_jti`` (the access token's, for audit).
+``scope``, ``iat``, ``exp`` (``now + ttl``, never past the access token's ``exp``), ``jti``,
+``at_jti`` (the access token's, for audit) and, for a DPoP-bound token, its ``cnf`` (RFC 7800:
+the upstream learns that the caller proved the key, and which one).
 
 A signature (RS256 above all) costs far more than the rest of a request, so an assertion is
 remembered per (access token, audience) and served again until shortly before its ``exp``.
@@ -63,6 +64,8 @@ class AssertionSigner:
         }
         if token.email:
             claims["email"] = token.email
+        if token.jkt is not None:
+            claims["cnf"] = {"jkt": token.jkt}
         assertion = self._keyring.sign(claims, ASSERTION_TYPE).encode("ascii")
         if len(self._cache) >= CACHE_SIZE:
             self._cache.clear()  # rare; as the validator's cache

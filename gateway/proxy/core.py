@@ -2,8 +2,9 @@
 
 One function for both doors (Oathkeeper's ``RequestHandler`` for its proxy and its decision
 API): the proxy (``app.py``) and the decision endpoint for edges (``decisions.py``) describe a
-request as (raw path, raw host, method, ``Authorization`` values, method override headers) and
-get the same answer, so the two modes can never drift. In the proxy's order:
+request as (raw path, raw host, method, ``Authorization`` values, method override headers, and
+for DPoP the ``DPoP`` values and the origin the client used) and get the same answer, so the
+two modes can never drift. In the proxy's order:
 
 1. the host normalised, an invalid one refused (``gateway.hosts``, ``BadHost``);
 2. the path decoded once, tricks refused (``paths.decode_path``, ``BadRequestPath``);
@@ -11,9 +12,10 @@ get the same answer, so the two modes can never drift. In the proxy's order:
    ``MethodNotAllowed``); with a method override the route allows, the route for the
    overriding method instead (``overrides.py``: ``BadMethodOverride``, and at ``/decisions``
    ``MethodOverrideRefused`` where the proxy drops the header);
-4. for a non-public route, the bearer token validated for the route's audience and its scopes
-   checked (``auth.authenticate``, ``auth.authorize``: ``MissingToken``, ``InvalidToken``,
-   ``InsufficientScope``);
+4. for a non-public route, the token validated for the route's audience, a DPoP-bound one's
+   proof checked against the method as sent and the URL as the client used it (origin and raw
+   path), and its scopes checked (``auth.authenticate``, ``auth.authorize``: ``MissingToken``,
+   ``InvalidToken``, ``InsufficientScope``, the ``DPoP`` scheme's ``proofs.py``);
 5. the identity headers the token vouches for, and the signed assertion when enabled.
 
 A denial is returned, not raised, with the route when one matched: the proxy names it in its
@@ -28,10 +30,12 @@ On an ``mcp = true`` route the proxy has a second step once it has read a ``tool
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gateway.config import Config
-from gateway.errors import BearerError, GatewayError, MethodOverrideRefused
+from gateway.dpop import Checker
+from gateway.errors import BearerError, GatewayError, InsufficientScope, MethodOverrideRefused
 from gateway.hosts import Host, HostCache
 from gateway.introspect.validator import AccessToken, BearerValidator
 from gateway.metrics import Metrics
@@ -41,6 +45,7 @@ from gateway.proxy.headers import UNDERSCORE, Header, HeaderPolicy
 from gateway.proxy.mcp import McpGuard
 from gateway.proxy.overrides import OVERRIDABLE, overriding_method
 from gateway.proxy.paths import decode_path
+from gateway.proxy.proofs import DpopInsufficientScope
 from gateway.proxy.routes import Route, RouteTable
 from gateway.resources import Resources
 
@@ -77,8 +82,11 @@ class DecisionCore:
         headers: HeaderPolicy,
         metrics: Metrics,
         resources: Resources,
+        dpop: Checker,
     ) -> None:
         self._metrics = metrics
+        #: DPoP proofs (RFC 9449): the gateway's one checker, shared with the token endpoint
+        self.dpop = dpop
         self.routes = RouteTable.from_config(config.routes, resources)
         self._hosts = HostCache()
         self._validator = validator
@@ -100,12 +108,16 @@ class DecisionCore:
         method_overrides: tuple[Header, ...] = (),
         *,
         drops_overrides: bool = False,
+        proofs: Sequence[str] = (),
+        origin: str | None = None,
     ) -> Allowed | Denied:
         """Decide on one request: ``raw_path`` as sent (percent-encoded, without the query),
         ``raw_host`` as sent (None or empty: no host), ``authorization`` every
         ``Authorization`` value, ``method_overrides`` the override headers as sent.
         ``drops_overrides``: the door keeps those headers from the upstream unless the decision
-        honours them (the proxy), so one not honoured is dropped there rather than refused."""
+        honours them (the proxy), so one not honoured is dropped there rather than refused.
+        ``proofs``: every ``DPoP`` value; ``origin``: ``scheme://host`` as the client used it,
+        needed with a proof only (the proof's ``htu`` is the origin and ``raw_path``)."""
         route: Route | None = None
         token: AccessToken | None = None
         override: str | None = None
@@ -120,7 +132,17 @@ class DecisionCore:
                 )
             if route.config.public:
                 return Allowed(route, path, [], host, None, override)
-            token = authenticate(self._validator, route, authorization, self._audience)
+            url = f"{origin}{raw_path.decode('latin-1')}" if proofs and origin else ""
+            token = authenticate(
+                self._validator,
+                route,
+                authorization,
+                self._audience,
+                self.dpop,
+                proofs,
+                method,
+                url,
+            )
             authorize(route, token)
             identity = self._headers.identity(token)
         except GatewayError as exc:
@@ -143,6 +165,8 @@ class DecisionCore:
         try:
             guard.authorize(tool, token.scopes)
         except GatewayError as exc:
+            if token.jkt is not None and isinstance(exc, InsufficientScope):
+                exc = DpopInsufficientScope.of(exc)  # in the scheme the token came with
             self._metrics.token_failed(exc.reason)
             if isinstance(exc, BearerError):
                 challenged(route, exc)

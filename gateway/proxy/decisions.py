@@ -13,6 +13,13 @@ The request being decided is read, in this order:
 3. the request itself with ``/decisions`` cut off the front (Envoy, ``path_prefix``), keeping
    its method, ``Host`` and path.
 
+DPoP (RFC 9449): every ``DPoP`` header the edge passes, and the URL the client used: the
+scheme from ``X-Forwarded-Proto`` (each edge sets it; without it, the scheme the edge asks in),
+the host and the path as above, and ``X-Forwarded-Port`` when the host names no port (nginx's
+``$host`` never does). The method a proof signs is the described one, the method the
+client sent. An allowed DPoP request's answer carries the next ``DPoP-Nonce`` when nonces are
+on, for the edges that pass it to the client.
+
 The host is normalised and checked in the decision core (``gateway.hosts``), as the proxy's
 is; so are method override headers (``overrides.py``): the edge forwards them whatever the
 answer, so one the route does not honour is refused here, where the proxy would drop it.
@@ -37,6 +44,7 @@ touches the database.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from gateway.config import DECISIONS_PREFIX, Config
@@ -58,13 +66,27 @@ _FORWARDED_HOST = b"x-forwarded-host"
 _FORWARDED_URI = b"x-forwarded-uri"
 _ORIGINAL_METHOD = b"x-original-method"
 _ORIGINAL_URI = b"x-original-uri"
+_FORWARDED_PROTO = b"x-forwarded-proto"
+_FORWARDED_PORT = b"x-forwarded-port"
 _HOST = b"host"
 _AUTHORIZATION = b"authorization"
+_DPOP = b"dpop"
 #: the headers a decision reads, each at most once (Authorization: see ``auth.bearer_token``)
 _DESCRIBING = frozenset(
-    {_FORWARDED_METHOD, _FORWARDED_HOST, _FORWARDED_URI, _ORIGINAL_METHOD, _ORIGINAL_URI, _HOST}
+    {
+        _FORWARDED_METHOD,
+        _FORWARDED_HOST,
+        _FORWARDED_URI,
+        _FORWARDED_PROTO,
+        _FORWARDED_PORT,
+        _ORIGINAL_METHOD,
+        _ORIGINAL_URI,
+        _HOST,
+    }
 )
 _NO_STORE = (b"cache-control", b"no-store")
+_PORTED = re.compile(r":[0-9]*\Z")
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
 def is_decision_path(path: str) -> bool:
@@ -74,7 +96,16 @@ def is_decision_path(path: str) -> bool:
 class Described:
     """The request an edge asks about."""
 
-    __slots__ = ("authorization", "host", "method", "method_overrides", "raw_path")
+    __slots__ = (
+        "authorization",
+        "host",
+        "method",
+        "method_overrides",
+        "port",
+        "proofs",
+        "raw_path",
+        "scheme",
+    )
 
     def __init__(
         self,
@@ -83,6 +114,9 @@ class Described:
         raw_path: bytes,
         authorization: list[str],
         method_overrides: tuple[Header, ...],
+        proofs: list[str],
+        scheme: str,
+        port: str | None = None,
     ) -> None:
         self.method = method
         #: as the edge sent it (``Host`` or ``X-Forwarded-Host``), latin-1
@@ -90,6 +124,21 @@ class Described:
         self.raw_path = raw_path
         self.authorization = authorization
         self.method_overrides = method_overrides
+        #: every ``DPoP`` value, and the scheme the client used (``X-Forwarded-Proto``)
+        self.proofs = proofs
+        self.scheme = scheme
+        #: ``X-Forwarded-Port``, for a host without one
+        self.port = port
+
+    @property
+    def origin(self) -> str:
+        """``scheme://host`` as the client used it; empty without a host."""
+        if not self.host:
+            return ""
+        host = self.host
+        if self.port and not _PORTED.search(host) and self.port != _DEFAULT_PORTS.get(self.scheme):
+            host = f"{host}:{self.port}"
+        return f"{self.scheme}://{host}"
 
 
 def describe(scope: dict[str, Any], raw_path: bytes) -> Described:
@@ -98,10 +147,13 @@ def describe(scope: dict[str, Any], raw_path: bytes) -> Described:
     incomplete or contradictory."""
     fields: dict[bytes, str] = {}
     authorization: list[str] = []
+    proofs: list[str] = []
     overrides: list[Header] = []
     for name, value in scope["headers"]:
         if name == _AUTHORIZATION:
             authorization.append(value.decode("latin-1"))
+        elif name == _DPOP:
+            proofs.append(value.decode("latin-1"))
         elif name in _DESCRIBING:
             if name in fields:
                 raise AmbiguousRequest(f"more than one {name.decode()} header")
@@ -111,12 +163,16 @@ def describe(scope: dict[str, Any], raw_path: bytes) -> Described:
         ):
             overrides.append((name, value))
     host = fields.get(_HOST)
+    scheme = fields.get(_FORWARDED_PROTO, scope["scheme"]).strip().lower()
+    port = fields.get(_FORWARDED_PORT)
     forwarded = (fields.get(_FORWARDED_METHOD), fields.get(_FORWARDED_URI))
     original = (fields.get(_ORIGINAL_METHOD), fields.get(_ORIGINAL_URI))
     if forwarded == (None, None) and original == (None, None):
         # not below the prefix (an encoded "/decisions"): refused as a path trick by the core
         rest = raw_path[len(_PREFIX) :] if raw_path.startswith(_PREFIX) else b""
-        return Described(scope["method"], host, rest, authorization, tuple(overrides))
+        return Described(
+            scope["method"], host, rest, authorization, tuple(overrides), proofs, scheme, port
+        )
     if forwarded != (None, None) and original != (None, None):
         pairs = (*zip(forwarded, original, strict=True), (fields.get(_FORWARDED_HOST), host))
         for one, other in pairs:
@@ -134,7 +190,9 @@ def describe(scope: dict[str, Any], raw_path: bytes) -> Described:
     if not METHOD.fullmatch(method):
         raise AmbiguousRequest("the forwarded method is not an HTTP method")
     path = uri.partition("?")[0]
-    return Described(method, host, path.encode("latin-1"), authorization, tuple(overrides))
+    return Described(
+        method, host, path.encode("latin-1"), authorization, tuple(overrides), proofs, scheme, port
+    )
 
 
 class DecisionEndpoint:
@@ -170,6 +228,8 @@ class DecisionEndpoint:
                 request.method,
                 request.authorization,
                 request.method_overrides,
+                proofs=request.proofs,
+                origin=request.origin,
             )
             route = decision.route
             if (
@@ -194,6 +254,9 @@ class DecisionEndpoint:
 
     async def _allow(self, send: Send, decision: Allowed) -> None:
         headers: list[Header] = [*decision.identity, _NO_STORE, (b"content-length", b"0")]
+        nonce = self._core.dpop.nonce() if decision.token and decision.token.jkt else None
+        if nonce is not None:
+            headers.append((b"dpop-nonce", nonce.encode("ascii")))
         sent = {name.lower() for name, _ in decision.identity}
         unset = b",".join(name for name in self._settable if name not in sent)
         if unset:

@@ -154,6 +154,7 @@ class Exchange:
         "idle",
         "loop",
         "metrics",
+        "nonce",
         "receive",
         "started",
         "wait",
@@ -185,6 +186,8 @@ class Exchange:
         self._expired = False
         #: loop time by which the exchange must make its next step
         self.deadline = 0.0
+        #: the ``DPoP-Nonce`` the response carries (RFC 9449 §8), in place of any upstream's
+        self.nonce: bytes | None = None
 
     def deadline_in(self, seconds: float) -> None:
         self.deadline = self.loop.time() + seconds
@@ -271,6 +274,9 @@ class Exchange:
         context = self.context
         context.upstream_answered(upstream.status)
         headers, cookies_dropped = response_headers(upstream.headers, context.request_id)
+        if self.nonce is not None:
+            headers = [h for h in headers if h[0] != b"dpop-nonce"]
+            headers.append((b"dpop-nonce", self.nonce))
         if cookies_dropped:
             self.metrics.upstream_cookies_dropped(context.route or "", cookies_dropped)
         await send({"type": "http.response.start", "status": upstream.status, "headers": headers})

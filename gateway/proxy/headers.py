@@ -4,7 +4,8 @@ Request, in one pass over the client's headers:
 
 - hop-by-hop headers (RFC 9110 §7.6.1) are dropped, with every header that ``Connection``
   names; so are ``Host`` (the upstream's own is sent) and ``Authorization`` unless the route
-  forwards the token. ``Expect: 100-continue`` is passed on (RFC 9110 §10.1.1: a proxy
+  forwards the token, and ``DPoP`` (RFC 9449: the proof goes with the token it is for) on the
+  same terms. ``Expect: 100-continue`` is passed on (RFC 9110 §10.1.1: a proxy
   forwards the expectation), so the upstream decides whether it wants the body before the
   client sends it; any other expectation is dropped;
 - identity headers (and the identity assertion's) are dropped in any spelling
@@ -82,7 +83,8 @@ _RESPONSE_SPECIAL = HOP_BY_HOP | {REQUEST_ID, SET_COOKIE}
     _LENGTH,
     _ID,
     _OVERRIDE,
-) = range(10)
+    _DPOP,
+) = range(11)
 
 
 class IncomingHeaders:
@@ -90,6 +92,7 @@ class IncomingHeaders:
 
     __slots__ = (
         "authorization",
+        "dpop",
         "forwarded",
         "has_body",
         "host",
@@ -104,6 +107,8 @@ class IncomingHeaders:
         #: ``Host`` as received (the last one; a repeated Host is the listener's to refuse)
         self.host: bytes | None = None
         self.authorization: list[str] = []
+        #: ``DPoP`` proofs as received (RFC 9449 §4.1; more than one is refused)
+        self.dpop: list[str] = []
         #: ``X-Forwarded-*`` / ``Forwarded`` values as received, by lower-case name
         self.forwarded: dict[bytes, list[str]] = {}
         #: RFC 9112 §6.3: a request has a body only when it says so
@@ -143,6 +148,7 @@ class HeaderPolicy:
                 b"expect": _EXPECT,
                 b"host": _HOST,
                 b"authorization": _AUTHORIZATION,
+                b"dpop": _DPOP,
                 b"content-length": _LENGTH,
                 REQUEST_ID: _ID,
             }
@@ -185,12 +191,16 @@ class HeaderPolicy:
                 kept.append((b"expect", b"100-continue"))
             elif action == _OVERRIDE:
                 incoming.method_overrides += (header,)
+            elif action == _DPOP:
+                incoming.dpop.append(header[1].decode("latin-1"))
         if connection is not None:
             dropped = named_by_connection(connection)
             if dropped:
                 incoming.kept = [h for h in kept if h[0] not in dropped]
                 if b"authorization" in dropped:
                     incoming.authorization = []
+                if b"dpop" in dropped:
+                    incoming.dpop = []
                 for name in dropped & FORWARDED:
                     incoming.forwarded.pop(name, None)
                 incoming.method_overrides = tuple(
