@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse, Response
 
-from gateway.bearer import bearer_token
+from gateway.bearer import credentials
 from gateway.errors import InsufficientScope, InvalidToken
 from gateway.introspect.validator import BearerValidator
 from gateway.issuer.idtoken import user_claims
@@ -33,7 +33,7 @@ class UserInfoEndpoint:
 
     async def signed_in_user(self, http: HTTPRequest, scope: str) -> tuple[User, frozenset[str]]:
         """The user of the request's access token and the token's scopes, if it has ``scope``."""
-        token = bearer_token(http.headers.getlist("authorization"))
+        _, token = credentials(http.headers.getlist("authorization"), dpop=False)
         access = self.validator.validate(token, self.audience)
         if scope not in access.scopes:
             raise InsufficientScope(scope)
