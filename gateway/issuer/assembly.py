@@ -32,7 +32,7 @@ from gateway.issuer.session import SessionCodec, Sessions
 from gateway.issuer.signout import SignOut
 from gateway.issuer.token_endpoints import IntrospectionEndpoint, RevocationEndpoint, TokenEndpoint
 from gateway.issuer.tokens import TokenGenerator, TokenStore
-from gateway.issuer.userinfo import UserInfoEndpoint
+from gateway.issuer.userinfo import ME, USERINFO, UserInfoEndpoint
 from gateway.keys import session_secret
 from gateway.resource_metadata import ResourceMetadataEndpoint
 from gateway.resources import METADATA_PREFIX, registrable_scopes
@@ -109,7 +109,9 @@ def issuer_routes(gateway: Gateway) -> list[Route]:
         registered_scopes,
         config.par,
     )
-    userinfo = UserInfoEndpoint(gateway.validator, config.audience, storage)
+    userinfo = UserInfoEndpoint(
+        gateway.validator, config.audience, storage, gateway.dpop, config.issuer
+    )
     # RFC 9728: every method reaches the endpoint, which answers 405 itself
     resource_metadata = ResourceMetadataEndpoint(gateway.resources, config.issuer)
     registration = RegistrationEndpoint(
@@ -127,7 +129,7 @@ def issuer_routes(gateway: Gateway) -> list[Route]:
         Route("/oauth/par", pushed.push, methods=["POST"]),
         Route("/oauth/revoke", revocation.revoke, methods=["POST"]),
         Route("/oauth/introspect", introspection.introspect, methods=["POST"]),
-        Route("/oauth/userinfo", userinfo.userinfo, methods=["GET", "POST"]),
-        Route("/oauth/me", userinfo.me, methods=["GET"]),
+        Route(USERINFO, userinfo.userinfo, methods=["GET", "POST"]),
+        Route(ME, userinfo.me, methods=["GET"]),
         *registration.routes(),
     ]

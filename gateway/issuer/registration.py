@@ -4,8 +4,9 @@ client's configuration endpoint (RFC 7592) at ``/oauth/register/{client_id}``.
 Served when ``[registration] dynamic`` is ``"open"`` (anyone may register) or ``"token"`` (a
 registration carries an initial access token, ``Authorization: Bearer``, from ``gateway
 registration token create``: ``gateway.registration_tokens``). A registration is checked in
-this order: the initial access token (401 ``invalid_token``, RFC 6750 §3.1), the body (a JSON
-object of at most ``MAX_BODY`` bytes: 400 ``invalid_request``, 413), the metadata
+this order: the initial access token (401 ``invalid_token``, RFC 6750 §3.1; two
+``Authorization`` headers are 400 ``invalid_request``, as at every protected resource), the
+body (a JSON object of at most ``MAX_BODY`` bytes: 400 ``invalid_request``, 413), the metadata
 (``client_metadata``: 400 ``invalid_redirect_uri`` / ``invalid_client_metadata``), then, in one
 transaction, the address's hourly count (429 with ``Retry-After``: ``registration_rate``), a use
 of the initial access token, and the client. A failed registration spends and counts nothing.
@@ -38,7 +39,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway import accounts, strict_json
-from gateway.bearer import bearer_token
+from gateway.bearer import credentials
 from gateway.config import Config
 from gateway.errors import InvalidToken
 from gateway.forwarded import ForwardedPolicy
@@ -110,7 +111,7 @@ class RegistrationEndpoint:
     async def register(self, http: HTTPRequest) -> Response:
         initial = None
         if self.needs_token:
-            initial = bearer_token(http.headers.getlist("authorization"))
+            initial = _bearer(http)
             token = initial
             if not await run_in_threadpool(self.storage.read, lambda c: is_usable(c, token)):
                 raise InvalidToken("invalid initial access token")
@@ -166,7 +167,7 @@ class RegistrationEndpoint:
             headers = {**dict(NO_STORE), "Allow": ", ".join(CONFIGURATION)}
             return Response(status_code=405, headers=headers)
         client_id = http.path_params["client_id"]
-        token = bearer_token(http.headers.getlist("authorization"))
+        token = _bearer(http)
         await run_in_threadpool(self._check, client_id, token)
         try:
             if http.method == "DELETE":
@@ -313,3 +314,8 @@ def refusal(error: OAuth2Error) -> Response:
     if isinstance(error, TooManyRegistrations):
         headers["Retry-After"] = str(error.retry_after)
     return JSONResponse(body, error.status_code or 400, headers)
+
+
+def _bearer(http: HTTPRequest) -> str:
+    """The request's ``Bearer`` token: these tokens are opaque, never DPoP-bound."""
+    return credentials(http.headers.getlist("authorization"), dpop=False)[1]

@@ -1,7 +1,8 @@
 """Authenticate and authorize a proxied request: RFC 6750 and RFC 9449 at the resource's door.
 
 The token is read from the one ``Authorization`` header, by scheme (compared
-case-insensitively, RFC 9110 §11.1), as ``gateway.bearer`` reads a bearer token:
+case-insensitively, RFC 9110 §11.1), by ``gateway.bearer.credentials`` as every protected
+resource of the gateway reads it:
 
 - ``Bearer``: validated; a DPoP-bound token (``cnf.jkt``) is refused (RFC 9449 §7.2: it would
   let whoever copied it skip the proof), and so is every bearer request at a
@@ -31,25 +32,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gateway.dpop import Checker, ProofRefused
-from gateway.errors import BearerError, InsufficientScope, InvalidToken, MissingToken
+from gateway.bearer import BEARER, BOUND, credentials, proven
+from gateway.dpop import Checker
+from gateway.errors import BearerError, InsufficientScope
 from gateway.introspect.validator import AccessToken, BearerValidator
-from gateway.proxy.proofs import (
-    PROOF_MISSING,
-    BearerRefused,
-    DpopChallenge,
-    DpopInsufficientScope,
-    DpopInvalidToken,
-    DpopRepeatedCredentials,
-    DpopTokenRequired,
-    InvalidDpopProof,
-    RepeatedCredentials,
-)
+from gateway.proxy.proofs import DpopChallenge, DpopInsufficientScope, DpopInvalidToken
 from gateway.proxy.routes import Route
-
-_NOT_BOUND = "the token is not DPoP-bound"
-_BOUND = "a DPoP-bound token needs the DPoP scheme and a proof"
-_KEY = "invalid DPoP key binding"
 
 
 def authenticate(
@@ -64,49 +52,20 @@ def authenticate(
 ) -> AccessToken:
     """The validated token of a request to a non-public ``route``: ``proofs`` its ``DPoP``
     header values, ``method`` as sent, ``url`` as the client used it (without the query)."""
-    required = route.config.dpop == "required"
-    if len(authorization) > 1 or len(proofs) > 1:
-        dpop = required or bool(proofs) or any(_scheme(v)[0] == "dpop" for v in authorization)
-        raise DpopRepeatedCredentials() if dpop else RepeatedCredentials()
-    if not authorization:
-        raise DpopTokenRequired() if required else MissingToken()
-    scheme, token = _scheme(authorization[0])
+    scheme, token = credentials(
+        authorization,
+        proofs,
+        dpop=checker is not None,
+        dpop_required=route.config.dpop == "required",
+    )
     audience = route.config.audience or audience
-    if scheme == "bearer":
-        if required:
-            raise BearerRefused()
-        if not token:
-            raise InvalidToken("empty bearer token")
+    if scheme == BEARER:
         access = validator.validate(token, audience)
         if access.jkt is not None:
-            raise DpopInvalidToken(_BOUND)
+            raise DpopInvalidToken(BOUND)
         return access
-    if scheme != "dpop" or checker is None:
-        raise DpopTokenRequired() if required else MissingToken()
-    if not token:
-        raise DpopInvalidToken("empty access token")
-    try:
-        access = validator.validate(token, audience)
-    except InvalidToken as exc:
-        raise DpopInvalidToken(exc.description) from None
-    if access.jkt is None:
-        raise DpopInvalidToken(_NOT_BOUND)
-    if not proofs:
-        raise InvalidDpopProof(PROOF_MISSING)
-    try:
-        jkt = checker.check(proofs[0], method, url, token)
-    except ProofRefused as exc:
-        nonce = checker.nonce() if exc.error == "use_dpop_nonce" else None
-        raise InvalidDpopProof(exc, nonce) from None
-    if jkt != access.jkt:
-        raise DpopInvalidToken(_KEY)
-    return access
-
-
-def _scheme(value: str) -> tuple[str, str]:
-    """An ``Authorization`` value's scheme, lower-cased, and its credentials."""
-    scheme, _, token = value.strip().partition(" ")
-    return scheme.lower(), token.strip()
+    assert checker is not None  # credentials() takes the DPoP scheme only with a checker
+    return proven(validator, token, audience, checker, proofs, method, url)
 
 
 def authorize(route: Route, token: AccessToken) -> None:

@@ -71,7 +71,7 @@ _FORWARDED_PORT = b"x-forwarded-port"
 _HOST = b"host"
 _AUTHORIZATION = b"authorization"
 _DPOP = b"dpop"
-#: the headers a decision reads, each at most once (Authorization: see ``auth.bearer_token``)
+#: the headers a decision reads, each at most once (Authorization: ``gateway.bearer.credentials``)
 _DESCRIBING = frozenset(
     {
         _FORWARDED_METHOD,

@@ -455,9 +455,7 @@ def test_token_mode_without_a_token_is_a_bare_bearer_challenge(token_mode, stora
     assert response.headers["www-authenticate"] == 'Bearer realm="gateway"'
 
 
-@pytest.mark.parametrize(
-    "kind", ["unknown", "expired", "revoked", "used-up", "empty", "two-headers"]
-)
+@pytest.mark.parametrize("kind", ["unknown", "expired", "revoked", "used-up", "empty"])
 def test_token_mode_refuses_a_token_that_allows_nothing(token_mode, storage, kind):
     new = make_token(storage)
     token = new.token
@@ -474,19 +472,38 @@ def test_token_mode_refuses_a_token_that_allows_nothing(token_mode, storage, kin
         registered(register(token_mode, native(), **headers))
     elif kind == "empty":
         headers = {"Authorization": "Bearer "}
-    if kind == "two-headers":
-        response = token_mode.post(
-            REGISTER,
-            json=native(),
-            headers=[("Authorization", f"Bearer {token}")] * 2,  # type: ignore[arg-type]
-        )
-    else:
-        response = register(token_mode, native(), **headers)
+    response = register(token_mode, native(), **headers)
     assert response.status_code == 401, response.text
     assert response.headers["www-authenticate"].startswith(
         'Bearer realm="gateway", error="invalid_token"'
     )
     assert response.json()["error"] == "invalid_token"
+
+
+def assert_repeated(response: httpx.Response) -> None:
+    """RFC 6750 §3.1: a repeated parameter is ``invalid_request`` (400), as at every protected
+    resource of the gateway, in the ``Bearer`` scheme: these tokens are never DPoP-bound."""
+    assert response.status_code == 400, response.text
+    assert response.headers["www-authenticate"].startswith(
+        'Bearer realm="gateway", error="invalid_request"'
+    )
+    assert response.json()["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize("second", ["Bearer", "DPoP"])
+def test_two_authorization_headers_are_invalid_request_and_spend_nothing(
+    token_mode, storage, second
+):
+    new = make_token(storage)
+    two = [("Authorization", f"Bearer {new.token}"), ("Authorization", f"{second} {new.token}")]
+    assert_repeated(token_mode.post(REGISTER, json=native(), headers=two))  # type: ignore[arg-type]
+    registered(register(token_mode, native(), **bearer(new.token)))  # its one use is left
+
+
+def test_the_dpop_scheme_is_no_registration_token(token_mode, storage):
+    response = register(token_mode, native(), Authorization=f"DPoP {make_token(storage).token}")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer realm="gateway"'
 
 
 def test_a_token_allows_its_uses_and_a_failed_registration_spends_none(token_mode, storage):
@@ -713,6 +730,16 @@ def test_the_configuration_endpoint_needs_the_clients_own_token(registrar, stora
     response = registrar.request(method, f"{REGISTER}/nobody", headers=bearer("x"))
     assert response.status_code == 401
     assert row(storage, mine["client_id"]) is not None
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+def test_the_configuration_endpoint_refuses_two_authorization_headers(registrar, method):
+    body = registered(register(registrar, native()))
+    path = configuration(registrar, body)
+    token = body["registration_access_token"]
+    two = [("Authorization", f"Bearer {token}")] * 2
+    assert_repeated(registrar.request(method, path, json=native(), headers=two))  # type: ignore[arg-type]
+    assert registrar.get(path, headers=bearer(token)).status_code == 200  # not rotated
 
 
 def test_head_is_refused_rather_than_rotating_the_token_unseen(registrar):
