@@ -23,9 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gateway.dpop import Checker, ProofRefused
-from gateway.errors import InvalidToken, MissingToken
-from gateway.introspect.validator import AccessToken, BearerValidator
-from gateway.proxy.proofs import (
+from gateway.dpop_challenges import (
     PROOF_MISSING,
     BearerRefused,
     DpopInvalidToken,
@@ -34,6 +32,8 @@ from gateway.proxy.proofs import (
     InvalidDpopProof,
     RepeatedCredentials,
 )
+from gateway.errors import InvalidToken, MissingToken
+from gateway.introspect.validator import AccessToken, BearerValidator
 
 BEARER = "bearer"
 DPOP = "dpop"

@@ -11,7 +11,7 @@
     │   └── InsufficientScope        403, error="insufficient_scope", scope="..."
     │       └── ToolScopeRequired    403, the scopes of the tool a ``tools/call`` names
     │       (at a route, each also with resource_metadata="...", a 401 with scope="...")
-    │       (DPoP-scheme refusals, RFC 9449 §7: ``proxy/proofs.py``)
+    │       (DPoP-scheme refusals, RFC 9449 §7: ``dpop_challenges.py``)
     ├── RouteNotFound                404
     ├── MethodNotAllowed             405 with ``Allow``
     ├── BadRequestPath               400 (path tricks)

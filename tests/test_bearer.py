@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 
 from gateway.bearer import credentials
-from gateway.errors import GatewayError, InvalidToken, MissingToken
-from gateway.proxy.proofs import (
+from gateway.dpop_challenges import (
     BearerRefused,
     DpopInvalidToken,
     DpopRepeatedCredentials,
     DpopTokenRequired,
     RepeatedCredentials,
 )
+from gateway.errors import GatewayError, InvalidToken, MissingToken
 
 
 @pytest.mark.parametrize(

@@ -23,12 +23,12 @@ from starlette.responses import JSONResponse, Response
 
 from gateway.bearer import BEARER, BOUND, credentials, proven
 from gateway.dpop import Checker
+from gateway.dpop_challenges import DpopChallenge, DpopInsufficientScope, DpopInvalidToken
 from gateway.errors import InsufficientScope, InvalidToken
 from gateway.introspect.validator import AccessToken, BearerValidator
 from gateway.issuer.idtoken import user_claims
 from gateway.issuer.server import NO_STORE
 from gateway.models import User
-from gateway.proxy.proofs import DpopChallenge, DpopInsufficientScope, DpopInvalidToken
 from gateway.storage import Storage
 
 #: the two doors' paths, as discovery publishes them under the issuer

@@ -17,9 +17,9 @@ Errors (RFC 6750 §3.1): no token -> 401 with a bare challenge; a bad one -> 401
 ``invalid_token``; a bad proof -> 401 ``invalid_dpop_proof`` (``use_dpop_nonce`` with a
 ``DPoP-Nonce``); two ``Authorization`` or two ``DPoP`` headers -> 400 ``invalid_request``; a
 valid token without the route's scopes -> 403 ``insufficient_scope``. Refusals where DPoP is
-involved challenge in the ``DPoP`` scheme (``proofs.py``). When a route accepts any of several
-scope sets, the challenge's ``scope`` names the first set: one set that would do, rather than a
-union the client need not hold.
+involved challenge in the ``DPoP`` scheme (``gateway.dpop_challenges``). When a route accepts
+any of several scope sets, the challenge's ``scope`` names the first set: one set that would
+do, rather than a union the client need not hold.
 
 Every such refusal at a route says where the route's resource publishes its metadata (RFC 9728
 §5.1: "resource_metadata"), and a 401 which scopes to ask for, so that a client (an MCP
@@ -34,9 +34,9 @@ from collections.abc import Sequence
 
 from gateway.bearer import BEARER, BOUND, credentials, proven
 from gateway.dpop import Checker
+from gateway.dpop_challenges import DpopChallenge, DpopInsufficientScope, DpopInvalidToken
 from gateway.errors import BearerError, InsufficientScope
 from gateway.introspect.validator import AccessToken, BearerValidator
-from gateway.proxy.proofs import DpopChallenge, DpopInsufficientScope, DpopInvalidToken
 from gateway.proxy.routes import Route
 
 

@@ -15,7 +15,7 @@ two modes can never drift. In the proxy's order:
 4. for a non-public route, the token validated for the route's audience, a DPoP-bound one's
    proof checked against the method as sent and the URL as the client used it (origin and raw
    path), and its scopes checked (``auth.authenticate``, ``auth.authorize``: ``MissingToken``,
-   ``InvalidToken``, ``InsufficientScope``, the ``DPoP`` scheme's ``proofs.py``);
+   ``InvalidToken``, ``InsufficientScope``, the ``DPoP`` scheme's ``gateway.dpop_challenges``);
 5. the identity headers the token vouches for, and the signed assertion when enabled.
 
 A denial is returned, not raised, with the route when one matched: the proxy names it in its
@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from gateway.config import Config
 from gateway.dpop import Checker
+from gateway.dpop_challenges import DpopInsufficientScope
 from gateway.errors import BearerError, GatewayError, InsufficientScope, MethodOverrideRefused
 from gateway.hosts import Host, HostCache
 from gateway.introspect.validator import AccessToken, BearerValidator
@@ -45,7 +46,6 @@ from gateway.proxy.headers import UNDERSCORE, Header, HeaderPolicy
 from gateway.proxy.mcp import McpGuard
 from gateway.proxy.overrides import OVERRIDABLE, overriding_method
 from gateway.proxy.paths import decode_path
-from gateway.proxy.proofs import DpopInsufficientScope
 from gateway.proxy.routes import Route, RouteTable
 from gateway.resources import Resources
 

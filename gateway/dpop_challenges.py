@@ -1,4 +1,6 @@
-"""DPoP at a route (RFC 9449 §7): refusals in the ``DPoP`` authentication scheme.
+"""DPoP at a protected resource (RFC 9449 §7): refusals in the ``DPoP`` authentication scheme,
+for every resource that reads tokens with ``gateway.bearer`` (the proxy's routes, ``/decisions``,
+UserInfo and ``/oauth/me``).
 
 A refusal of a request that used the ``DPoP`` scheme, or that a ``dpop = "required"`` route
 answers, challenges with the ``DPoP`` scheme (RFC 9449 §7.1): ``algs`` (the proof algorithms
