@@ -50,7 +50,8 @@ PROOF_TYPE = "dpop+jwt"
 MAX_PROOF_LENGTH = 8192
 #: header segments remembered (parsed key and thumbprint); past it the memory starts over
 MAX_REMEMBERED_KEYS = 4096
-_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+#: the members of a private JWK (RFC 7518 §6.2.2, §6.3.2, §6.4): a public key has none
+PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _PERCENT = re.compile(r"%[0-9a-fA-F]{2}")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -136,7 +137,7 @@ def public_key(alg: str, jwk: Any) -> Any:
     """The public key ``jwk`` holds, for ``alg`` (one of ``PROOF_ALGORITHMS``); ValueError
     when it is not a public key of the algorithm's kind (a private member counts against it).
     Also used for client assertion keys (RFC 7523)."""
-    if not isinstance(jwk, dict) or _PRIVATE_MEMBERS & jwk.keys():
+    if not isinstance(jwk, dict) or PRIVATE_MEMBERS & jwk.keys():
         raise ValueError("not a public JWK")
     kty = jwk.get("kty")
     members = _REQUIRED_MEMBERS.get(kty) if isinstance(kty, str) else None

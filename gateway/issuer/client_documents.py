@@ -37,7 +37,6 @@ first-party), so grants, consents, tokens and ``gateway client list`` treat it a
 
 from __future__ import annotations
 
-import ssl
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -51,23 +50,22 @@ from authlib.oauth2.rfc6749.errors import InvalidClientError
 from gateway import strict_json
 from gateway.accounts import redirect_uri_problem
 from gateway.config import Config
-from gateway.config.model import resolve_path
-from gateway.errors import ConfigError
 from gateway.hosts import is_loopback_host
-from gateway.issuer.client_keys import JwksRefused, jwks_uri_problem, read_jwks
-from gateway.issuer.fetch_cache import FetchCache
+from gateway.issuer.client_keys import (
+    JwksRefused,
+    jwks_uri_problem,
+    read_jwks,
+    registration_fetcher,
+)
+from gateway.issuer.fetch_cache import FAILURE_KEEP, FetchCache, keep_for
 from gateway.issuer.fetcher import FetchRefused, SafeFetcher
 from gateway.issuer.records import ClientLookup, load_client
 from gateway.models import CLIENT_ID_LENGTH, METADATA_DOCUMENT, Client
 from gateway.resources import registrable_scopes
 from gateway.storage import Storage
 
-#: how long a document is kept: its ``max-age`` within these bounds, else the default
-MIN_KEEP = 60
-MAX_KEEP = 24 * 3600
-DEFAULT_KEEP = 3600
-#: how long a failure is kept before the document is fetched again
-FAILURE_KEEP = 60
+#: the largest metadata document fetched (the fetcher's default)
+MAX_DOCUMENT_BYTES = 5 * 1024
 
 #: what a public client of this kind may use (RFC 7591 §2's default is the first alone)
 GRANT_TYPES = ("authorization_code", "refresh_token")
@@ -246,13 +244,6 @@ def _keys(url: str, document: dict[str, Any]) -> tuple[dict[str, Any] | None, st
     return None, jwks_uri
 
 
-def keep_for(max_age: int | None) -> int:
-    """Seconds to keep a document whose answer said ``max_age``."""
-    if max_age is None:
-        return DEFAULT_KEEP
-    return min(max(max_age, MIN_KEEP), MAX_KEEP)
-
-
 class MetadataDocumentClients(ClientLookup):
     """Authlib's ``query_client`` with metadata documents on: a URL ``client_id`` by its
     document (``InvalidClientError`` naming why it is not usable), any other as before."""
@@ -274,17 +265,12 @@ class MetadataDocumentClients(ClientLookup):
     @classmethod
     def from_config(cls, config: Config, storage: Storage) -> MetadataDocumentClients:
         """From ``[registration]``; a ``ca_file`` that cannot be loaded is a ``ConfigError``."""
-        registration = config.registration
-        ca_file = registration.ca_file
-        try:
-            fetcher = SafeFetcher(
-                ca_file=None if ca_file is None else str(resolve_path(config.base_dir, ca_file)),
-                allow_private=registration.allow_private_addresses,
-            )
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"registration.ca_file: cannot be loaded: {exc}") from None
+        fetcher = registration_fetcher(config, MAX_DOCUMENT_BYTES)
         return cls(
-            storage, fetcher, registrable_scopes(config), registration.metadata_document_hosts
+            storage,
+            fetcher,
+            registrable_scopes(config),
+            config.registration.metadata_document_hosts,
         )
 
     def __call__(self, client_id: str) -> Client | None:

@@ -30,26 +30,19 @@ from urllib.parse import urlsplit
 from gateway import strict_json
 from gateway.config import PROOF_ALGORITHMS, Config
 from gateway.config.model import resolve_path
-from gateway.dpop import public_key
+from gateway.dpop import PRIVATE_MEMBERS, public_key
 from gateway.errors import ConfigError
-from gateway.issuer.fetch_cache import FetchCache
+from gateway.issuer.fetch_cache import FAILURE_KEEP, FetchCache, keep_for
 from gateway.issuer.fetcher import FetchRefused, SafeFetcher
 from gateway.models import Client
 
 #: the largest JWK Set fetched from a ``jwks_uri``
 MAX_JWKS_BYTES = 64 * 1024
-#: how long a fetched set is kept: its ``max-age`` within these bounds, else the default
-MIN_KEEP = 60
-MAX_KEEP = 24 * 3600
-DEFAULT_KEEP = 3600
-#: how long a failed fetch is kept before the set is fetched again
-FAILURE_KEEP = 60
 #: the least time between two fetches of one client's set for unknown ``kid``s
 REFETCH_INTERVAL = 60
 #: the media types a JWK Set is taken in (RFC 7517 §8.5.1, and plain JSON)
 JWKS_TYPES = ("application/jwk-set+json", "application/json")
 MAX_URI_LENGTH = 2000
-_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 
 log = logging.getLogger("gateway.issuer")
 
@@ -107,7 +100,7 @@ def read_jwks(document: Any, *, strict: bool) -> KeySet:
     jwks: list[Any] = document["keys"]
     if not all(isinstance(jwk, dict) for jwk in jwks):
         raise JwksRefused("has a key that is not a JSON object")
-    if any(_PRIVATE_MEMBERS & jwk.keys() for jwk in jwks):
+    if any(PRIVATE_MEMBERS & jwk.keys() for jwk in jwks):
         raise JwksRefused("holds a private or symmetric key: only public keys are taken")
     keys: list[ClientKey] = []
     for i, jwk in enumerate(jwks):
@@ -152,13 +145,6 @@ def jwks_uri_problem(uri: str) -> str | None:
     if "@" in parts.netloc or "#" in uri:
         return "must carry no credentials and no fragment"
     return None
-
-
-def keep_for(max_age: int | None) -> int:
-    """Seconds to keep a fetched set whose answer said ``max_age``."""
-    if max_age is None:
-        return DEFAULT_KEEP
-    return min(max(max_age, MIN_KEEP), MAX_KEEP)
 
 
 def registration_fetcher(config: Config, max_bytes: int) -> SafeFetcher:

@@ -22,6 +22,20 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
+#: how long a fetched answer is kept: its ``max-age`` within these bounds, else the default
+MIN_KEEP = 60
+MAX_KEEP = 24 * 3600
+DEFAULT_KEEP = 3600
+#: how long a failure is kept before the URL is fetched again
+FAILURE_KEEP = 60
+
+
+def keep_for(max_age: int | None) -> int:
+    """Seconds to keep an answer that said ``max_age`` (a metadata document, a JWK Set)."""
+    if max_age is None:
+        return DEFAULT_KEEP
+    return min(max(max_age, MIN_KEEP), MAX_KEEP)
+
 
 @dataclass
 class _Flight:

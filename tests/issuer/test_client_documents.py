@@ -33,7 +33,6 @@ from gateway.issuer.client_documents import (
     ClientDocument,
     DocumentRefused,
     MetadataDocumentClients,
-    keep_for,
     read_document,
     url_problem,
 )
@@ -319,16 +318,6 @@ def test_documents_refused(changes: dict[str, Any], reason: str) -> None:
         read(**changes)
     assert str(refusal.value) == reason
     assert MARKER not in str(refusal.value)
-
-
-@pytest.mark.parametrize(
-    ("max_age", "seconds"),
-    [(None, 3600), (0, 60), (5, 60), (60, 60), (600, 600), (86400, 86400), (10**9, 86400)],
-)
-def test_kept_per_cache_control_within_a_minute_and_a_day(
-    max_age: int | None, seconds: int
-) -> None:
-    assert keep_for(max_age) == seconds
 
 
 def test_registrable_scopes(config: Config) -> None:

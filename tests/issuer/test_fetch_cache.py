@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from gateway.issuer.fetch_cache import FetchCache
+from gateway.issuer.fetch_cache import FetchCache, keep_for
 
 
 class Clock:
@@ -146,3 +146,13 @@ def test_one_load_in_flight_for_every_caller(fails: bool) -> None:
     else:
         assert results == ["shared"] * callers and not errors
         assert len(calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("max_age", "seconds"),
+    [(None, 3600), (0, 60), (5, 60), (60, 60), (600, 600), (86400, 86400), (10**9, 86400)],
+)
+def test_kept_per_cache_control_within_a_minute_and_a_day(
+    max_age: int | None, seconds: int
+) -> None:
+    assert keep_for(max_age) == seconds
